@@ -1,0 +1,5 @@
+import sys
+
+from lpcnet.cli import main
+
+sys.exit(main())

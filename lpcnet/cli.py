@@ -1,0 +1,73 @@
+"""The ``lpcnet`` command: one entry point, one sub-command per pipeline stage.
+
+Each sub-command lives in its stage module, which provides ``add_arguments(parser)``
+and ``run(args) -> int``; modules are imported only when their command runs, so
+``lpcnet prepare`` never loads TensorFlow. User mistakes (:class:`LpcnetError`)
+print one line on stderr and exit 1, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from lpcnet.errors import LpcnetError
+
+#: sub-command -> (module, one-line help)
+COMMANDS = {
+    "prepare": ("lpcnet.data", "audio files or folders -> one 16 kHz mono input.s16 + manifest"),
+    "info": ("lpcnet.inspect", "validate and summarise .s16 / .f32 / .u8 files"),
+    "demo": ("lpcnet.demo", "run the whole chain on the bundled speech and print the outputs"),
+}
+
+
+def register(name: str, module: str, help_text: str) -> None:
+    """Add a sub-command (used by stage modules added later)."""
+    COMMANDS[name] = (module, help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lpcnet", description="LPCNet research kit: data preparation, features, "
+        "training, synthesis and evaluation.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p.set_defaults(_module=module)
+        # Argument definitions are cheap to import; the heavy work is in run().
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def run_command(module_name: str, args: argparse.Namespace, prog: str) -> int:
+    """Run ``module.run(args)``, turning user errors into one stderr line and exit 1."""
+    try:
+        return int(importlib.import_module(module_name).run(args) or 0)
+    except LpcnetError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def module_main(module_name: str, prog: str, argv=None) -> int:
+    """``python -m lpcnet.<stage>`` entry: same flags and errors as ``lpcnet <command>``."""
+    parser = argparse.ArgumentParser(prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    importlib.import_module(module_name).add_arguments(parser)
+    return run_command(module_name, parser.parse_args(argv), prog)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    return run_command(args._module, args, f"lpcnet {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

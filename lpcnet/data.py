@@ -1,0 +1,222 @@
+"""Training-audio preparation: folders or lists of recordings -> one ``input.s16``.
+
+Replaces the original ``concat.sh`` + sox: every file (any format and rate, mono or
+multichannel) is decoded, mixed to mono, resampled to 16 kHz with soxr's
+high-quality filter, optionally level-normalised, and appended to one headerless
+int16 file. A JSON manifest records each source, its duration and its offset in
+the output. Unreadable or silent files are reported and skipped.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lpcnet.audio import AUDIO_EXTENSIONS, load_speech
+from lpcnet.errors import AudioError, LpcnetError
+from lpcnet.formats import SAMPLE_RATE, atomic_output, to_int16
+
+#: Asterisk prompt files that are not speech (spec'd in the foundation issue).
+DEFAULT_EXCLUDES = ("silence/*", "beep*", "*-2tone*", "tt-monkeys*")
+DEFAULT_LEVEL_DB = {"peak": -1.0, "rms": -26.0}
+
+
+@dataclass
+class SourceEntry:
+    """One source file's place in the prepared output (offsets in 16 kHz samples)."""
+
+    path: str
+    offset: int
+    samples: int
+    duration_s: float
+    source_rate: int
+    source_channels: int
+    gain_db: float
+    clipped_samples: int
+
+
+@dataclass
+class Manifest:
+    """What ``prepare`` wrote: the output file, its sources and what was skipped."""
+
+    output: str
+    sample_rate: int = SAMPLE_RATE
+    total_samples: int = 0
+    normalize: str = "none"
+    level_db: float | None = None
+    sources: list[SourceEntry] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        return self.total_samples / self.sample_rate
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["duration_s"] = self.duration_s
+        return d
+
+    @classmethod
+    def load(cls, path) -> "Manifest":
+        d = json.loads(Path(path).read_text())
+        d.pop("duration_s", None)
+        d["sources"] = [SourceEntry(**s) for s in d["sources"]]
+        return cls(**d)
+
+
+def _excluded(rel: str, patterns) -> bool:
+    name = rel.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def collect_inputs(inputs, exclude=DEFAULT_EXCLUDES, list_files=()) -> list[Path]:
+    """Expand files, folders (recursively, audio extensions only) and list files.
+
+    A list file holds one path per line (``#`` comments allowed). Files named
+    explicitly are kept even with an unknown extension; folder entries matching
+    an ``exclude`` glob (on the path relative to the folder, or the file name)
+    are dropped. Order: as given, folders sorted.
+    """
+    found: list[Path] = []
+    for list_file in list_files:
+        lf = Path(list_file)
+        if not lf.is_file():
+            raise LpcnetError(f"{lf}: list file not found (expected one audio path per line)")
+        for line in lf.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                p = Path(line)
+                found.append(p if p.is_absolute() else lf.parent / p)
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            for p in sorted(item.rglob("*")):
+                rel = p.relative_to(item).as_posix()
+                if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not _excluded(rel, exclude):
+                    found.append(p)
+        elif item.exists():
+            found.append(item)
+        else:
+            raise LpcnetError(f"{item}: no such file or folder (expected audio files or folders)")
+    return found
+
+
+def _gain(x: np.ndarray, normalize: str, level_db: float) -> float:
+    """Linear gain taking float audio ``x`` to ``level_db`` dBFS (peak or RMS)."""
+    if normalize == "none":
+        return 1.0
+    peak = float(np.max(np.abs(x)))
+    if normalize == "peak":
+        return 10 ** (level_db / 20) / peak
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+    # RMS target, but never push the peak above -0.1 dBFS (no clipping).
+    return min(10 ** (level_db / 20) / rms, 10 ** (-0.1 / 20) / peak)
+
+
+def prepare(inputs, output, *, list_files=(), exclude=DEFAULT_EXCLUDES, normalize: str = "none",
+            level_db: float | None = None, silence_db: float = -60.0, manifest_path=None,
+            progress: bool = True) -> Manifest:
+    """Concatenate audio into one 16 kHz mono int16 ``output`` file plus a JSON manifest.
+
+    Args:
+        inputs: files and/or folders (scanned recursively).
+        output: path of the ``.s16`` to write (atomically: temp file + rename).
+        list_files: text files listing more inputs, one per line.
+        exclude: glob patterns skipped inside folders (default: Asterisk non-speech).
+        normalize: ``none``, ``peak`` or ``rms`` (per file).
+        level_db: target level in dBFS (default -1 for peak, -26 for rms).
+        silence_db: files whose peak is below this (dBFS) are skipped as silent.
+        manifest_path: where to write the manifest (default ``<output>.json``).
+        progress: show a tqdm progress bar.
+
+    Returns:
+        The :class:`Manifest` (also written as JSON). Raises LpcnetError when no
+        usable audio remains.
+    """
+    if normalize not in ("none", "peak", "rms"):
+        raise LpcnetError(f"--normalize must be none, peak or rms, got {normalize!r}")
+    if level_db is None and normalize != "none":
+        level_db = DEFAULT_LEVEL_DB[normalize]
+    files = collect_inputs(inputs, exclude, list_files)
+    output = Path(output)
+    manifest_path = Path(manifest_path) if manifest_path else output.with_name(output.name + ".json")
+    man = Manifest(output=str(output), normalize=normalize, level_db=level_db)
+    from tqdm.auto import tqdm
+
+    with atomic_output(output) as out:
+        for path in tqdm(files, desc="prepare", unit="file", disable=not progress):
+            try:
+                x, info = load_speech(path)
+            except AudioError as exc:
+                man.skipped.append({"path": str(path), "reason": str(exc)})
+                continue
+            peak = float(np.max(np.abs(x))) if len(x) else 0.0
+            if peak <= 10 ** (silence_db / 20):
+                man.skipped.append({"path": str(path), "reason": f"silent (peak below {silence_db} dBFS)"})
+                continue
+            gain = _gain(x, normalize, level_db)
+            scaled = x.astype(np.float64) * (gain * 32768.0)
+            pcm = to_int16(scaled)
+            pcm.astype("<i2").tofile(out)
+            man.sources.append(SourceEntry(
+                path=str(path), offset=man.total_samples, samples=len(pcm),
+                duration_s=len(pcm) / SAMPLE_RATE, source_rate=info["sample_rate"],
+                source_channels=info["channels"], gain_db=float(20 * np.log10(gain)),
+                clipped_samples=int(np.count_nonzero(np.abs(scaled) > 32767.5))))
+            man.total_samples += len(pcm)
+        if man.total_samples == 0:
+            raise LpcnetError(f"{output}: no usable audio in {len(files)} input file(s) "
+                              f"({len(man.skipped)} skipped); nothing written")
+    with atomic_output(manifest_path, "w") as f:
+        json.dump(man.to_dict(), f, indent=1)
+    return man
+
+
+# --- CLI ---------------------------------------------------------------------
+def add_arguments(p) -> None:
+    p.add_argument("inputs", nargs="*", help="audio files and/or folders (recursive)")
+    p.add_argument("-o", "--output", required=True, help="output .s16 (16 kHz mono int16)")
+    p.add_argument("--list", dest="list_files", action="append", default=[],
+                   help="text file with one audio path per line (repeatable)")
+    p.add_argument("--exclude", action="append", default=None,
+                   help=f"glob of folder entries to skip (repeatable; default {list(DEFAULT_EXCLUDES)})")
+    p.add_argument("--normalize", choices=("none", "peak", "rms"), default="none",
+                   help="per-file level normalisation")
+    p.add_argument("--level-db", type=float, default=None,
+                   help="normalisation target in dBFS (default -1 for peak, -26 for rms)")
+    p.add_argument("--silence-db", type=float, default=-60.0,
+                   help="skip files whose peak is below this level (dBFS)")
+    p.add_argument("--manifest", default=None, help="manifest JSON path (default OUTPUT.json)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args) -> int:
+    if not args.inputs and not args.list_files:
+        raise LpcnetError("no inputs given (expected audio files, folders or --list FILE)")
+    t0 = time.perf_counter()
+    man = prepare(args.inputs, args.output, list_files=args.list_files,
+                  exclude=DEFAULT_EXCLUDES if args.exclude is None else args.exclude,
+                  normalize=args.normalize, level_db=args.level_db, silence_db=args.silence_db,
+                  manifest_path=args.manifest, progress=not args.no_progress)
+    for s in man.skipped:
+        print(f"skipped {s['path']}: {s['reason']}")
+    print(f"wrote {man.output}: {len(man.sources)} files, {man.duration_s:.1f} s "
+          f"({man.total_samples} samples at 16 kHz) in {time.perf_counter() - t0:.1f} s; "
+          f"{len(man.skipped)} skipped; manifest {args.manifest or man.output + '.json'}")
+    return 0
+
+
+def main(argv=None) -> int:
+    from lpcnet.cli import module_main
+
+    return module_main(__name__, "python -m lpcnet.data", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
