@@ -17,7 +17,7 @@ from lpcnet.errors import LpcnetError
 #: sub-command -> (module, one-line help)
 COMMANDS = {
     "prepare": ("lpcnet.data", "audio files or folders -> one 16 kHz mono input.s16 + manifest"),
-    "info": ("lpcnet.inspect", "validate and summarise .s16 / .f32 / .u8 files"),
+    "info": ("lpcnet.info", "validate and summarise .s16 / .f32 / .u8 files"),
     "demo": ("lpcnet.demo", "run the whole chain on the bundled speech and print the outputs"),
 }
 
@@ -27,17 +27,18 @@ def register(name: str, module: str, help_text: str) -> None:
     COMMANDS[name] = (module, help_text)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """Top-level parser; only the ``selected`` command's module is imported for its flags."""
     parser = argparse.ArgumentParser(
         prog="lpcnet", description="LPCNet research kit: data preparation, features, "
-        "training, synthesis and evaluation.")
+        "training, synthesis and evaluation. `lpcnet COMMAND --help` for each command.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         p.set_defaults(_module=module)
-        # Argument definitions are cheap to import; the heavy work is in run().
-        importlib.import_module(module).add_arguments(p)
+        if name == selected:
+            importlib.import_module(module).add_arguments(p)
     return parser
 
 
@@ -61,7 +62,9 @@ def module_main(module_name: str, prog: str, argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(selected if selected in COMMANDS else None)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()

@@ -220,3 +220,124 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# =============================================================================
+# Training loader (spec C.7 / D.2): memory-mapped features.f32 + data.u8 -> batches
+# =============================================================================
+#
+# Sequence s (0 <= s < N) is
+#   audio    = frames 15 s + 2 .. 15 s + 16 of data.u8 (2400 samples; first 2 frames skipped),
+#   features = frames 15 s     .. 15 s + 18 of features.f32 (19 frames, overlapping by 4),
+# so output frame k of the 'valid' conv stack is centred on feature frame k + 2.
+# N = (frames // 15 - 1) // batch * batch, as in the seed. Both files stay memory-mapped:
+# a batch reads only its own sequences.
+
+class TrainingLoader:
+    """Batches of LPCNet training sequences, reshuffled per data epoch, shardable by rank.
+
+    The order is a pure function of ``(seed, epoch)``: data epoch ``e`` uses the
+    permutation ``default_rng((seed, e)).permutation(N)``, identical on every
+    rank; rank ``k`` of ``world_size`` takes the disjoint slice
+    ``perm[k * P:(k + 1) * P]`` with ``P = batches_per_rank * batch_size``
+    (every sequence is seen at most once per epoch across ranks; fixes spec G.8).
+    Global step ``g`` of a run maps to batch ``g % batches_per_rank`` of data
+    epoch ``g // batches_per_rank``, so a resumed run sees exactly the batches
+    an uninterrupted run would.
+
+    Args:
+        features_path: ``features.f32`` (36 float32 per frame).
+        data_path: ``data.u8`` (4 µ-law bytes per sample).
+        batch_size: sequences per batch on this rank.
+        seed: shuffle seed.
+        rank, world_size: this process's shard (Horovod); default 0 / 1.
+        nb_features: features fed to the network (the first 20).
+
+    Raises:
+        LpcnetError: files that disagree, hold NaN/Inf, or are too short for one batch.
+    """
+
+    def __init__(self, features_path, data_path, batch_size: int, *, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, nb_features: int = 20):
+        from lpcnet.config import SEQ_FEATURE_FRAMES, SEQ_FRAMES, SEQ_SAMPLES
+        from lpcnet.formats import FRAME_SIZE, read_training_pair
+
+        if batch_size < 1:
+            raise LpcnetError(f"batch size must be >= 1, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise LpcnetError(f"rank {rank} outside world size {world_size}")
+        feats, data = read_training_pair(features_path, data_path)
+        frames = len(feats)
+        n = (frames // SEQ_FRAMES - 1) // batch_size * batch_size
+        batches = max(n, 0) // batch_size
+        if batches // world_size < 1:
+            need = SEQ_FRAMES * (batch_size * world_size + 1)
+            raise LpcnetError(
+                f"{features_path}: {frames} frames ({frames * FRAME_SIZE / 16000:.1f} s) are too short "
+                f"for one batch of {batch_size} sequences x {world_size} rank(s); need at least "
+                f"{need} frames ({need * FRAME_SIZE / 16000:.1f} s)")
+        self.features_path, self.data_path = str(features_path), str(data_path)
+        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.nb_features = int(nb_features)
+        self.frames, self.nb_sequences = frames, n
+        self.batches_per_rank = batches // world_size
+        # Views on the memory maps (no copy): (N, 2400, 4) audio and (N, 19, 36) features.
+        start = 2 * FRAME_SIZE
+        self._audio = data[start:start + n * SEQ_SAMPLES].reshape(n, SEQ_SAMPLES, data.shape[1])
+        self._feats = np.lib.stride_tricks.as_strided(
+            feats, shape=(n, SEQ_FEATURE_FRAMES, feats.shape[1]),
+            strides=(SEQ_FRAMES * feats.strides[0], feats.strides[0], feats.strides[1]),
+            writeable=False)
+
+    def __len__(self) -> int:
+        """Batches per data epoch on this rank."""
+        return self.batches_per_rank
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        """The global (all-rank) order of sequence indices for data epoch ``epoch``."""
+        return np.random.default_rng((self.seed, int(epoch))).permutation(self.nb_sequences)
+
+    def indices(self, step: int) -> np.ndarray:
+        """Sequence indices of global step ``step`` on this rank."""
+        epoch, i = divmod(int(step), self.batches_per_rank)
+        per_rank = self.batches_per_rank * self.batch_size
+        lo = self.rank * per_rank + i * self.batch_size
+        return self.permutation(epoch)[lo:lo + self.batch_size]
+
+    def sequences(self, idx) -> tuple:
+        """``([pcm (B,2400,3), features (B,19,nb), pitch (B,19,1)], target (B,2400,1))`` of sequences ``idx``."""
+        from lpcnet.formats import PITCH_INDEX, decode_pitch
+
+        idx = np.asarray(idx)
+        audio = np.asarray(self._audio[idx])
+        f = np.asarray(self._feats[idx])
+        pcm = audio[:, :, :3].astype(np.int32)
+        target = audio[:, :, 3:4].astype(np.int32)
+        feat = np.ascontiguousarray(f[:, :, :self.nb_features], dtype=np.float32)
+        pitch = decode_pitch(f[:, :, PITCH_INDEX:PITCH_INDEX + 1]).astype(np.int32)
+        return (pcm, feat, pitch), target
+
+    def batch(self, step: int) -> tuple:
+        """Batch of global step ``step`` (see the class docstring)."""
+        return self.sequences(np.sort(self.indices(step)))   # ascending reads on the memory maps
+
+    def as_dataset(self, start_step: int = 0, prefetch: int = 2):
+        """Endless ``tf.data.Dataset`` of batches from global step ``start_step`` on."""
+        import tensorflow as tf
+
+        from lpcnet.config import SEQ_FEATURE_FRAMES, SEQ_SAMPLES
+
+        def gen():
+            step = start_step
+            while True:
+                yield self.batch(step)
+                step += 1
+
+        b = self.batch_size
+        sig = ((tf.TensorSpec((b, SEQ_SAMPLES, 3), tf.int32),
+                tf.TensorSpec((b, SEQ_FEATURE_FRAMES, self.nb_features), tf.float32),
+                tf.TensorSpec((b, SEQ_FEATURE_FRAMES, 1), tf.int32)),
+               tf.TensorSpec((b, SEQ_SAMPLES, 1), tf.int32))
+        ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
+        return ds.prefetch(prefetch)

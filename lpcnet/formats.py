@@ -79,7 +79,8 @@ def ulaw2lin(u) -> np.ndarray:
     """µ-law codes 0..255 -> linear values (float64, int16 scale).
 
     ``sign(u - 128) * (32768/255) * (exp(|u - 128| / 128 * ln 256) - 1)``;
-    ulaw2lin(0) = -32768, ulaw2lin(128) = 0, ulaw2lin(255) ~ 31443.
+    ulaw2lin(0) = -32768, ulaw2lin(128) = 0, ulaw2lin(255) = 31373.3 (spec A.6's "~31443" is a
+    slip; the formula is normative).
     """
     d = np.asarray(u, dtype=np.float64) - 128.0
     return np.sign(d) * (1.0 / _ULAW_SCALE) * np.expm1(np.abs(d) / 128.0 * _LN256)

@@ -1,0 +1,90 @@
+/* LPCNet research kit: native feature extraction (public API).
+ * Copyright (c) 2026 the LPCNet kit authors. BSD-3-Clause.
+ *
+ * One encoder state processes 160-sample frames of 16 kHz speech and yields the
+ * 36-float feature vector of spec A.2 per frame (and, in training mode, the 160
+ * four-byte data.u8 records of spec A.3/B.10). Plain C99 + libm; no allocation
+ * inside the per-frame calls. */
+#ifndef LPCNET_H
+#define LPCNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LPCNET_SAMPLE_RATE 16000
+#define LPCNET_FRAME_SIZE 160
+#define LPCNET_NB_BANDS 18
+#define LPCNET_LPC_ORDER 16
+#define LPCNET_NB_FEATURES 20
+#define LPCNET_NB_TOTAL_FEATURES 36
+#define LPCNET_PITCH_MIN_PERIOD 32
+#define LPCNET_PITCH_MAX_PERIOD 256
+#define LPCNET_DATA_CHANNELS 4
+/** Frames between two draws of the training augmentation (spec B.2 step 4). */
+#define LPCNET_GAIN_CHANGE_FRAMES 2822
+
+/** Feature-extraction modes. */
+#define LPCNET_MODE_TEST 0  /**< features only, DC block + pre-emphasis + dither */
+#define LPCNET_MODE_TRAIN 1 /**< augmentation + data.u8 records */
+
+/** Opaque encoder state. */
+typedef struct LPCNetFeatState LPCNetFeatState;
+
+/** @return size in bytes of an LPCNetFeatState (for caller-owned memory). */
+size_t lpcnet_feat_get_size(void);
+
+/** Initialise caller-owned state memory.
+ * @param st   memory of lpcnet_feat_get_size() bytes
+ * @param mode LPCNET_MODE_TEST or LPCNET_MODE_TRAIN
+ * @param seed seed of every random draw (dither, augmentation, excitation noise)
+ * @return 0 on success, -1 on a bad mode */
+int lpcnet_feat_init(LPCNetFeatState *st, int mode, uint64_t seed);
+
+/** Allocate and initialise a state; NULL on failure. */
+LPCNetFeatState *lpcnet_feat_create(int mode, uint64_t seed);
+
+/** Free a state made by lpcnet_feat_create(). */
+void lpcnet_feat_destroy(LPCNetFeatState *st);
+
+/** Process one 160-sample frame (spec B.2 steps 4-15).
+ *
+ * The caller realises the one-frame read lag of spec A.7: the first frame passed
+ * should be all zeros (see lpcnet_feat_process()).
+ * @param st       state
+ * @param pcm      160 int16 input samples
+ * @param features out: 36 floats (spec A.2)
+ * @param data     out: 640 bytes (160 x 4 mu-law codes) in training mode; may be
+ *                 NULL in test mode */
+void lpcnet_feat_frame(LPCNetFeatState *st, const int16_t *pcm, float *features, uint8_t *data);
+
+/** Process a stream of frames with the one-frame read lag of spec A.7.
+ *
+ * Feeds a zero frame first (on the state's first call), then input frames; the
+ * last frame passed is kept for the next call. With nb_frames input frames it
+ * writes nb_frames feature records. Call repeatedly on consecutive chunks.
+ * @param pcm       nb_frames*160 int16 samples
+ * @param features  out: nb_frames*36 floats
+ * @param data      out: nb_frames*640 bytes in training mode, else NULL */
+void lpcnet_feat_process(LPCNetFeatState *st, const int16_t *pcm, long nb_frames,
+                         float *features, uint8_t *data);
+
+/** @return the SIMD level used by the cross-correlation kernel: 0 scalar, 2 AVX2, 3 AVX-512. */
+int lpcnet_simd_level(void);
+
+/** Force a SIMD level (0, 2 or 3; clamped to what the CPU supports). For tests. */
+int lpcnet_set_simd_level(int level);
+
+/** Exact mu-law (spec A.6, G.14): exact log, round half to even, clamp 0..255. */
+int lpcnet_lin2ulaw(double x);
+
+/** Inverse mu-law (spec A.6). */
+double lpcnet_ulaw2lin(int u);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,322 @@
+/* Frame-by-frame LPCNet feature extraction and training data (spec B.2-B.10).
+ * Copyright (c) 2026 the LPCNet kit authors. BSD-3-Clause. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../include/lpcnet.h"
+#include "freq.h"
+#include "rng.h"
+#include "xcorr.h"
+
+#define FRAME_SIZE LPCNET_FRAME_SIZE
+#define HALF_FRAME (FRAME_SIZE / 2)
+#define TRAINING_OFFSET 80
+#define PITCH_MIN_PERIOD LPCNET_PITCH_MIN_PERIOD
+#define PITCH_MAX_PERIOD LPCNET_PITCH_MAX_PERIOD
+#define NB_CANDIDATES (PITCH_MAX_PERIOD - PITCH_MIN_PERIOD) /* 224: lags 256..33 */
+#define EXC_BUF_SIZE (PITCH_MAX_PERIOD + FRAME_SIZE)
+#define PREEMPHASIS 0.85f
+
+struct LPCNetFeatState {
+  int mode;
+  Pcg32 rng;
+  xcorr_fn xcorr;
+  FreqTables tables;
+  int16_t lagged[FRAME_SIZE];
+  /* analysis */
+  float analysis_mem[OVERLAP_SIZE];
+  float lpc[LPC_ORDER];
+  float pitch_mem[LPC_ORDER];
+  float pitch_filt;
+  float exc_buf[EXC_BUF_SIZE];
+  float xc[2][PITCH_MAX_PERIOD];
+  float frame_weight[2];
+  /* pitch tracker (B.8) */
+  float path[NB_CANDIDATES];
+  float path_max;
+  int best_i;
+  /* signal chain (B.2) */
+  float mem_hp[2], mem_resp[2], mem_preemph;
+  float a_resp[2], b_resp[2];
+  float speech_gain, old_speech_gain, noise_std;
+  int gain_change_count;
+  /* data.u8 (B.10) */
+  int16_t pcm[FRAME_SIZE];
+  int noise[FRAME_SIZE];
+  float sig_mem[LPC_ORDER];
+  int exc_mem;
+  float ulaw_table[256];
+};
+
+/* --- mu-law (exact; spec A.6 / G.14) ------------------------------------ */
+static const double ULAW_SCALE = 255.0 / 32768.0;
+
+int lpcnet_lin2ulaw(double x) {
+  double u = 128.0 * log1p(ULAW_SCALE * fabs(x)) / log(256.0);
+  double r;
+  if (x < 0) u = -u;
+  r = 128.0 + nearbyint(u); /* round half to even, as numpy.round */
+  if (r < 0) r = 0;
+  if (r > 255) r = 255;
+  return (int)r;
+}
+
+double lpcnet_ulaw2lin(int u) {
+  double d = u - 128.0;
+  double s = d < 0 ? -1.0 : (d > 0 ? 1.0 : 0.0);
+  return s * (1.0 / ULAW_SCALE) * expm1(fabs(d) / 128.0 * log(256.0));
+}
+
+/* --- state --------------------------------------------------------------- */
+static int simd_override = -1;
+
+size_t lpcnet_feat_get_size(void) { return sizeof(LPCNetFeatState); }
+
+int lpcnet_feat_init(LPCNetFeatState *st, int mode, uint64_t seed) {
+  int i;
+  if (mode != LPCNET_MODE_TEST && mode != LPCNET_MODE_TRAIN) return -1;
+  memset(st, 0, sizeof(*st));
+  st->mode = mode;
+  pcg32_seed(&st->rng, seed);
+  st->xcorr = xcorr_select(simd_override);
+  freq_init(&st->tables);
+  st->speech_gain = st->old_speech_gain = 1;
+  st->exc_mem = 128;
+  for (i = 0; i < 256; i++) st->ulaw_table[i] = (float)lpcnet_ulaw2lin(i);
+  return 0;
+}
+
+LPCNetFeatState *lpcnet_feat_create(int mode, uint64_t seed) {
+  LPCNetFeatState *st = malloc(sizeof(*st));
+  if (st && lpcnet_feat_init(st, mode, seed)) {
+    free(st);
+    st = NULL;
+  }
+  return st;
+}
+
+void lpcnet_feat_destroy(LPCNetFeatState *st) { free(st); }
+
+int lpcnet_simd_level(void) {
+  int cpu = xcorr_cpu_level();
+  return (simd_override < 0 || simd_override > cpu) ? cpu : (simd_override >= 2 ? simd_override : 0);
+}
+
+int lpcnet_set_simd_level(int level) {
+  simd_override = level;
+  return lpcnet_simd_level();
+}
+
+/* --- signal chain helpers -------------------------------------------------- */
+/* Transposed direct form II biquad, float state, double products (as the reference). */
+static void biquad(float *x, float mem[2], const float b[2], const float a[2], int n) {
+  int i;
+  for (i = 0; i < n; i++) {
+    float xi = x[i];
+    float yi = xi + mem[0];
+    mem[0] = (float)(mem[1] + (b[0] * (double)xi - a[0] * (double)yi));
+    mem[1] = (float)(b[1] * (double)xi - a[1] * (double)yi);
+    x[i] = yi;
+  }
+}
+
+static int16_t float2short(float x) {
+  double v = floor(.5 + x);
+  if (v > 32767) v = 32767;
+  if (v < -32767) v = -32767;
+  return (int16_t)v;
+}
+
+/* --- analysis (B.3-B.7) ---------------------------------------------------- */
+static void compute_frame_features(LPCNetFeatState *st, const float *in, float *features) {
+  float x320[WINDOW_SIZE], aligned_in[FRAME_SIZE], bandE[NB_BANDS];
+  float xcorr[PITCH_MAX_PERIOD], yy[PITCH_MAX_PERIOD];
+  int i, j, sub;
+  memcpy(aligned_in, &st->analysis_mem[OVERLAP_SIZE - TRAINING_OFFSET], TRAINING_OFFSET * sizeof(float));
+  memcpy(&aligned_in[TRAINING_OFFSET], in, (FRAME_SIZE - TRAINING_OFFSET) * sizeof(float));
+  memcpy(x320, st->analysis_mem, OVERLAP_SIZE * sizeof(float));
+  memcpy(&x320[OVERLAP_SIZE], in, FRAME_SIZE * sizeof(float));
+  memcpy(st->analysis_mem, in, OVERLAP_SIZE * sizeof(float));
+  band_energy_windowed(&st->tables, x320, bandE);
+  cepstrum_from_bands(&st->tables, bandE, features);
+  lpc_from_cepstrum(&st->tables, features, st->lpc);
+  memcpy(&features[NB_BANDS + 2], st->lpc, LPC_ORDER * sizeof(float));
+
+  /* LPC residual of the aligned input, then ex[n] = r[n] + 0.7 r[n-1]. */
+  memmove(st->exc_buf, &st->exc_buf[FRAME_SIZE], PITCH_MAX_PERIOD * sizeof(float));
+  for (i = 0; i < FRAME_SIZE; i++) {
+    float sum = aligned_in[i];
+    for (j = 0; j < LPC_ORDER; j++) sum += st->lpc[j] * st->pitch_mem[j];
+    memmove(&st->pitch_mem[1], &st->pitch_mem[0], (LPC_ORDER - 1) * sizeof(float));
+    st->pitch_mem[0] = aligned_in[i];
+    st->exc_buf[PITCH_MAX_PERIOD + i] = (float)(sum + .7 * st->pitch_filt);
+    st->pitch_filt = sum;
+  }
+  /* Normalised cross-correlation per half-frame. */
+  for (sub = 0; sub < 2; sub++) {
+    const int off = sub * HALF_FRAME;
+    const float *x = &st->exc_buf[PITCH_MAX_PERIOD + off];
+    float ener0 = 0;
+    st->xcorr(x, st->exc_buf + off, xcorr, yy, HALF_FRAME, PITCH_MAX_PERIOD);
+    for (i = 0; i < HALF_FRAME; i++) ener0 += x[i] * x[i];
+    st->frame_weight[sub] = ener0;
+    for (i = 0; i < PITCH_MAX_PERIOD; i++) st->xc[sub][i] = 2 * xcorr[i] / (1 + ener0 + yy[i]);
+  }
+}
+
+/* --- pitch tracking (B.8) --------------------------------------------------- */
+static void track_pitch(LPCNetFeatState *st, float *features) {
+  int pitch_prev[2][NB_CANDIDATES];
+  int i, j, sub, best_i, period[2];
+  float frame_corr = 0;
+  float weight_sum = 1e-15f;
+  for (sub = 0; sub < 2; sub++) weight_sum += st->frame_weight[sub];
+  for (sub = 0; sub < 2; sub++) st->frame_weight[sub] *= (2.f / weight_sum);
+  for (sub = 0; sub < 2; sub++) {
+    float *xc = st->xc[sub];
+    float new_path[NB_CANDIDATES];
+    float max_path_all = -1e15f;
+    best_i = 0;
+    /* Octave-error penalty against the half-lag neighbourhood (lags > 64). */
+    for (i = 0; i < PITCH_MAX_PERIOD - 2 * PITCH_MIN_PERIOD; i++) {
+      float a = xc[(PITCH_MAX_PERIOD + i) / 2], b = xc[(PITCH_MAX_PERIOD + i + 2) / 2];
+      float c = xc[(PITCH_MAX_PERIOD + i - 1) / 2];
+      float m = a > b ? a : b;
+      m = m > c ? m : c;
+      if (xc[i] < m * 1.1) xc[i] = (float)(xc[i] * .8);
+    }
+    for (i = 0; i < NB_CANDIDATES; i++) {
+      const int jmin = i < 4 ? 0 : 4 - i;
+      const int jmax = (4 < NB_CANDIDATES - 1 - i) ? 4 : NB_CANDIDATES - 1 - i;
+      float max_prev = st->path_max - 6.f;
+      float lb;
+      int origin = st->best_i, jlo, jspan;
+      /* Exact pruning: path values are <= 0 after renormalisation, so a candidate
+       * with penalty above -lb (lb = a lower bound of the best score) can never
+       * win; scanning the rest in the reference order keeps its tie-breaking. */
+      lb = max_prev;
+      for (j = (jmin > -4 ? jmin : -4); j <= jmax; j++) {
+        float v = st->path[i + j] - .02f * abs(j) * abs(j);
+        if (v > lb) lb = v;
+      }
+      jspan = 4;
+      while (jspan < NB_CANDIDATES && -(.02f * (jspan + 1) * (jspan + 1)) >= lb) jspan++;
+      jlo = jmin > -jspan ? jmin : -jspan;
+      for (j = jlo; j <= jmax; j++) {
+        float v = st->path[i + j] - .02f * abs(j) * abs(j);
+        if (v > max_prev) {
+          max_prev = v;
+          origin = i + j;
+        }
+      }
+      pitch_prev[sub][i] = origin;
+      new_path[i] = max_prev + st->frame_weight[sub] * xc[i];
+      if (new_path[i] > max_path_all) {
+        max_path_all = new_path[i];
+        best_i = i;
+      }
+    }
+    for (i = 0; i < NB_CANDIDATES; i++) st->path[i] = new_path[i] - max_path_all;
+    st->path_max = max_path_all;
+    st->best_i = best_i;
+  }
+  /* Backtrack over the two half-frames. */
+  best_i = st->best_i;
+  for (sub = 1; sub >= 0; sub--) {
+    period[sub] = PITCH_MAX_PERIOD - best_i;
+    frame_corr += st->frame_weight[sub] * st->xc[sub][best_i];
+    best_i = pitch_prev[sub][best_i];
+  }
+  frame_corr /= 2;
+  {
+    int total = period[0] + period[1];
+    total = total < 66 ? 66 : (total > 510 ? 510 : total);
+    features[NB_BANDS] = (float)(.01 * (total - 200));
+    features[NB_BANDS + 1] = (float)(frame_corr - .5);
+  }
+}
+
+/* --- training targets (B.10, with the current frame's LPC: fix of spec G.1) -- */
+static void write_audio(LPCNetFeatState *st, const float *lpc, uint8_t *data) {
+  int i, j;
+  for (i = 0; i < FRAME_SIZE; i++) {
+    float p = 0;
+    int e;
+    for (j = 0; j < LPC_ORDER; j++) p -= lpc[j] * st->sig_mem[j];
+    e = lpcnet_lin2ulaw((double)(st->pcm[i] - p));
+    data[4 * i] = (uint8_t)lpcnet_lin2ulaw(st->sig_mem[0]);
+    data[4 * i + 1] = (uint8_t)lpcnet_lin2ulaw(p);
+    data[4 * i + 2] = (uint8_t)st->exc_mem;
+    data[4 * i + 3] = (uint8_t)e;
+    e += st->noise[i];
+    e = e < 0 ? 0 : (e > 255 ? 255 : e);
+    memmove(&st->sig_mem[1], &st->sig_mem[0], (LPC_ORDER - 1) * sizeof(float));
+    st->sig_mem[0] = p + st->ulaw_table[e];
+    st->exc_mem = e;
+  }
+}
+
+static void draw_augmentation(LPCNetFeatState *st) {
+  double u1, u2;
+  st->speech_gain = (float)pow(10., (-20 + pcg32_below(&st->rng, 40)) / 20.);
+  if (pcg32_below(&st->rng, 20) == 0) st->speech_gain *= .01f;
+  if (pcg32_below(&st->rng, 100) == 0) st->speech_gain = 0;
+  st->a_resp[0] = (float)(.75 * (pcg32_uniform(&st->rng) - .5));
+  st->a_resp[1] = (float)(.75 * (pcg32_uniform(&st->rng) - .5));
+  st->b_resp[0] = (float)(.75 * (pcg32_uniform(&st->rng) - .5));
+  st->b_resp[1] = (float)(.75 * (pcg32_uniform(&st->rng) - .5));
+  u1 = pcg32_uniform(&st->rng);
+  u2 = pcg32_uniform(&st->rng);
+  st->noise_std = (float)fabs(-1.5 * log(1e-4 + u1) - .5 * log(1e-4 + u2));
+}
+
+/* --- one frame (B.2 steps 4-15) -------------------------------------------- */
+void lpcnet_feat_frame(LPCNetFeatState *st, const int16_t *pcm, float *features, uint8_t *data) {
+  static const float b_hp[2] = {-2.f, 1.f}, a_hp[2] = {-1.99599f, 0.99600f};
+  const int train = st->mode == LPCNET_MODE_TRAIN;
+  float x[FRAME_SIZE];
+  int i;
+  if (train && ++st->gain_change_count > LPCNET_GAIN_CHANGE_FRAMES - 1) {
+    draw_augmentation(st);
+    st->gain_change_count = 0;
+  }
+  for (i = 0; i < FRAME_SIZE; i++) x[i] = pcm[i];
+  biquad(x, st->mem_hp, b_hp, a_hp, FRAME_SIZE);
+  if (train) biquad(x, st->mem_resp, st->b_resp, st->a_resp, FRAME_SIZE);
+  for (i = 0; i < FRAME_SIZE; i++) {
+    float yi = x[i] + st->mem_preemph;
+    st->mem_preemph = -PREEMPHASIS * x[i];
+    x[i] = yi;
+  }
+  /* Gain cross-fade; the reference runs it in every mode (gain 1 in -test). */
+  for (i = 0; i < FRAME_SIZE; i++) {
+    float f = (float)i / FRAME_SIZE;
+    x[i] *= f * st->speech_gain + (1 - f) * st->old_speech_gain;
+  }
+  for (i = 0; i < FRAME_SIZE; i++) x[i] = (float)(x[i] + (pcg32_uniform(&st->rng) - .5));
+  for (i = 0; i < FRAME_SIZE - TRAINING_OFFSET; i++) st->pcm[i + TRAINING_OFFSET] = float2short(x[i]);
+  compute_frame_features(st, x, features);
+  if (train) {
+    for (i = 0; i < FRAME_SIZE; i++) {
+      double l1 = log(pcg32_uniform_pos(&st->rng)), l2 = log(pcg32_uniform_pos(&st->rng));
+      st->noise[i] = (int)floor(.5 + st->noise_std * .707 * (l1 - l2));
+    }
+  }
+  track_pitch(st, features);
+  if (train && data) write_audio(st, &features[NB_BANDS + 2], data);
+  for (i = 0; i < TRAINING_OFFSET; i++) st->pcm[i] = float2short(x[i + FRAME_SIZE - TRAINING_OFFSET]);
+  st->old_speech_gain = st->speech_gain;
+}
+
+void lpcnet_feat_process(LPCNetFeatState *st, const int16_t *pcm, long nb_frames, float *features,
+                         uint8_t *data) {
+  long k;
+  const int train = st->mode == LPCNET_MODE_TRAIN;
+  for (k = 0; k < nb_frames; k++) {
+    /* Record k describes the previous input frame (zeros for the very first). */
+    lpcnet_feat_frame(st, st->lagged, features + k * LPCNET_NB_TOTAL_FEATURES,
+                      train && data ? data + k * FRAME_SIZE * LPCNET_DATA_CHANNELS : NULL);
+    memcpy(st->lagged, pcm + k * FRAME_SIZE, sizeof(st->lagged));
+  }
+}

@@ -1,0 +1,60 @@
+"""The install is part of the product: pins agree everywhere, CI calls the README's command."""
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pins(text):
+    """name==version lines -> {normalised name: version} (PEP 503 names)."""
+    found = re.findall(r"^\s*-?\s*([A-Za-z0-9_.\-]+)==([^\s#]+)", text, re.M)
+    return {re.sub(r"[-_.]+", "-", n).lower(): v for n, v in found}
+
+
+def test_environment_yml_has_the_same_pins_as_requirements():
+    req = _pins((ROOT / "requirements.txt").read_text())
+    env = _pins((ROOT / "environment.yml").read_text())
+    env.pop("horovod", None)  # built from source, named in a comment
+    assert req == env
+    lock = _pins((ROOT / "requirements-lock.txt").read_text())
+    for name, version in req.items():
+        assert lock.get(name) == version, name
+
+
+def test_installed_versions_match_the_pins():
+    import importlib.metadata as md
+
+    for name, version in _pins((ROOT / "requirements.txt").read_text()).items():
+        assert md.version(name) == version, name
+    assert md.version("horovod") == "0.28.1"
+
+
+def test_horovod_built_with_tensorflow_and_gloo_without_mpi():
+    import horovod.tensorflow as hvd
+
+    assert hvd.gloo_built() and not hvd.mpi_built()
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    readme = (ROOT / "README.md").read_text().splitlines()
+    block = readme[readme.index("```bash") + 1: readme.index("```bash") + 3]
+    commands = [line.split("#")[0].strip() for line in block]
+    assert commands == ["make demo", "make test"]
+    ci = [l.strip() for l in (ROOT / ".ci" / "run").read_text().splitlines()
+          if l.strip() and not l.startswith("#")]
+    assert "make test" in ci and not any("pytest" in l for l in ci)
+
+
+def test_shell_scripts_parse():
+    for script in [ROOT / "env.sh", ROOT / ".ci" / "run", *sorted((ROOT / "run_scripts").glob("*.sh"))]:
+        subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+def test_env_sh_exports_overridable_defaults(tmp_path):
+    out = subprocess.run(["bash", "-c", f"DATA_DIR={tmp_path} NP=3; export DATA_DIR NP; source {ROOT}/env.sh; "
+                          "echo $DATA_DIR $NP $OUTPUT_DIR $TF_NUM_INTRAOP_THREADS"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == str(tmp_path) and out[1] == "3"
+    assert out[2].endswith("work/output") and int(out[3]) >= 1
