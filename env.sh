@@ -20,3 +20,10 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$LPCNET_NUM_THREADS}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 # Small-data mode for notebooks (1 = tiny models, few steps; 0 = full runs).
 export LPCNET_NB_SMALL="${LPCNET_NB_SMALL:-1}"
+# Use the kit's venv (python, lpcnet, horovodrun) when it exists.
+if [ -d "$LPCNET_ROOT/.venv/bin" ]; then
+  case ":$PATH:" in *":$LPCNET_ROOT/.venv/bin:"*) ;; *) export PATH="$LPCNET_ROOT/.venv/bin:$PATH" ;; esac
+fi
+# Multi-node Horovod: HOSTS="h1:4,h2:4" or HOSTFILE=/path/hostfile (passed to horovodrun untouched).
+export HOSTS="${HOSTS:-}"
+export HOSTFILE="${HOSTFILE:-}"

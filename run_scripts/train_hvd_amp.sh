@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Train LPCNet data-parallel with Horovod (gloo) on NP processes, mixed precision; batch 16 per process.
+# Usage: run_scripts/train_hvd_amp.sh [NP] [extra `lpcnet train` flags...]   (paths and NP from env.sh)
+set -euo pipefail
+source "$(dirname "$0")/../env.sh"
+NP=${1:-$NP}; shift $(( $# > 0 ? 1 : 0 ))
+HOSTARGS=(-H "${HOSTS:-localhost:$NP}"); [ -n "$HOSTFILE" ] && HOSTARGS=(--hostfile "$HOSTFILE")
+exec horovodrun -np "$NP" "${HOSTARGS[@]}" --gloo \
+  python -m lpcnet.train --features "$DATA_DIR/features.f32" --data "$DATA_DIR/data.u8" \
+  --output lpcnet_model --model_dir "$MODEL_DIR/hvd${NP}_amp" --batch_size 16 --epochs 120 \
+  --steps_per_epoch 1000 --use_amp True --use_horovod True --use_performance True \
+  --enable_tensorboard True "$@"
