@@ -19,7 +19,19 @@ COMMANDS = {
     "prepare": ("lpcnet.data", "audio files or folders -> one 16 kHz mono input.s16 + manifest"),
     "info": ("lpcnet.info", "validate and summarise .s16 / .f32 / .u8 files"),
     "demo": ("lpcnet.demo", "run the whole chain on the bundled speech and print the outputs"),
+    "bench": ("lpcnet.bench", "benchmarks (features, ...): speed in x real time / samples per second"),
+    "dump-data": ("lpcnet.features", "speech -> features.f32 (-test) or features.f32 + data.u8 (-train), native C"),
+    "train": ("lpcnet.train", "train LPCNet on features.f32 + data.u8 (checkpoints, sparsity, AMP)"),
+    "synth": ("lpcnet.synth", "features (.f32) or speech (copy-synthesis) -> speech, native C or Keras engine"),
+    "export": ("lpcnet.export", "checkpoint -> versioned weight blob for the native synthesis engine"),
 }
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse that reports usage mistakes on one line (with a --help hint), exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def register(name: str, module: str, help_text: str) -> None:
@@ -29,7 +41,7 @@ def register(name: str, module: str, help_text: str) -> None:
 
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     """Top-level parser; only the ``selected`` command's module is imported for its flags."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="lpcnet", description="LPCNet research kit: data preparation, features, "
         "training, synthesis and evaluation. `lpcnet COMMAND --help` for each command.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -56,7 +68,7 @@ def run_command(module_name: str, args: argparse.Namespace, prog: str) -> int:
 
 def module_main(module_name: str, prog: str, argv=None) -> int:
     """``python -m lpcnet.<stage>`` entry: same flags and errors as ``lpcnet <command>``."""
-    parser = argparse.ArgumentParser(prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineErrorParser(prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     importlib.import_module(module_name).add_arguments(parser)
     return run_command(module_name, parser.parse_args(argv), prog)
 

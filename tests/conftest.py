@@ -52,3 +52,14 @@ def train_s16(tmp_path_factory) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def slice_training_pair(tmp_path_factory, train_s16) -> tuple[Path, Path]:
+    """``(features.f32, data.u8)`` of the training speaker, ``dump-data -train`` with seed 0."""
+    from lpcnet.features import dump_data
+
+    out = tmp_path_factory.mktemp("training_pair")
+    feats, data = out / "features.f32", out / "data.u8"
+    dump_data(train_s16, feats, data, mode="train", seed=0, progress=False)
+    return feats, data

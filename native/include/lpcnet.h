@@ -81,6 +81,10 @@ int lpcnet_set_simd_level(int level);
 /** Exact mu-law (spec A.6, G.14): exact log, round half to even, clamp 0..255. */
 int lpcnet_lin2ulaw(double x);
 
+/** Self-test: number of float inputs where the table-driven mu-law used for
+ * data.u8 differs from lpcnet_lin2ulaw() (expected 0). */
+long lpcnet_ulaw_selftest(const float *x, long n);
+
 /** Inverse mu-law (spec A.6). */
 double lpcnet_ulaw2lin(int u);
 

@@ -9,6 +9,10 @@
 #include "rng.h"
 #include "xcorr.h"
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #define FRAME_SIZE LPCNET_FRAME_SIZE
 #define HALF_FRAME (FRAME_SIZE / 2)
 #define TRAINING_OFFSET 80
@@ -17,6 +21,9 @@
 #define NB_CANDIDATES (PITCH_MAX_PERIOD - PITCH_MIN_PERIOD) /* 224: lags 256..33 */
 #define EXC_BUF_SIZE (PITCH_MAX_PERIOD + FRAME_SIZE)
 #define PREEMPHASIS 0.85f
+/* mu-law look-up bins: 64 per octave of |x| in [2, 65536) */
+#define ULAW_BIN_OCTAVES 15
+#define ULAW_BINS (ULAW_BIN_OCTAVES * 64)
 
 struct LPCNetFeatState {
   int mode;
@@ -47,6 +54,10 @@ struct LPCNetFeatState {
   float sig_mem[LPC_ORDER];
   int exc_mem;
   float ulaw_table[256];
+  /* ulaw_thresh[m-1]: smallest float x >= 0 whose exact mu-law magnitude rounds to >= m */
+  float ulaw_thresh[128];
+  uint8_t ulaw_base[ULAW_BINS]; /* thresholds below each bin's lower edge */
+  int ulaw_bins_ok;
 };
 
 /* --- mu-law (exact; spec A.6 / G.14) ------------------------------------ */
@@ -60,6 +71,105 @@ int lpcnet_lin2ulaw(double x) {
   if (r < 0) r = 0;
   if (r > 255) r = 255;
   return (int)r;
+}
+
+/* Unclipped nearbyint(128 ln(1 + x 255/32768) / ln 256) of the exact formula, x >= 0. */
+static int ulaw_magnitude(float x) {
+  return (int)nearbyint(128.0 * log1p(ULAW_SCALE * fabs((double)x)) / log(256.0));
+}
+
+/* Thresholds by bisection over the float bit patterns (ordered like the values
+ * for x >= 0): thresh[m-1] is the smallest float whose magnitude is >= m, so the
+ * lookup below equals the exact formula for every float input (it is monotone). */
+static void ulaw_init_thresholds(float *thresh) {
+  int m;
+  for (m = 1; m <= 128; m++) {
+    uint32_t lo = 0, hi = 0x7f7fffffu; /* magnitude(lo) < m <= magnitude(hi) */
+    while (hi - lo > 1) {
+      uint32_t mid = lo + (hi - lo) / 2;
+      float f;
+      memcpy(&f, &mid, sizeof(f));
+      if (ulaw_magnitude(f) >= m)
+        hi = mid;
+      else
+        lo = mid;
+    }
+    memcpy(&thresh[m - 1], &hi, sizeof(float));
+  }
+}
+
+/* Number of thresholds <= ax (binary search). */
+static int ulaw_count(const float *thresh, float ax) {
+  int lo = 0, hi = 128;
+  while (lo < hi) {
+    int mid = (lo + hi) / 2;
+    if (thresh[mid] <= ax)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* Exact lin2ulaw for a float input: count the thresholds <= |x|. */
+static int lin2ulaw_float(const float *thresh, float x) {
+  int r = ulaw_count(thresh, fabsf(x));
+  if (x < 0) return 128 - r;
+  return 128 + r > 255 ? 255 : 128 + r;
+}
+
+/* Faster form of lin2ulaw_float: |x| in [2, 65536) is split into 64 bins per
+ * octave (exponent + 6 mantissa bits); ulaw_init_bins checks that no bin holds
+ * more than one threshold, so one comparison finishes the count. */
+static int ulaw_init_bins(const float *thresh, uint8_t *base) {
+  int b;
+  for (b = 0; b < ULAW_BINS; b++) {
+    uint32_t lo_bits = (uint32_t)(b / 64 + 1 + 127) << 23 | (uint32_t)(b % 64) << 17;
+    uint32_t hi_bits = lo_bits + (1u << 17) - 1;
+    float lo, hi;
+    memcpy(&lo, &lo_bits, sizeof(lo));
+    memcpy(&hi, &hi_bits, sizeof(hi));
+    base[b] = (uint8_t)ulaw_count(thresh, lo);
+    if (ulaw_count(thresh, hi) - base[b] > 1) return -1;
+  }
+  /* below 2 and from 65536 on the count is constant */
+  return (ulaw_count(thresh, 1.9999999f) == 0 && ulaw_count(thresh, 65536.f) == 128) ? 0 : -1;
+}
+
+static int lin2ulaw_fast(const LPCNetFeatState *st, float x) {
+  float ax = fabsf(x);
+  uint32_t bits;
+  int r, e;
+  if (!st->ulaw_bins_ok) return lin2ulaw_float(st->ulaw_thresh, x);
+  memcpy(&bits, &ax, sizeof(bits));
+  e = (int)(bits >> 23) - 127;
+  if (e < 1) {
+    r = 0;
+  } else if (e > ULAW_BIN_OCTAVES) {
+    r = 128;
+  } else {
+    r = st->ulaw_base[(e - 1) * 64 + ((bits >> 17) & 63)];
+    if (r < 128 && ax >= st->ulaw_thresh[r]) r++;
+  }
+  if (x < 0) return 128 - r;
+  return 128 + r > 255 ? 255 : 128 + r;
+}
+
+long lpcnet_ulaw_selftest(const float *x, long n) {
+  float thresh[128];
+  long k, bad = 0;
+  ulaw_init_thresholds(thresh);
+  LPCNetFeatState *st = malloc(sizeof(*st));
+  if (!st) return -1;
+  memcpy(st->ulaw_thresh, thresh, sizeof(thresh));
+  st->ulaw_bins_ok = ulaw_init_bins(thresh, st->ulaw_base) == 0;
+  if (!st->ulaw_bins_ok) bad++; /* the fast path must be usable */
+  for (k = 0; k < n; k++) {
+    int exact = lpcnet_lin2ulaw(x[k]);
+    bad += (lin2ulaw_float(thresh, x[k]) != exact) + (lin2ulaw_fast(st, x[k]) != exact);
+  }
+  free(st);
+  return bad;
 }
 
 double lpcnet_ulaw2lin(int u) {
@@ -84,6 +194,10 @@ int lpcnet_feat_init(LPCNetFeatState *st, int mode, uint64_t seed) {
   st->speech_gain = st->old_speech_gain = 1;
   st->exc_mem = 128;
   for (i = 0; i < 256; i++) st->ulaw_table[i] = (float)lpcnet_ulaw2lin(i);
+  if (mode == LPCNET_MODE_TRAIN) {
+    ulaw_init_thresholds(st->ulaw_thresh);
+    st->ulaw_bins_ok = ulaw_init_bins(st->ulaw_thresh, st->ulaw_base) == 0;
+  }
   return 0;
 }
 
@@ -145,13 +259,18 @@ static void compute_frame_features(LPCNetFeatState *st, const float *in, float *
 
   /* LPC residual of the aligned input, then ex[n] = r[n] + 0.7 r[n-1]. */
   memmove(st->exc_buf, &st->exc_buf[FRAME_SIZE], PITCH_MAX_PERIOD * sizeof(float));
-  for (i = 0; i < FRAME_SIZE; i++) {
-    float sum = aligned_in[i];
-    for (j = 0; j < LPC_ORDER; j++) sum += st->lpc[j] * st->pitch_mem[j];
-    memmove(&st->pitch_mem[1], &st->pitch_mem[0], (LPC_ORDER - 1) * sizeof(float));
-    st->pitch_mem[0] = aligned_in[i];
-    st->exc_buf[PITCH_MAX_PERIOD + i] = (float)(sum + .7 * st->pitch_filt);
-    st->pitch_filt = sum;
+  {
+    /* hist[LPC_ORDER - 1 - j] = aligned input j+1 samples back (pitch_mem order reversed). */
+    float hist[LPC_ORDER + FRAME_SIZE];
+    for (j = 0; j < LPC_ORDER; j++) hist[LPC_ORDER - 1 - j] = st->pitch_mem[j];
+    memcpy(&hist[LPC_ORDER], aligned_in, sizeof(aligned_in));
+    for (i = 0; i < FRAME_SIZE; i++) {
+      float sum = aligned_in[i];
+      for (j = 0; j < LPC_ORDER; j++) sum += st->lpc[j] * hist[LPC_ORDER - 1 + i - j];
+      st->exc_buf[PITCH_MAX_PERIOD + i] = (float)(sum + .7 * st->pitch_filt);
+      st->pitch_filt = sum;
+    }
+    for (j = 0; j < LPC_ORDER; j++) st->pitch_mem[j] = hist[LPC_ORDER + FRAME_SIZE - 1 - j];
   }
   /* Normalised cross-correlation per half-frame. */
   for (sub = 0; sub < 2; sub++) {
@@ -166,8 +285,48 @@ static void compute_frame_features(LPCNetFeatState *st, const float *in, float *
 }
 
 /* --- pitch tracking (B.8) --------------------------------------------------- */
+/* max_j (a[j] - b[j]), n >= 1. max is exact whatever the order; SSE2's maxps is
+ * lane-wise (x > y ? x : y), the same comparison as the scalar code. */
+static float max_diff(const float *a, const float *b, int n) {
+  float m = a[0] - b[0];
+  int j = 1;
+#ifdef __SSE2__
+  if (n >= 8) {
+    __m128 vm = _mm_sub_ps(_mm_loadu_ps(a), _mm_loadu_ps(b));
+    float lanes[4];
+    int k;
+    for (j = 4; j + 4 <= n; j += 4) vm = _mm_max_ps(_mm_sub_ps(_mm_loadu_ps(a + j), _mm_loadu_ps(b + j)), vm);
+    _mm_storeu_ps(lanes, vm);
+    m = lanes[0];
+    for (k = 1; k < 4; k++) m = lanes[k] > m ? lanes[k] : m;
+  }
+#endif
+  for (; j < n; j++) {
+    float v = a[j] - b[j];
+    m = v > m ? v : m;
+  }
+  return m;
+}
+
+/* First j with a[j] - b[j] == m (m is known to occur). */
+static int first_equal(const float *a, const float *b, int n, float m) {
+  int j = 0;
+#ifdef __SSE2__
+  const __m128 vm = _mm_set1_ps(m);
+  for (; j + 4 <= n; j += 4) {
+    int mask = _mm_movemask_ps(_mm_cmpeq_ps(_mm_sub_ps(_mm_loadu_ps(a + j), _mm_loadu_ps(b + j)), vm));
+    if (mask) return j + __builtin_ctz((unsigned)mask);
+  }
+#endif
+  for (; j < n && a[j] - b[j] != m; j++) {
+  }
+  return j;
+}
+
 static void track_pitch(LPCNetFeatState *st, float *features) {
   int pitch_prev[2][NB_CANDIDATES];
+  const float *pen = st->tables.pitch_penalty;
+  const float *penj = st->tables.pitch_penalty_sym;
   int i, j, sub, best_i, period[2];
   float frame_corr = 0;
   float weight_sum = 1e-15f;
@@ -177,6 +336,8 @@ static void track_pitch(LPCNetFeatState *st, float *features) {
     float *xc = st->xc[sub];
     float new_path[NB_CANDIDATES];
     float max_path_all = -1e15f;
+    int prev_origin = -1, cached_span = 4;
+    float cached_lb = 1e30f;
     best_i = 0;
     /* Octave-error penalty against the half-lag neighbourhood (lags > 64). */
     for (i = 0; i < PITCH_MAX_PERIOD - 2 * PITCH_MIN_PERIOD; i++) {
@@ -191,25 +352,50 @@ static void track_pitch(LPCNetFeatState *st, float *features) {
       const int jmax = (4 < NB_CANDIDATES - 1 - i) ? 4 : NB_CANDIDATES - 1 - i;
       float max_prev = st->path_max - 6.f;
       float lb;
-      int origin = st->best_i, jlo, jspan;
+      int origin = st->best_i, jlo, span, k;
       /* Exact pruning: path values are <= 0 after renormalisation, so a candidate
-       * with penalty above -lb (lb = a lower bound of the best score) can never
-       * win; scanning the rest in the reference order keeps its tie-breaking. */
+       * whose penalty exceeds -lb (lb = a lower bound of the best score) can never
+       * win; the rest is scanned in the reference order, keeping its tie-breaking.
+       * lb: the +-4 neighbourhood, the previous lag's winner and the global best. */
       lb = max_prev;
       for (j = (jmin > -4 ? jmin : -4); j <= jmax; j++) {
-        float v = st->path[i + j] - .02f * abs(j) * abs(j);
+        float v = st->path[i + j] - pen[abs(j)];
         if (v > lb) lb = v;
       }
-      jspan = 4;
-      while (jspan < NB_CANDIDATES && -(.02f * (jspan + 1) * (jspan + 1)) >= lb) jspan++;
-      jlo = jmin > -jspan ? jmin : -jspan;
-      for (j = jlo; j <= jmax; j++) {
-        float v = st->path[i + j] - .02f * abs(j) * abs(j);
-        if (v > max_prev) {
-          max_prev = v;
+      for (k = 0; k < 2; k++) {
+        int cand = k ? st->best_i : prev_origin;
+        j = cand - i;
+        if (cand >= 0 && j >= jmin && j <= jmax) {
+          float v = st->path[cand] - pen[abs(j)];
+          if (v > lb) lb = v;
+        }
+      }
+      if (lb != cached_lb) {
+        cached_lb = lb;
+        cached_span = 4;
+        if (-lb >= pen[5]) {
+          int s = (int)sqrtf(-lb / .02f);
+          if (s > NB_CANDIDATES - 1) s = NB_CANDIDATES - 1;
+          while (s > 4 && pen[s] > -lb) s--;
+          while (s < NB_CANDIDATES - 1 && pen[s + 1] <= -lb) s++;
+          cached_span = s;
+        }
+      }
+      span = cached_span;
+      jlo = jmin > -span ? jmin : -span;
+      {
+        /* The reference's strict '>' scan from max_prev keeps the first index
+         * reaching the overall maximum: find the maximum (vectorisable), then
+         * its first position. Exact: every value is computed identically. */
+        const float *pa = &st->path[i], *pj = &penj[NB_CANDIDATES];
+        float m = max_diff(pa + jlo, pj + jlo, jmax - jlo + 1);
+        if (m > max_prev) {
+          j = jlo + first_equal(pa + jlo, pj + jlo, jmax - jlo + 1, m);
+          max_prev = pa[j] - pj[j];
           origin = i + j;
         }
       }
+      prev_origin = origin;
       pitch_prev[sub][i] = origin;
       new_path[i] = max_prev + st->frame_weight[sub] * xc[i];
       if (new_path[i] > max_path_all) {
@@ -244,9 +430,9 @@ static void write_audio(LPCNetFeatState *st, const float *lpc, uint8_t *data) {
     float p = 0;
     int e;
     for (j = 0; j < LPC_ORDER; j++) p -= lpc[j] * st->sig_mem[j];
-    e = lpcnet_lin2ulaw((double)(st->pcm[i] - p));
-    data[4 * i] = (uint8_t)lpcnet_lin2ulaw(st->sig_mem[0]);
-    data[4 * i + 1] = (uint8_t)lpcnet_lin2ulaw(p);
+    e = lin2ulaw_fast(st, st->pcm[i] - p);
+    data[4 * i] = (uint8_t)lin2ulaw_fast(st, st->sig_mem[0]);
+    data[4 * i + 1] = (uint8_t)lin2ulaw_fast(st, p);
     data[4 * i + 2] = (uint8_t)st->exc_mem;
     data[4 * i + 3] = (uint8_t)e;
     e += st->noise[i];

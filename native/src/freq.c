@@ -29,6 +29,8 @@ void freq_init(FreqTables *t) {
   for (i = 0; i <= LPC_ORDER; i++)
     for (j = 0; j < FREQ_SIZE - 1; j++)
       t->acorr_cos[i * (FREQ_SIZE - 1) + j] = (float)cos(2.0 * M_PI * (double)j * i / WINDOW_SIZE);
+  for (i = 0; i < 225; i++) t->pitch_penalty[i] = .02f * i * i;
+  for (i = -224; i <= 224; i++) t->pitch_penalty_sym[224 + i] = t->pitch_penalty[i < 0 ? -i : i];
 }
 
 void band_energy_windowed(const FreqTables *t, const float *x320, float *bandE) {

@@ -17,6 +17,10 @@ typedef struct {
   float dct_table[NB_BANDS * NB_BANDS];
   /* cos(2 pi k m / 320) for m = 0..16, k = 0..159 (autocorrelation of B.6 step 4) */
   float acorr_cos[(LPC_ORDER + 1) * (FREQ_SIZE - 1)];
+  /* pitch-tracker transition penalty .02f*j*j as the reference evaluates it, j = 0..224 */
+  float pitch_penalty[225];
+  /* the same indexed by signed j: pitch_penalty_sym[224 + j] = pitch_penalty[|j|] */
+  float pitch_penalty_sym[449];
 } FreqTables;
 
 void freq_init(FreqTables *t);

@@ -1,0 +1,405 @@
+"""Native LPCNet feature extraction: ``lpcnet dump-data`` (spec B), Python API.
+
+The C library in ``native/`` computes, per 160-sample frame, the 36 floats of
+spec A.2 (18 cepstra, pitch, pitch correlation, 16 LPCs) and, in training mode,
+the 160 four-byte ``data.u8`` records of spec A.3/B.10. It is loaded with
+ctypes (the call releases the GIL) and fed NumPy buffers without copies.
+
+Timing (spec A.5/A.7): record k describes input frame k-1 (record 0 is an
+all-zero frame); N complete input frames give N records. ``-test`` dithers
+with a fixed seed by default, so the same input always gives the same
+features. Deviations from the original tool are listed in docs/features.md.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lpcnet.errors import FormatError, LpcnetError
+from lpcnet.formats import (DATA_CHANNELS, FRAME_SIZE, LAYOUT, NB_TOTAL_FEATURES,  # noqa: F401
+                            SAMPLE_RATE, atomic_output, to_int16)
+
+MODES = {"test": 0, "train": 1}
+#: Seed of the ``-test`` dither when none is given (reproducible features).
+DEFAULT_TEST_SEED = 0
+#: Frames per native call when streaming a file (~2.6 MB of int16 input).
+CHUNK_FRAMES = 8192
+#: Raw headerless int16 extensions; anything else is decoded as audio.
+RAW_EXTENSIONS = {".s16", ".sw", ".raw", ".pcm"}
+
+_ROOT = Path(__file__).resolve().parent
+_lib = None
+
+
+# --- native library ----------------------------------------------------------
+def _candidates() -> list[Path]:
+    env = os.environ.get("LPCNET_NATIVE_LIB")
+    found = [Path(env)] if env else []
+    found += [Path(p) for p in sorted(glob.glob(str(_ROOT / "_lpcnet_features*.so")))]
+    found.append(_ROOT.parent / "native" / "build" / "liblpcnet_features.so")
+    return found
+
+
+def _build_with_make() -> None:
+    """Development fallback: build native/build/liblpcnet_features.so with make."""
+    native = _ROOT.parent / "native"
+    if (native / "Makefile").is_file():
+        subprocess.run(["make", "-s", "-C", str(native), "build/liblpcnet_features.so"],
+                       check=False, capture_output=True, timeout=300)
+
+
+def load_library() -> ctypes.CDLL:
+    """Load (once) the native feature library and declare its functions."""
+    global _lib
+    if _lib is not None:
+        return _lib
+    paths = [p for p in _candidates() if p.is_file()]
+    if not paths:
+        _build_with_make()
+        paths = [p for p in _candidates() if p.is_file()]
+    if not paths:
+        raise LpcnetError("native feature library not built (run `pip install -e .` or "
+                          "`python setup.py build_ext --inplace` in the kit folder)")
+    lib = ctypes.CDLL(str(paths[0]))
+    lib.lpcnet_feat_get_size.restype = ctypes.c_size_t
+    lib.lpcnet_feat_init.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64]
+    lib.lpcnet_feat_init.restype = ctypes.c_int
+    lib.lpcnet_feat_process.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long,
+                                        ctypes.c_void_p, ctypes.c_void_p]
+    lib.lpcnet_feat_process.restype = None
+    lib.lpcnet_simd_level.restype = ctypes.c_int
+    lib.lpcnet_set_simd_level.argtypes = [ctypes.c_int]
+    lib.lpcnet_set_simd_level.restype = ctypes.c_int
+    lib.lpcnet_lin2ulaw.argtypes = [ctypes.c_double]
+    lib.lpcnet_lin2ulaw.restype = ctypes.c_int
+    lib.lpcnet_ulaw2lin.argtypes = [ctypes.c_int]
+    lib.lpcnet_ulaw2lin.restype = ctypes.c_double
+    _lib = lib
+    return lib
+
+
+def simd_level() -> str:
+    """Name of the SIMD path of the pitch cross-correlation kernel."""
+    return {0: "scalar", 2: "avx2", 3: "avx512"}[load_library().lpcnet_simd_level()]
+
+
+def set_simd_level(level: str) -> str:
+    """Force ``scalar``, ``avx2``, ``avx512`` or ``auto`` for states created afterwards."""
+    code = {"scalar": 0, "avx2": 2, "avx512": 3, "auto": -1}[level]
+    load_library().lpcnet_set_simd_level(code)
+    return simd_level()
+
+
+def random_seed() -> int:
+    """A fresh 63-bit seed (printed by the CLI so a run can be repeated)."""
+    return secrets.randbits(63)
+
+
+class FeatureExtractor:
+    """Streaming extractor: feed consecutive frames, get one record per frame.
+
+    Args:
+        mode: ``"test"`` (features only) or ``"train"`` (augmentation + data.u8).
+        seed: seed of every random draw; ``None`` gives 0 in test mode and a
+            random seed in train mode (see ``self.seed``).
+    """
+
+    def __init__(self, mode: str = "test", seed: int | None = None):
+        if mode not in MODES:
+            raise LpcnetError(f"mode must be 'test' or 'train', got {mode!r}")
+        self.lib = load_library()
+        self.mode = mode
+        if seed is None:
+            seed = DEFAULT_TEST_SEED if mode == "test" else random_seed()
+        self.seed = int(seed) & (2**64 - 1)
+        self._state = np.zeros(self.lib.lpcnet_feat_get_size(), dtype=np.uint8)
+        if self.lib.lpcnet_feat_init(self._state.ctypes.data, MODES[mode], self.seed):
+            raise LpcnetError("native state initialisation failed")
+
+    def process(self, frames: np.ndarray, features: np.ndarray | None = None,
+                data: np.ndarray | None = None):
+        """Process ``(n*160,)`` int16 samples -> ``(n, 36)`` float32 [, ``(n*160, 4)`` uint8].
+
+        Output arrays may be passed in (C-contiguous, right shape) to avoid allocation.
+        """
+        pcm = np.ascontiguousarray(frames, dtype=np.int16).reshape(-1)
+        if len(pcm) % FRAME_SIZE:
+            raise ValueError(f"expected a multiple of {FRAME_SIZE} samples, got {len(pcm)}")
+        n = len(pcm) // FRAME_SIZE
+        if features is None:
+            features = np.empty((n, NB_TOTAL_FEATURES), dtype=np.float32)
+        train = self.mode == "train"
+        if train and data is None:
+            data = np.empty((n * FRAME_SIZE, DATA_CHANNELS), dtype=np.uint8)
+        for arr, dtype, shape in ((features, np.float32, (n, NB_TOTAL_FEATURES)),
+                                  (data if train else None, np.uint8, (n * FRAME_SIZE, DATA_CHANNELS))):
+            if arr is not None and (arr.dtype != dtype or arr.shape != shape
+                                    or not arr.flags.c_contiguous or not arr.flags.writeable):
+                raise ValueError(f"output buffer must be C-contiguous writable {dtype} {shape}")
+        if n:
+            self.lib.lpcnet_feat_process(self._state.ctypes.data, pcm.ctypes.data, n,
+                                         features.ctypes.data, data.ctypes.data if train else None)
+        return (features, data) if train else features
+
+
+# --- in-memory API -------------------------------------------------------------
+def _as_int16(samples) -> np.ndarray:
+    x = np.asarray(samples)
+    if x.ndim != 1:
+        raise ValueError(f"expected mono samples of shape (n,), got {x.shape}")
+    return x if x.dtype == np.int16 else to_int16(x)
+
+
+def extract(samples, mode: str = "test", seed: int | None = None) -> np.ndarray:
+    """Speech samples (int16, or float at int16 scale) -> ``(frames, 36)`` float32 features.
+
+    ``frames = len(samples) // 160``; record 0 describes an all-zero frame
+    (spec A.7). ``mode="train"`` applies the training augmentation too.
+    """
+    pcm = _as_int16(samples)
+    n = len(pcm) // FRAME_SIZE
+    out = FeatureExtractor(mode, seed).process(pcm[:n * FRAME_SIZE])
+    return out[0] if mode == "train" else out
+
+
+def extract_training(samples, seed: int | None = None, max_frames: int | None = None):
+    """Training mode: -> ``(features (frames, 36) float32, data (frames*160, 4) uint8)``.
+
+    The input wraps around (spec B.2 steps 1/3) until ``max_frames`` records are
+    made; the default is one pass (``len(samples) // 160`` records).
+    """
+    pcm = _as_int16(samples)
+    n = len(pcm) // FRAME_SIZE
+    if n == 0:
+        raise FormatError(f"input holds {len(pcm)} samples; at least one frame "
+                          f"({FRAME_SIZE} samples) is needed")
+    total = n if max_frames is None else int(max_frames)
+    ext = FeatureExtractor("train", seed)
+    feats = np.empty((total, NB_TOTAL_FEATURES), dtype=np.float32)
+    data = np.empty((total * FRAME_SIZE, DATA_CHANNELS), dtype=np.uint8)
+    done = 0
+    while done < total:
+        k = min(n, total - done)
+        ext.process(pcm[:k * FRAME_SIZE], feats[done:done + k],
+                    data[done * FRAME_SIZE:(done + k) * FRAME_SIZE])
+        done += k
+    return feats, data
+
+
+# --- files -------------------------------------------------------------------------
+class _S16Source:
+    """Frames of a headerless int16 file, read in chunks (constant memory)."""
+
+    def __init__(self, path: Path):
+        if not path.exists():
+            raise FormatError(f"{path}: file not found (expected headerless 16 kHz int16 speech)")
+        if not path.is_file():
+            raise FormatError(f"{path}: not a regular file (expected headerless int16 speech)")
+        size = path.stat().st_size
+        if size == 0:
+            raise FormatError(f"{path}: file is empty (expected headerless 16 kHz int16 speech)")
+        if size % 2:
+            raise FormatError(f"{path}: size {size} bytes is odd; expected headerless int16 "
+                              f"PCM (2 bytes per sample)")
+        with open(path, "rb") as f:
+            if f.read(4) == b"RIFF":
+                raise FormatError(f"{path}: is a WAV file, not headerless .s16 "
+                                  f"(give it a .wav name to decode it as audio)")
+        self.path = path
+        self.frames = size // 2 // FRAME_SIZE
+
+    def chunks(self, start: int, count: int):
+        with open(self.path, "rb") as f:
+            f.seek(start * FRAME_SIZE * 2)
+            while count > 0:
+                k = min(count, CHUNK_FRAMES)
+                block = np.fromfile(f, dtype="<i2", count=k * FRAME_SIZE)
+                yield block.astype(np.int16, copy=False)
+                count -= k
+
+
+class _ArraySource:
+    def __init__(self, pcm: np.ndarray):
+        self.pcm = pcm
+        self.frames = len(pcm) // FRAME_SIZE
+
+    def chunks(self, start: int, count: int):
+        for s in range(start, start + count, CHUNK_FRAMES):
+            k = min(CHUNK_FRAMES, start + count - s)
+            yield self.pcm[s * FRAME_SIZE:(s + k) * FRAME_SIZE]
+
+
+def _open_source(path: Path):
+    if path.suffix.lower() in RAW_EXTENSIONS:
+        return _S16Source(path)
+    from lpcnet.audio import load_speech
+
+    if not path.is_file():
+        raise FormatError(f"{path}: file not found (expected an audio file or headerless .s16)")
+    x, _ = load_speech(path)
+    return _ArraySource(to_int16(x.astype(np.float64) * 32768.0))
+
+
+def dump_data(input_path, features_path, data_path=None, mode: str = "test",
+              seed: int | None = None, max_frames: int | None = None,
+              progress: bool = True) -> dict:
+    """``dump_data -test|-train``: speech file -> ``features.f32`` [+ ``data.u8``].
+
+    Args:
+        input_path: headerless int16 ``.s16`` (streamed) or any audio file
+            (wav/flac/... at any rate, decoded and resampled to 16 kHz).
+        features_path: output ``features.f32`` (36 float32 per frame).
+        data_path: output ``data.u8``; required for ``mode="train"``, unused otherwise.
+        mode: ``"test"`` or ``"train"``.
+        seed: random seed (default: 0 for test, a fresh random seed for train).
+        max_frames: train mode: number of records, wrapping around the input
+            (default one pass = number of complete input frames).
+        progress: show a tqdm bar on long inputs.
+
+    Returns:
+        Summary dict (frames, seconds, seed, speed). Outputs are written
+        atomically: on any error no partial file is left.
+    """
+    if mode not in MODES:
+        raise LpcnetError(f"mode must be 'test' or 'train', got {mode!r}")
+    if mode == "train" and data_path is None:
+        raise LpcnetError("train mode needs a data.u8 output path")
+    if mode == "test" and max_frames is not None:
+        raise LpcnetError("--max-frames applies to -train only")
+    t0 = time.perf_counter()
+    input_path = Path(input_path)
+    src = _open_source(input_path)
+    if src.frames == 0:
+        raise FormatError(f"{input_path}: shorter than one frame ({FRAME_SIZE} samples = 10 ms); "
+                          f"nothing to analyse")
+    total = src.frames if max_frames is None else int(max_frames)
+    if total <= 0:
+        raise LpcnetError(f"--max-frames must be positive, got {max_frames}")
+    ext = FeatureExtractor(mode, seed)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, unit="frame", desc=f"dump-data -{mode}", unit_scale=True,
+               disable=not progress or total < 60_000)
+    train = mode == "train"
+    current = features_path
+    try:
+        with atomic_output(features_path) as ff:
+            current = data_path
+            with atomic_output(data_path) if train else _null() as fd:
+                current = features_path
+                done = 0
+                while done < total:
+                    k = min(src.frames, total - done)
+                    for block in src.chunks(0, k):
+                        out = ext.process(block)
+                        feats, data = out if train else (out, None)
+                        feats.tofile(ff)
+                        if train:
+                            data.tofile(fd)
+                        bar.update(len(feats))
+                    done += k
+    except OSError as exc:
+        raise LpcnetError(f"{current}: cannot write output ({exc.strerror or exc}); "
+                          f"nothing was written") from None
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - t0
+    seconds = total * FRAME_SIZE / SAMPLE_RATE
+    return {"input": str(input_path), "features": str(features_path),
+            "data": str(data_path) if train else None, "mode": mode, "seed": ext.seed,
+            "frames": total, "input_frames": src.frames, "seconds": seconds,
+            "elapsed_s": elapsed, "x_realtime": seconds / elapsed if elapsed > 0 else float("inf"),
+            "simd": simd_level()}
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+# --- CLI -----------------------------------------------------------------------------
+_UNSUPPORTED = ("-qtrain", "-qtest", "-encode", "-decode")
+
+
+USAGE = ("usage: lpcnet dump-data -train <speech> <features out> <data out>  or  "
+         "lpcnet dump-data -test <speech> <features out>")
+
+
+def _one_line_usage_errors(p) -> None:
+    """Argument errors of this command (unknown option, two modes) as one stderr line, exit 2."""
+    def error(message):
+        import sys
+
+        sys.stderr.write(f"{p.prog}: error: {message}; {USAGE}\n")
+        sys.exit(2)
+
+    parse_known = p.parse_known_args
+
+    def strict_parse_known_args(args=None, namespace=None):
+        ns, extras = parse_known(args, namespace)
+        if extras:
+            error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns, extras
+
+    p.error = error
+    p.parse_known_args = strict_parse_known_args
+
+
+def add_arguments(p) -> None:
+    _one_line_usage_errors(p)
+    modes = p.add_mutually_exclusive_group()
+    modes.add_argument("-train", dest="mode", action="store_const", const="train",
+                       help="training mode: FILES = speech features.f32 data.u8")
+    modes.add_argument("-test", dest="mode", action="store_const", const="test",
+                       help="test mode: FILES = speech features.f32")
+    for flag in _UNSUPPORTED:
+        modes.add_argument(flag, dest="mode", action="store_const", const=flag,
+                           help="not supported (quantised codec modes)")
+    p.add_argument("files", nargs="*", metavar="FILES",
+                   help="input speech (.s16 headerless int16 16 kHz, or any audio file) and outputs")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of every random draw (default: 0 for -test, random for -train)")
+    p.add_argument("--max-frames", type=int, default=None,
+                   help="-train: records to write, wrapping around the input (default: one pass)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    usage = USAGE
+    if args.mode in _UNSUPPORTED:
+        raise LpcnetError(f"mode {args.mode} is not supported (quantised codec modes are not "
+                          f"implemented); {usage}")
+    if args.mode is None:
+        raise LpcnetError(f"missing mode -train or -test; {usage}")
+    want = 3 if args.mode == "train" else 2
+    if len(args.files) != want:
+        raise LpcnetError(f"-{args.mode} takes {want} file arguments, got {len(args.files)}; {usage}")
+    summary = dump_data(args.files[0], args.files[1], args.files[2] if want == 3 else None,
+                        mode=args.mode, seed=args.seed, max_frames=args.max_frames,
+                        progress=not args.no_progress)
+    extra = f" and {summary['data']}" if summary["data"] else ""
+    print(f"wrote {summary['features']}{extra}: {summary['frames']} frames "
+          f"({summary['seconds']:.1f} s) in {summary['elapsed_s']:.2f} s "
+          f"({summary['x_realtime']:.0f}x real time, {summary['simd']}); seed {summary['seed']}")
+    return 0
+
+
+def main(argv=None) -> int:
+    from lpcnet.cli import module_main
+
+    return module_main(__name__, "python -m lpcnet.features", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+/* LPCNet research kit: native synthesis engine (public API).
+ * Copyright (c) 2026 the LPCNet kit authors. BSD-3-Clause.
+ *
+ * A model is loaded once from a weight blob written by `lpcnet export`
+ * (docs/weights-format.md) and shared read-only by any number of synthesis
+ * states. A state turns one 36-float feature frame (spec A.2) into 160 int16
+ * samples. The frame-rate network has centred 3-tap convolutions, so the
+ * output lags the input by two frames: the first two calls of
+ * lpcnet_synth_frame() return no samples and lpcnet_synth_flush() returns the
+ * last two frames. Output sample t belongs to input frame t / 160 (no shift).
+ * Nothing is allocated per frame or per sample. */
+#ifndef LPCNET_SYNTH_H
+#define LPCNET_SYNTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LPCNET_SYNTH_FRAME_SIZE 160
+#define LPCNET_SYNTH_NB_TOTAL_FEATURES 36
+/** Frames of lookahead of the frame-rate network (two centred 3-tap convs). */
+#define LPCNET_SYNTH_DELAY_FRAMES 2
+
+/* Option flags of lpcnet_synth_create(). */
+#define LPCNET_SYNTH_INT8 1        /**< int8 GRU block matrices (blob exported with --int8) */
+#define LPCNET_SYNTH_SHARPEN 2     /**< pitch-correlation sharpening of the bit probabilities */
+#define LPCNET_SYNTH_LPC_CEPSTRUM 4 /**< LPC from the cepstrum (spec B.6) instead of features 20..35 */
+#define LPCNET_SYNTH_ARGMAX 8      /**< deterministic: each bit is 1 iff its probability > 0.5 */
+
+/** Read-only network weights (opaque). */
+typedef struct LPCNetSynthModel LPCNetSynthModel;
+/** Synthesis state of one stream (opaque). */
+typedef struct LPCNetSynthState LPCNetSynthState;
+
+/** Parse and validate a weight blob; the bytes are copied.
+ * @param data   blob bytes
+ * @param len    blob length in bytes
+ * @param err    out: one-line reason on failure (may be NULL)
+ * @param errlen size of err
+ * @return the model, or NULL for a bad, truncated or unsupported blob */
+LPCNetSynthModel *lpcnet_synth_model_load(const void *data, size_t len, char *err, size_t errlen);
+
+/** Free a model (after every state using it is destroyed). */
+void lpcnet_synth_model_free(LPCNetSynthModel *model);
+
+/** Model sizes: out[0..3] = GRU A units, GRU B units, conditioning width, has int8 (0/1). */
+void lpcnet_synth_model_sizes(const LPCNetSynthModel *model, int *out);
+
+/** Create a synthesis state.
+ * @param model weights (must outlive the state)
+ * @param flags LPCNET_SYNTH_* options
+ * @param seed  seed of the sampling random stream
+ * @return the state, or NULL (out of memory, or INT8 asked of a float-only blob) */
+LPCNetSynthState *lpcnet_synth_create(const LPCNetSynthModel *model, int flags, uint64_t seed);
+
+/** Destroy a state. */
+void lpcnet_synth_destroy(LPCNetSynthState *st);
+
+/** Feed one frame of 36 features.
+ * @param out 160 samples written when the return value is 160
+ * @return 0 during the first two calls (lookahead), else 160 */
+int lpcnet_synth_frame(LPCNetSynthState *st, const float *features, int16_t *out);
+
+/** End of stream: synthesise the (up to two) frames still held back.
+ * @param out room for 320 samples
+ * @return number of samples written (0, 160 or 320) */
+int lpcnet_synth_flush(LPCNetSynthState *st, int16_t *out);
+
+/** Whole utterance: nb_frames*160 samples aligned with the frames.
+ * @param features nb_frames*36 floats
+ * @param out      nb_frames*160 samples
+ * @param probs    optional (NULL): out nb_frames*160*256 bit probabilities
+ *                 (entry u = P(bit = 1) at tree node u, entry 0 unused), for tests
+ * @param forced   optional (NULL): nb_frames*160 excitation codes used instead of
+ *                 sampling (teacher forcing), for tests
+ * @return samples written, or -1 if the state was already used */
+long lpcnet_synth_run(LPCNetSynthState *st, const float *features, long nb_frames, int16_t *out,
+                      float *probs, const uint8_t *forced);
+
+/** @return the SIMD level of the kernels: 0 scalar, 2 AVX2/FMA, 3 AVX-512 (+VNNI). */
+int lpcnet_synth_simd_level(void);
+
+/** Force a SIMD level for states created afterwards (-1 = best available);
+ * clamped to what the CPU supports. @return the level now in use. */
+int lpcnet_synth_set_simd_level(int level);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,188 @@
+/* AVX2/FMA kernels (selected at run time; compiled with function target attributes).
+ * Copyright (c) 2026 the LPCNet kit authors. BSD-3-Clause. */
+#include <math.h>
+#include <string.h>
+
+#include "nnet.h"
+
+#ifdef NNET_HAVE_X86
+#include <immintrin.h>
+
+#include "vec_avx2.h"
+
+#define TGT __attribute__((target("avx2,fma")))
+
+TGT static void sgemv_accum_avx2(float *out, const float *w, int rows, int cols, const float *x) {
+  int i, j = 0;
+  for (; j + 8 <= cols; j += 8) {
+    __m256 a0 = _mm256_loadu_ps(out + j), a1 = _mm256_setzero_ps();
+    __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    const float *wj = w + j;
+    for (i = 0; i + 4 <= rows; i += 4) {
+      a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + i), _mm256_loadu_ps(wj + (long)i * cols), a0);
+      a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + i + 1),
+                           _mm256_loadu_ps(wj + (long)(i + 1) * cols), a1);
+      a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + i + 2),
+                           _mm256_loadu_ps(wj + (long)(i + 2) * cols), a2);
+      a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + i + 3),
+                           _mm256_loadu_ps(wj + (long)(i + 3) * cols), a3);
+    }
+    for (; i < rows; i++)
+      a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + i), _mm256_loadu_ps(wj + (long)i * cols), a0);
+    _mm256_storeu_ps(out + j, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  }
+  for (; j < cols; j++) {
+    float s = out[j];
+    for (i = 0; i < rows; i++) s += x[i] * w[(long)i * cols + j];
+    out[j] = s;
+  }
+}
+
+/* One 4x8 block into four accumulators (one per input row): 4 independent FMA chains.
+ * The 4 inputs come from one 128-bit load broadcast to both lanes, then in-lane
+ * shuffles (fewer loads than 4 scalar broadcasts). */
+#define BLOCK_FMA(a, xr, w)                                                              \
+  do {                                                                                   \
+    __m256 xv_ = _mm256_broadcast_ps((const __m128 *)(xr));                              \
+    a##0 = _mm256_fmadd_ps(_mm256_permute_ps(xv_, 0x00), _mm256_loadu_ps((w)), a##0);      \
+    a##1 = _mm256_fmadd_ps(_mm256_permute_ps(xv_, 0x55), _mm256_loadu_ps((w) + 8), a##1);  \
+    a##2 = _mm256_fmadd_ps(_mm256_permute_ps(xv_, 0xAA), _mm256_loadu_ps((w) + 16), a##2); \
+    a##3 = _mm256_fmadd_ps(_mm256_permute_ps(xv_, 0xFF), _mm256_loadu_ps((w) + 24), a##3); \
+  } while (0)
+
+TGT void nnet_sparse_sgemv_accum_avx2(float *out, const float *w, const int32_t *idx,
+                                      int ngroups, const float *x) {
+  int g, b;
+  for (g = 0; g < ngroups; g++) {
+    int count = *idx++;
+    __m256 a0 = _mm256_loadu_ps(out + 8 * g), a1 = _mm256_setzero_ps();
+    __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
+    __m256 b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
+    for (b = 0; b + 2 <= count; b += 2) {
+      BLOCK_FMA(a, x + idx[0], w);
+      BLOCK_FMA(b, x + idx[1], w + 32);
+      idx += 2;
+      w += 64;
+    }
+    if (b < count) {
+      BLOCK_FMA(a, x + idx[0], w);
+      idx++;
+      w += 32;
+    }
+    a0 = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+    b0 = _mm256_add_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(b2, b3));
+    _mm256_storeu_ps(out + 8 * g, _mm256_add_ps(a0, b0));
+  }
+}
+
+/* int8 without VNNI: widen to int16 and use madd (exact, no saturation), then pair-add. */
+TGT static void sparse_i8_accum_avx2(float *out, const int8_t *w, const int32_t *idx, int ngroups,
+                                     const uint8_t *x, float scale) {
+  int g, b;
+  const __m256 sc = _mm256_set1_ps(scale);
+  for (g = 0; g < ngroups; g++) {
+    int count = *idx++;
+    __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256(), s;
+    for (b = 0; b < count; b++) {
+      int32_t x4;
+      __m256i xv;
+      memcpy(&x4, x + *idx++, 4);
+      xv = _mm256_cvtepu8_epi16(_mm_set1_epi32(x4));
+      lo = _mm256_add_epi32(lo, _mm256_madd_epi16(
+                                    _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w)), xv));
+      hi = _mm256_add_epi32(hi, _mm256_madd_epi16(
+                                    _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16))), xv));
+      w += 32;
+    }
+    /* hadd gives outputs (0,1,4,5 | 2,3,6,7); permute back to 0..7 */
+    s = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(lo, hi), _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
+    _mm256_storeu_ps(out + 8 * g, _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, _mm256_loadu_ps(out + 8 * g)));
+  }
+}
+
+TGT static void vec_sigmoid_avx2(float *y, const float *x, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, sigmoid8(_mm256_loadu_ps(x + i)));
+  for (; i < n; i++) y[i] = nnet_sigmoid(x[i]);
+}
+
+TGT static void vec_tanh_avx2(float *y, const float *x, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, tanh8(_mm256_loadu_ps(x + i)));
+  for (; i < n; i++) y[i] = nnet_tanh(x[i]);
+}
+
+TGT void nnet_gru_update_avx2(float *h, const float *in, const float *rec, const float *diag, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 hv = _mm256_loadu_ps(h + i);
+    __m256 rz = _mm256_loadu_ps(rec + i), rr = _mm256_loadu_ps(rec + n + i);
+    __m256 rh = _mm256_loadu_ps(rec + 2 * n + i), z, r, hh;
+    if (diag) {
+      rz = _mm256_fmadd_ps(_mm256_loadu_ps(diag + i), hv, rz);
+      rr = _mm256_fmadd_ps(_mm256_loadu_ps(diag + n + i), hv, rr);
+      rh = _mm256_fmadd_ps(_mm256_loadu_ps(diag + 2 * n + i), hv, rh);
+    }
+    z = sigmoid8(_mm256_add_ps(_mm256_loadu_ps(in + i), rz));
+    r = sigmoid8(_mm256_add_ps(_mm256_loadu_ps(in + n + i), rr));
+    hh = tanh8(_mm256_fmadd_ps(r, rh, _mm256_loadu_ps(in + 2 * n + i)));
+    /* z h + (1 - z) hh = hh + z (h - hh) */
+    _mm256_storeu_ps(h + i, _mm256_fmadd_ps(z, _mm256_sub_ps(hv, hh), hh));
+  }
+  if (i < n) nnet_kernels_c.gru_update(h + i, in + i, rec + i, diag ? diag + i : NULL, n - i);
+}
+
+TGT void nnet_vec_sum4_avx2(float *out, const float *a, const float *b, const float *c, const float *d,
+                            int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)),
+                                            _mm256_add_ps(_mm256_loadu_ps(c + i), _mm256_loadu_ps(d + i))));
+  for (; i < n; i++) out[i] = a[i] + b[i] + c[i] + d[i];
+}
+
+TGT void nnet_quantize_u8_avx2(uint8_t *out, const float *x, int n) {
+  int i = 0;
+  const __m256 s = _mm256_set1_ps(127.f), lo = _mm256_set1_ps(-127.f);
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), s), lo), s);
+    __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), _mm256_set1_epi32(127));
+    __m128i p = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    int64_t b8;
+    p = _mm_packus_epi16(p, p);
+    b8 = _mm_cvtsi128_si64(p);
+    memcpy(out + i, &b8, 8);
+  }
+  for (; i < n; i++) {
+    float v = 127.f * x[i];
+    v = v > 127.f ? 127.f : (v < -127.f ? -127.f : v);
+    out[i] = (uint8_t)(127 + (int)nearbyintf(v));
+  }
+}
+
+TGT float nnet_mdense_unit_avx2(const float *w, const float *b, const float *f, const float *v, int n) {
+  if (n == 16) {
+    __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8);
+    __m256 s0 = _mm256_fmadd_ps(v1, _mm256_loadu_ps(w + 8), _mm256_mul_ps(v0, _mm256_loadu_ps(w)));
+    __m256 s1 = _mm256_fmadd_ps(v1, _mm256_loadu_ps(w + 24), _mm256_mul_ps(v0, _mm256_loadu_ps(w + 16)));
+    /* horizontal sums of s0 and s1 -> lanes 0 and 1 */
+    __m256 h = _mm256_hadd_ps(s0, s1);                    /* s0a s0b s1a s1b | s0c s0d s1c s1d */
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    q = _mm_hadd_ps(q, q);                                /* s0, s1, s0, s1 */
+    q = _mm_add_ps(q, _mm_setr_ps(b[0], b[1], b[0], b[1]));
+    {
+      float t[8];
+      __m256 th = tanh8(_mm256_castps128_ps256(q));
+      _mm256_storeu_ps(t, th);
+      return f[0] * t[0] + f[1] * t[1];
+    }
+  }
+  return nnet_kernels_c.mdense_unit(w, b, f, v, n);
+}
+
+const NNetKernels nnet_kernels_avx2 = {2, sgemv_accum_avx2, nnet_sparse_sgemv_accum_avx2,
+                                       sparse_i8_accum_avx2, vec_sigmoid_avx2, vec_tanh_avx2,
+                                       nnet_gru_update_avx2, nnet_vec_sum4_avx2, nnet_quantize_u8_avx2,
+                                       nnet_mdense_unit_avx2};
+#endif
