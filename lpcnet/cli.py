@@ -24,6 +24,7 @@ COMMANDS = {
     "train": ("lpcnet.train", "train LPCNet on features.f32 + data.u8 (checkpoints, sparsity, AMP)"),
     "synth": ("lpcnet.synth", "features (.f32) or speech (copy-synthesis) -> speech, native C or Keras engine"),
     "export": ("lpcnet.export", "checkpoint -> versioned weight blob for the native synthesis engine"),
+    "eval": ("lpcnet.quality", "objective quality of synthesis vs reference: PESQ-WB, STOI, LSD, pitch, DNSMOS"),
 }
 
 

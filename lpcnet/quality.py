@@ -1,0 +1,408 @@
+"""Objective speech quality of synthesis against its reference (``lpcnet eval``).
+
+Per reference/synthesis pair (16 kHz mono; wav paths or arrays, float in [-1, 1]
+or int16), after aligning the pair:
+
+* ``pesq_wb``      ITU-T P.862.2 wide-band PESQ, MOS-LQO 1.04..4.64 (``pesq``), higher is better;
+* ``stoi``         short-time objective intelligibility 0..1 (``pystoi``), higher is better;
+* ``lsd_db``       log-spectral distance in dB over active frames (0 = identical), lower is better;
+* ``gpe_pct``      gross pitch error: % of frames voiced in both whose f0 differs by > 20 %;
+* ``f0_rmse_cents`` RMS f0 difference in cents on frames voiced in both (f0: WORLD
+  DIO + StoneMask, ``pyworld``, 10 ms frames); ``vde_pct`` voicing decision error in %;
+* ``dnsmos_*``     non-intrusive DNSMOS P.835 (sig, bak, ovrl) and P.808 of the synthesis alone,
+  1..5 (``speechmos``, ONNX models shipped in the wheel, run offline); skipped with
+  the reason when speechmos or onnxruntime is missing.
+
+Alignment: the lag of the synthesis against the reference is the peak of their
+cross-correlation within +-``max_lag_ms`` (default 50 ms); when that peak is weak
+(normalised < 0.3: a vocoder need not reproduce the waveform's phase) the lag comes
+from the cross-correlation of 1 ms log-energy envelopes instead. The pair is shifted
+and trimmed to the overlap and the lag is reported. A pair is refused (LpcnetError)
+when the sample rates differ or when the 10 ms log-energy contours of the aligned
+signals correlate below ``MIN_ENVELOPE_CORR`` (not the same speech). The envelope
+rather than the waveform is checked because vocoded speech need not be phase-aligned.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from lpcnet.errors import LpcnetError
+from lpcnet.formats import SAMPLE_RATE, atomic_output
+
+MIN_ENVELOPE_CORR = 0.6
+#: below this normalised waveform cross-correlation peak the lag comes from the energy envelopes
+WAVEFORM_PEAK_MIN = 0.3
+#: metric -> True when higher is better (display order of tables and plots).
+METRICS = {"pesq_wb": True, "stoi": True, "lsd_db": False, "gpe_pct": False,
+           "f0_rmse_cents": False, "vde_pct": False, "dnsmos_ovrl": True, "dnsmos_sig": True,
+           "dnsmos_bak": True, "dnsmos_p808": True}
+
+
+# --- input -------------------------------------------------------------------------------------
+def _read(source, rate, name) -> tuple[np.ndarray, int]:
+    """Path or array -> ``((samples,) float64 in [-1, 1], rate in Hz)`` at the source's rate."""
+    if isinstance(source, (str, Path)):
+        from lpcnet.audio import read_audio, to_mono
+
+        x, r = read_audio(source)
+        return to_mono(x).astype(np.float64), int(r)
+    x = np.asarray(source)
+    if x.ndim != 1 or len(x) == 0:
+        raise LpcnetError(f"{name}: expected mono audio of shape (samples>0,), got {x.shape}")
+    if np.issubdtype(x.dtype, np.integer):
+        x = x.astype(np.float64) / 32768.0
+    x = x.astype(np.float64)
+    if not np.isfinite(x).all():
+        raise LpcnetError(f"{name}: audio holds NaN or Inf")
+    return x, int(rate)
+
+
+def load_pair(reference, synthesis, rate: int = SAMPLE_RATE, synth_rate: int | None = None):
+    """Read a pair at the same rate -> two float64 ``(samples,)`` arrays at 16 kHz."""
+    ref, r1 = _read(reference, rate, "reference")
+    syn, r2 = _read(synthesis, rate if synth_rate is None else synth_rate, "synthesis")
+    if r1 != r2:
+        raise LpcnetError(f"sample rates differ: reference {r1} Hz, synthesis {r2} Hz "
+                          f"({reference if isinstance(reference, (str, Path)) else 'array'} vs "
+                          f"{synthesis if isinstance(synthesis, (str, Path)) else 'array'})")
+    if r1 != SAMPLE_RATE:
+        from lpcnet.audio import resample
+
+        ref, syn = (resample(x.astype(np.float32), r1).astype(np.float64) for x in (ref, syn))
+    return ref, syn
+
+
+# --- alignment ---------------------------------------------------------------------------------
+def log_energy(x, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Log energy in dB of 20 ms frames every 10 ms -> ``(frames,)``."""
+    hop = rate // 100
+    n = len(x) // hop
+    x = np.pad(np.asarray(x, np.float64), (hop // 2, 2 * hop))
+    frames = np.lib.stride_tricks.sliding_window_view(x, 2 * hop)[::hop][:n]
+    return 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-10)
+
+
+def align(reference, synthesis, rate: int = SAMPLE_RATE, max_lag_ms: float = 50.0,
+          min_envelope_corr: float = MIN_ENVELOPE_CORR):
+    """Align ``synthesis`` to ``reference`` (both ``(samples,)``) by bounded cross-correlation.
+
+    Returns ``(ref, syn, info)``: the overlapping parts and ``info`` with ``lag_samples``
+    (> 0: the synthesis is late), ``lag_ms``, ``corr`` (normalised waveform correlation
+    after alignment) and ``envelope_corr``. Raises LpcnetError for a pair that is not
+    the same speech.
+    """
+    from scipy.signal import correlate, correlation_lags
+
+    ref, syn = np.asarray(reference, np.float64), np.asarray(synthesis, np.float64)
+    if len(ref) < rate // 10 or len(syn) < rate // 10:
+        raise LpcnetError(f"audio too short to score ({len(ref)} and {len(syn)} samples; need 100 ms)")
+    max_lag = int(round(rate * max_lag_ms / 1000))
+    c = correlate(syn, ref, mode="full", method="fft")
+    lags = correlation_lags(len(syn), len(ref), mode="full")
+    keep = np.abs(lags) <= max_lag
+    lag = int(lags[keep][np.argmax(c[keep])])
+    peak = float(c[keep].max()) / (math.sqrt(float(np.dot(ref, ref)) * float(np.dot(syn, syn))) or 1.0)
+    method = "waveform"
+    if peak < WAVEFORM_PEAK_MIN:    # not phase-coherent (e.g. a vocoder): align 1 ms energy envelopes
+        lag, method = _envelope_lag(ref, syn, rate, max_lag), "envelope"
+    if lag > 0:
+        syn = syn[lag:]
+    elif lag < 0:
+        ref = ref[-lag:]
+    n = min(len(ref), len(syn))
+    ref, syn = ref[:n], syn[:n]
+    denom = math.sqrt(float(np.dot(ref, ref)) * float(np.dot(syn, syn)))
+    corr = float(np.dot(ref, syn) / denom) if denom > 0 else 0.0
+    e1, e2 = log_energy(ref, rate), log_energy(syn, rate)
+    env = float(np.corrcoef(e1, e2)[0, 1]) if e1.std() > 0 and e2.std() > 0 else 0.0
+    if not env >= min_envelope_corr:
+        raise LpcnetError(f"reference and synthesis do not look like the same speech (energy-contour "
+                          f"correlation {env:.2f} < {min_envelope_corr} after aligning by "
+                          f"{lag} samples)")
+    return ref, syn, {"lag_samples": lag, "lag_ms": 1000.0 * lag / rate, "lag_method": method,
+                      "corr": corr, "envelope_corr": env}
+
+
+def _envelope_lag(ref, syn, rate, max_lag) -> int:
+    """Lag in samples (1 ms resolution) maximising the correlation of log-energy envelopes."""
+    from scipy.signal import correlate, correlation_lags
+
+    hop = rate // 1000
+
+    def env(x):
+        n = len(x) // hop
+        e = np.log10(np.mean(x[:n * hop].reshape(n, hop) ** 2, axis=1) + 1e-10)
+        return e - e.mean()
+
+    er, es = env(ref), env(syn)
+    c = correlate(es, er, mode="full", method="fft")
+    lags = correlation_lags(len(es), len(er), mode="full")
+    keep = np.abs(lags) <= max_lag // hop
+    return int(lags[keep][np.argmax(c[keep])]) * hop
+
+
+# --- metrics -----------------------------------------------------------------------------------
+def pesq_wb(ref, syn, rate: int = SAMPLE_RATE) -> float:
+    """Wide-band PESQ (P.862.2) MOS-LQO of aligned float signals."""
+    from pesq import pesq
+    from pesq.cypesq import PesqError
+
+    try:
+        return float(pesq(rate, ref.astype(np.float32), syn.astype(np.float32), "wb"))
+    except PesqError as exc:
+        raise LpcnetError(f"PESQ failed: {type(exc).__name__} ({exc})") from None
+
+
+def stoi(ref, syn, rate: int = SAMPLE_RATE) -> float:
+    """STOI (0..1) of aligned signals."""
+    from pystoi import stoi as _stoi
+
+    return float(_stoi(ref, syn, rate, extended=False))
+
+
+def log_spectral_distance(ref, syn, n_fft: int = 512, hop: int = 160, floor_db: float = -80.0,
+                          active_db: float = 40.0) -> float:
+    """Mean over active frames of the RMS log-power difference in dB.
+
+    Power spectra (Hann, ``n_fft`` samples, ``hop`` 10 ms) are floored ``floor_db``
+    below the reference's peak; active frames lie within ``active_db`` of the loudest.
+    """
+    import librosa
+
+    pr = np.abs(librosa.stft(ref, n_fft=n_fft, hop_length=hop)) ** 2
+    ps = np.abs(librosa.stft(syn, n_fft=n_fft, hop_length=hop)) ** 2
+    floor = pr.max() * 10 ** (floor_db / 10)
+    d = 10 * np.log10(np.maximum(pr, floor)) - 10 * np.log10(np.maximum(ps, floor))
+    frame_db = 10 * np.log10(pr.sum(axis=0) + 1e-20)
+    active = frame_db > frame_db.max() - active_db
+    return float(np.mean(np.sqrt(np.mean(d[:, active] ** 2, axis=0))))
+
+
+def f0_contour(x, rate: int = SAMPLE_RATE, f0_floor: float = 50.0, f0_ceil: float = 500.0):
+    """WORLD DIO + StoneMask f0 in Hz every 10 ms -> ``(frames,)``; 0 = unvoiced."""
+    import pyworld
+
+    x = np.ascontiguousarray(x, np.float64)
+    f0, t = pyworld.dio(x, rate, f0_floor=f0_floor, f0_ceil=f0_ceil, frame_period=10.0)
+    return pyworld.stonemask(x, f0, t, rate)
+
+
+def pitch_errors(ref, syn, rate: int = SAMPLE_RATE) -> dict:
+    """``gpe_pct``, ``f0_rmse_cents`` (frames voiced in both) and ``vde_pct`` of aligned signals."""
+    f_r, f_s = f0_contour(ref, rate), f0_contour(syn, rate)
+    n = min(len(f_r), len(f_s))
+    f_r, f_s = f_r[:n], f_s[:n]
+    both = (f_r > 0) & (f_s > 0)
+    out = {"vde_pct": float(100 * np.mean((f_r > 0) != (f_s > 0))), "voiced_frames": int(both.sum())}
+    if both.any():
+        ratio = f_s[both] / f_r[both]
+        out["gpe_pct"] = float(100 * np.mean(np.abs(ratio - 1) > 0.2))
+        out["f0_rmse_cents"] = float(np.sqrt(np.mean((1200 * np.log2(ratio)) ** 2)))
+    else:
+        out["gpe_pct"] = out["f0_rmse_cents"] = float("nan")
+    return out
+
+
+_DNSMOS_STATE: dict = {}
+
+
+def dnsmos_status() -> tuple[bool, str]:
+    """``(available, reason)`` for DNSMOS (speechmos with onnxruntime, models in the wheel)."""
+    if "status" not in _DNSMOS_STATE:
+        try:
+            from speechmos import dnsmos  # noqa: F401  (imports onnxruntime, librosa)
+
+            _DNSMOS_STATE["status"] = (True, "speechmos DNSMOS (local ONNX models)")
+        except ImportError as exc:
+            _DNSMOS_STATE["status"] = (False, f"DNSMOS skipped: {exc.name or exc} is not installed "
+                                              f"(pip install speechmos onnxruntime)")
+    return _DNSMOS_STATE["status"]
+
+
+def dnsmos(x, rate: int = SAMPLE_RATE) -> dict:
+    """Non-intrusive DNSMOS of ``(samples,)`` speech -> ``dnsmos_{ovrl,sig,bak,p808}`` (1..5)."""
+    ok, reason = dnsmos_status()
+    if not ok:
+        raise LpcnetError(reason)
+    from speechmos import dnsmos as _dnsmos
+
+    r = _dnsmos.run(np.clip(np.asarray(x, np.float32), -1.0, 1.0), rate)
+    return {f"dnsmos_{k.split('_')[0]}": float(r[k]) for k in ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos")}
+
+
+def score_pair(reference, synthesis, rate: int = SAMPLE_RATE, synth_rate: int | None = None,
+               use_dnsmos: bool = True, max_lag_ms: float = 50.0,
+               min_envelope_corr: float = MIN_ENVELOPE_CORR) -> dict:
+    """All metrics of one pair (paths or arrays) -> dict of floats plus the alignment info.
+
+    ``min_envelope_corr`` = -1 scores any pair (e.g. an early checkpoint's output).
+    """
+    ref, syn = load_pair(reference, synthesis, rate, synth_rate)
+    ref, syn, info = align(ref, syn, SAMPLE_RATE, max_lag_ms, min_envelope_corr)
+    out = dict(info)
+    out["pesq_wb"] = pesq_wb(ref, syn)
+    out["stoi"] = stoi(ref, syn)
+    out["lsd_db"] = log_spectral_distance(ref, syn)
+    out.update(pitch_errors(ref, syn))
+    if use_dnsmos and dnsmos_status()[0]:
+        out.update(dnsmos(syn))
+    return out
+
+
+# --- tables ------------------------------------------------------------------------------------
+def evaluate(references: dict, conditions: dict, use_dnsmos: bool = True,
+             max_lag_ms: float = 50.0, min_envelope_corr: float = MIN_ENVELOPE_CORR) -> dict:
+    """Score ``{condition: {utterance: synthesis}}`` against ``{utterance: reference}``.
+
+    Returns ``{"pairs": [per-pair dicts], "table": [per-condition means], "dnsmos": status}``;
+    table rows hold ``condition``, ``n`` (utterances) and the mean of each metric.
+    """
+    ok, reason = dnsmos_status()
+    pairs = []
+    for cond, by_utt in conditions.items():
+        for utt, syn in by_utt.items():
+            if utt not in references:
+                raise LpcnetError(f"condition '{cond}': no reference for utterance '{utt}'")
+            row = {"condition": cond, "utterance": utt}
+            try:
+                row.update(score_pair(references[utt], syn, use_dnsmos=use_dnsmos,
+                                      max_lag_ms=max_lag_ms, min_envelope_corr=min_envelope_corr))
+            except LpcnetError as exc:
+                raise LpcnetError(f"{cond} / {utt}: {exc}") from None
+            pairs.append(row)
+    return {"pairs": pairs, "table": condition_table(pairs),
+            "dnsmos": reason if (use_dnsmos or not ok) else "DNSMOS skipped: disabled"}
+
+
+def condition_table(pairs: list[dict]) -> list[dict]:
+    """Per-pair dicts -> one row per condition with the mean of each metric over utterances."""
+    rows = []
+    for cond in dict.fromkeys(p["condition"] for p in pairs):
+        mine = [p for p in pairs if p["condition"] == cond]
+        row = {"condition": cond, "n": len(mine)}
+        for m in list(METRICS) + ["lag_ms"]:
+            vals = [p[m] for p in mine if m in p and np.isfinite(p[m])]
+            if vals:
+                row[m] = float(np.mean(vals))
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """Plain-text table of :func:`condition_table` rows (arrows: better direction)."""
+    metrics = [m for m in METRICS if any(m in r for r in rows)]
+    head = f"{'condition':22s} {'n':>3s} " + " ".join(
+        f"{m + ('↑' if METRICS[m] else '↓'):>14s}" for m in metrics) + f" {'lag_ms':>7s}"
+    lines = [head]
+    for r in rows:
+        cells = " ".join(f"{r[m]:14.3f}" if m in r else f"{'-':>14s}" for m in metrics)
+        lines.append(f"{r['condition']:22s} {r['n']:3d} {cells} {r.get('lag_ms', float('nan')):7.2f}")
+    return "\n".join(lines)
+
+
+def plot_over_epochs(history: dict, metrics=None):
+    """``{epoch: {metric: value}}`` (e.g. a condition-table row per epoch) -> Figure.
+
+    One panel per metric present, value against epoch.
+    """
+    from matplotlib.figure import Figure
+
+    if not history:
+        raise LpcnetError("no epochs to plot")
+    epochs = sorted(history)
+    metrics = [m for m in (metrics or METRICS) if any(m in history[e] for e in epochs)]
+    if not metrics:
+        raise LpcnetError("none of the known metrics is in the history")
+    cols = min(3, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    fig = Figure(figsize=(4 * cols, 2.6 * rows), layout="constrained")
+    for i, m in enumerate(metrics):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        xs = [e for e in epochs if m in history[e]]
+        ax.plot(xs, [history[e][m] for e in xs], "o-")
+        ax.set(xlabel="epoch", title=f"{m} ({'higher' if METRICS[m] else 'lower'} is better)")
+        ax.grid(alpha=0.3)
+    return fig
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+def add_arguments(p) -> None:
+    p.add_argument("--reference", nargs="+", metavar="REF.wav",
+                   help="reference recordings (the k-th synthesis of each condition pairs with the k-th)")
+    p.add_argument("--synth", nargs="+", action="extend", metavar="NAME=SYN.wav",
+                   help="synthesised speech as condition=file, repeated per utterance")
+    p.add_argument("--pairs", metavar="PAIRS.csv",
+                   help="CSV with header condition,reference,synthesis (instead of --reference/--synth)")
+    p.add_argument("--json", metavar="OUT.json", help="also write pairs and table as JSON (atomic)")
+    p.add_argument("--no-dnsmos", action="store_true", help="skip DNSMOS (the slowest metric)")
+    p.add_argument("--max-lag-ms", type=float, default=50.0,
+                   help="alignment search range in ms (+-)")
+    p.add_argument("--min-envelope-corr", type=float, default=MIN_ENVELOPE_CORR,
+                   help="refuse pairs whose energy contours correlate less (-1: score any pair, "
+                        "e.g. an early checkpoint)")
+
+
+def _pairs_from_args(args) -> tuple[dict, dict]:
+    refs, conds = {}, {}
+    if args.pairs:
+        path = Path(args.pairs)
+        if not path.is_file():
+            raise LpcnetError(f"{path}: file not found (expected a CSV condition,reference,synthesis)")
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if not {"condition", "reference", "synthesis"} <= set(reader.fieldnames or []):
+                raise LpcnetError(f"{path}: header must hold condition,reference,synthesis")
+            for n, row in enumerate(reader, 2):
+                ref = (path.parent / row["reference"]).resolve()
+                syn = (path.parent / row["synthesis"]).resolve()
+                refs[str(ref)] = ref
+                conds.setdefault(row["condition"], {})[str(ref)] = syn
+        if not conds:
+            raise LpcnetError(f"{path}: no pairs")
+        return refs, conds
+    if not args.reference or not args.synth:
+        raise LpcnetError("give --reference and --synth NAME=FILE, or --pairs PAIRS.csv")
+    refs = {r: Path(r) for r in args.reference}
+    files = {}
+    for item in args.synth:
+        name, sep, file = item.partition("=")
+        if not sep or not name or not file:
+            raise LpcnetError(f"--synth '{item}': expected NAME=FILE")
+        files.setdefault(name, []).append(Path(file))
+    for name, lst in files.items():
+        if len(lst) != len(refs):
+            raise LpcnetError(f"condition '{name}' has {len(lst)} file(s) for {len(refs)} reference(s)")
+        conds[name] = dict(zip(refs, lst))
+    return refs, conds
+
+
+def run(args) -> int:
+    refs, conds = _pairs_from_args(args)
+    result = evaluate(refs, conds, use_dnsmos=not args.no_dnsmos, max_lag_ms=args.max_lag_ms,
+                      min_envelope_corr=args.min_envelope_corr)
+    for p in result["pairs"]:
+        print(f"{p['condition']}: {Path(p['utterance']).name}: lag {p['lag_samples']} samples, "
+              f"PESQ-WB {p['pesq_wb']:.2f}, STOI {p['stoi']:.3f}, LSD {p['lsd_db']:.2f} dB")
+    print(format_table(result["table"]))
+    print(result["dnsmos"])
+    if args.json:
+        with atomic_output(args.json, "w") as f:
+            json.dump(result, f, indent=1, default=str)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def main(argv=None) -> int:
+    from lpcnet.cli import module_main
+
+    return module_main(__name__, "python -m lpcnet.quality", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
