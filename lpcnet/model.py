@@ -284,3 +284,29 @@ def save_seed_h5(model: keras.Model, path) -> Path:
                 for key, value in vars_.items():
                     g.create_dataset(f"{key}:0", data=value)
     return Path(path)
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Save the full model (weights + optimizer state) after every epoch: temp file + rename.
+
+    ``path_for(epoch)`` gets the 1-based number of finished epochs (the seed's
+    ``{epoch:02d}``); a crash mid-write leaves the previous checkpoint intact.
+    """
+
+    def __init__(self, path_for, ext: str = ".keras"):
+        super().__init__()
+        self.path_for, self.ext = path_for, ext
+        self.last = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        import os
+
+        path = Path(self.path_for(epoch + 1))
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{self.ext}")
+        try:
+            self.model.save(tmp)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        self.last = path

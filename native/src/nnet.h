@@ -16,23 +16,28 @@ typedef struct {
   int level; /* 0 scalar, 2 AVX2/FMA, 3 AVX-512 */
   /* out[j] += sum_i x[i] w[i*cols + j], w row-major (rows = inputs) */
   void (*sgemv_accum)(float *out, const float *w, int rows, int cols, const float *x);
-  /* out[8g + c] += block-sparse product, ngroups groups of 8 outputs */
-  void (*sparse_sgemv_accum)(float *out, const float *w, const int32_t *idx, int ngroups,
-                             const float *x);
-  /* out[8g + c] += scale * sum q * xq, xq unsigned (x quantised as 127 x + 127) */
-  void (*sparse_i8_accum)(float *out, const int8_t *w, const int32_t *idx, int ngroups,
-                          const uint8_t *x, float scale);
+  /* out[8g + c] = (bias ? bias : out)[8g + c] + block-sparse product, ngroups groups of 8 */
+  void (*sparse_sgemv_accum)(float *out, const float *bias, const float *w, const int32_t *idx,
+                             int ngroups, const float *x);
+  /* the same with scale * sum q * xq, xq unsigned (x quantised as 127 x + 127) */
+  void (*sparse_i8_accum)(float *out, const float *bias, const int8_t *w, const int32_t *idx,
+                          int ngroups, const uint8_t *x, float scale);
   void (*vec_sigmoid)(float *y, const float *x, int n);
   void (*vec_tanh)(float *y, const float *x, int n);
-  /* reset_after GRU update (spec C.3): in/rec hold the 3n input and recurrent sums (gates
-   * z, r, h); diag (3n, may be NULL) adds diag * h to rec first; h updated in place */
-  void (*gru_update)(float *h, const float *in, const float *rec, const float *diag, int n);
-  /* out = a + b + c + d */
-  void (*vec_sum4)(float *out, const float *a, const float *b, const float *c, const float *d, int n);
+  /* reset_after GRU update (spec C.3): the 3n input sums are in (+ in2 + in3 + in4 when
+   * in2 is not NULL), rec the 3n recurrent sums (gates z, r, h); diag (3n, may be NULL)
+   * adds diag * h to rec first; h is updated in place */
+  void (*gru_update)(float *h, const float *in, const float *in2, const float *in3,
+                     const float *in4, const float *rec, const float *diag, int n);
   /* out = 127 + round(127 x), x in [-1, 1] */
   void (*quantize_u8)(uint8_t *out, const float *x, int n);
-  /* pre-sigmoid dual-FC output of one unit: sum_c f[c] tanh(b[c] + w[c] . v), 2 channels */
-  float (*mdense_unit)(const float *w, const float *b, const float *f, const float *v, int n);
+  /* pre-sigmoid dual-FC outputs of `count` (<= 4) units: out[j] = sum_c f[u,c] tanh(b[u,c] +
+   * w[u,c,:] . v), u = units[j]; w (units, 2, n), b and f (units, 2) */
+  /* out[8g + c] += scale * dense int8 product; w (rows4, ngroups, 8, 4); NULL if absent */
+  void (*dense_i8_accum)(float *out, const int8_t *w, int rows4, int ngroups, const uint8_t *x,
+                         float scale);
+  void (*mdense_units)(const float *w, const float *b, const float *f, const float *v, int n,
+                       const int *units, int count, float *out);
 } NNetKernels;
 
 extern const NNetKernels nnet_kernels_c;
@@ -41,13 +46,15 @@ extern const NNetKernels nnet_kernels_c;
 extern const NNetKernels nnet_kernels_avx2;
 extern const NNetKernels nnet_kernels_avx512;
 /* shared by the AVX2 and AVX-512 tables (the float blocks are 8 wide) */
-void nnet_sparse_sgemv_accum_avx2(float *out, const float *w, const int32_t *idx, int ngroups,
-                                  const float *x);
-void nnet_gru_update_avx2(float *h, const float *in, const float *rec, const float *diag, int n);
-void nnet_vec_sum4_avx2(float *out, const float *a, const float *b, const float *c, const float *d,
-                        int n);
+void nnet_sparse_sgemv_accum_avx2(float *out, const float *bias, const float *w,
+                                  const int32_t *idx, int ngroups, const float *x);
+void nnet_gru_update_avx2_from(float *h, const float *in, const float *in2, const float *in3,
+                               const float *in4, const float *rec, const float *diag, int n, int i0);
+void nnet_gru_update_avx2(float *h, const float *in, const float *in2, const float *in3,
+                          const float *in4, const float *rec, const float *diag, int n);
 void nnet_quantize_u8_avx2(uint8_t *out, const float *x, int n);
-float nnet_mdense_unit_avx2(const float *w, const float *b, const float *f, const float *v, int n);
+void nnet_mdense_units_avx2(const float *w, const float *b, const float *f, const float *v, int n,
+                            const int *units, int count, float *out);
 #endif
 
 /** Best kernels for this CPU, or the requested level clamped to what it supports (-1 = best). */
@@ -58,6 +65,7 @@ static inline float nnet_expf(float x) {
   float fx, y, z;
   union { float f; int32_t i; } u;
   int32_t n;
+  if (x != x) return x; /* NaN: no float -> int conversion */
   x = x > 87.f ? 87.f : (x < -87.f ? -87.f : x);
   fx = x * 1.44269504088896341f;
   fx = (float)(int32_t)(fx + (fx >= 0.f ? 0.5f : -0.5f));

@@ -50,12 +50,13 @@ TGT static void sgemv_accum_avx2(float *out, const float *w, int rows, int cols,
     a##3 = _mm256_fmadd_ps(_mm256_permute_ps(xv_, 0xFF), _mm256_loadu_ps((w) + 24), a##3); \
   } while (0)
 
-TGT void nnet_sparse_sgemv_accum_avx2(float *out, const float *w, const int32_t *idx,
-                                      int ngroups, const float *x) {
+TGT void nnet_sparse_sgemv_accum_avx2(float *out, const float *bias, const float *w,
+                                      const int32_t *idx, int ngroups, const float *x) {
   int g, b;
+  const float *init = bias ? bias : out;
   for (g = 0; g < ngroups; g++) {
     int count = *idx++;
-    __m256 a0 = _mm256_loadu_ps(out + 8 * g), a1 = _mm256_setzero_ps();
+    __m256 a0 = _mm256_loadu_ps(init + 8 * g), a1 = _mm256_setzero_ps();
     __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
     __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
     __m256 b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
@@ -77,9 +78,10 @@ TGT void nnet_sparse_sgemv_accum_avx2(float *out, const float *w, const int32_t 
 }
 
 /* int8 without VNNI: widen to int16 and use madd (exact, no saturation), then pair-add. */
-TGT static void sparse_i8_accum_avx2(float *out, const int8_t *w, const int32_t *idx, int ngroups,
-                                     const uint8_t *x, float scale) {
+TGT static void sparse_i8_accum_avx2(float *out, const float *bias, const int8_t *w,
+                                     const int32_t *idx, int ngroups, const uint8_t *x, float scale) {
   int g, b;
+  const float *init = bias ? bias : out;
   const __m256 sc = _mm256_set1_ps(scale);
   for (g = 0; g < ngroups; g++) {
     int count = *idx++;
@@ -97,7 +99,7 @@ TGT static void sparse_i8_accum_avx2(float *out, const int8_t *w, const int32_t 
     }
     /* hadd gives outputs (0,1,4,5 | 2,3,6,7); permute back to 0..7 */
     s = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(lo, hi), _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
-    _mm256_storeu_ps(out + 8 * g, _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, _mm256_loadu_ps(out + 8 * g)));
+    _mm256_storeu_ps(out + 8 * g, _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, _mm256_loadu_ps(init + 8 * g)));
   }
 }
 
@@ -113,8 +115,16 @@ TGT static void vec_tanh_avx2(float *y, const float *x, int n) {
   for (; i < n; i++) y[i] = nnet_tanh(x[i]);
 }
 
-TGT void nnet_gru_update_avx2(float *h, const float *in, const float *rec, const float *diag, int n) {
-  int i = 0;
+#define LOAD_IN8(o) \
+  (in2 ? _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(in + (o)), _mm256_loadu_ps(in2 + (o))), \
+                       _mm256_add_ps(_mm256_loadu_ps(in3 + (o)), _mm256_loadu_ps(in4 + (o)))) \
+       : _mm256_loadu_ps(in + (o)))
+
+/* GRU update of units i0..n-1 (gate blocks stay at offsets n and 2n) */
+TGT void nnet_gru_update_avx2_from(float *h, const float *in, const float *in2, const float *in3,
+                                   const float *in4, const float *rec, const float *diag, int n,
+                                   int i0) {
+  int i = i0;
   for (; i + 8 <= n; i += 8) {
     __m256 hv = _mm256_loadu_ps(h + i);
     __m256 rz = _mm256_loadu_ps(rec + i), rr = _mm256_loadu_ps(rec + n + i);
@@ -124,22 +134,33 @@ TGT void nnet_gru_update_avx2(float *h, const float *in, const float *rec, const
       rr = _mm256_fmadd_ps(_mm256_loadu_ps(diag + n + i), hv, rr);
       rh = _mm256_fmadd_ps(_mm256_loadu_ps(diag + 2 * n + i), hv, rh);
     }
-    z = sigmoid8(_mm256_add_ps(_mm256_loadu_ps(in + i), rz));
-    r = sigmoid8(_mm256_add_ps(_mm256_loadu_ps(in + n + i), rr));
-    hh = tanh8(_mm256_fmadd_ps(r, rh, _mm256_loadu_ps(in + 2 * n + i)));
+    z = sigmoid8(_mm256_add_ps(LOAD_IN8(i), rz));
+    r = sigmoid8(_mm256_add_ps(LOAD_IN8(n + i), rr));
+    hh = tanh8(_mm256_fmadd_ps(r, rh, LOAD_IN8(2 * n + i)));
     /* z h + (1 - z) hh = hh + z (h - hh) */
     _mm256_storeu_ps(h + i, _mm256_fmadd_ps(z, _mm256_sub_ps(hv, hh), hh));
   }
-  if (i < n) nnet_kernels_c.gru_update(h + i, in + i, rec + i, diag ? diag + i : NULL, n - i);
+  if (i < n) {
+    /* tail: the scalar kernel with the 3n arrays re-based on gate boundaries is not
+     * expressible by pointer offsets, so finish element by element */
+    for (; i < n; i++) {
+      float x[3], rv[3], z, r, hh;
+      int g;
+      for (g = 0; g < 3; g++) {
+        x[g] = in[g * n + i] + (in2 ? in2[g * n + i] + in3[g * n + i] + in4[g * n + i] : 0.f);
+        rv[g] = rec[g * n + i] + (diag ? diag[g * n + i] * h[i] : 0.f);
+      }
+      z = nnet_sigmoid(x[0] + rv[0]);
+      r = nnet_sigmoid(x[1] + rv[1]);
+      hh = nnet_tanh(x[2] + r * rv[2]);
+      h[i] = z * h[i] + (1.f - z) * hh;
+    }
+  }
 }
 
-TGT void nnet_vec_sum4_avx2(float *out, const float *a, const float *b, const float *c, const float *d,
-                            int n) {
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)),
-                                            _mm256_add_ps(_mm256_loadu_ps(c + i), _mm256_loadu_ps(d + i))));
-  for (; i < n; i++) out[i] = a[i] + b[i] + c[i] + d[i];
+TGT void nnet_gru_update_avx2(float *h, const float *in, const float *in2, const float *in3,
+                              const float *in4, const float *rec, const float *diag, int n) {
+  nnet_gru_update_avx2_from(h, in, in2, in3, in4, rec, diag, n, 0);
 }
 
 TGT void nnet_quantize_u8_avx2(uint8_t *out, const float *x, int n) {
@@ -156,33 +177,38 @@ TGT void nnet_quantize_u8_avx2(uint8_t *out, const float *x, int n) {
   }
   for (; i < n; i++) {
     float v = 127.f * x[i];
-    v = v > 127.f ? 127.f : (v < -127.f ? -127.f : v);
+    v = v > 127.f ? 127.f : (v < -127.f ? -127.f : (v == v ? v : 0.f));
     out[i] = (uint8_t)(127 + (int)nearbyintf(v));
   }
 }
 
-TGT float nnet_mdense_unit_avx2(const float *w, const float *b, const float *f, const float *v, int n) {
-  if (n == 16) {
-    __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8);
-    __m256 s0 = _mm256_fmadd_ps(v1, _mm256_loadu_ps(w + 8), _mm256_mul_ps(v0, _mm256_loadu_ps(w)));
-    __m256 s1 = _mm256_fmadd_ps(v1, _mm256_loadu_ps(w + 24), _mm256_mul_ps(v0, _mm256_loadu_ps(w + 16)));
-    /* horizontal sums of s0 and s1 -> lanes 0 and 1 */
-    __m256 h = _mm256_hadd_ps(s0, s1);                    /* s0a s0b s1a s1b | s0c s0d s1c s1d */
-    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    q = _mm_hadd_ps(q, q);                                /* s0, s1, s0, s1 */
-    q = _mm_add_ps(q, _mm_setr_ps(b[0], b[1], b[0], b[1]));
-    {
-      float t[8];
-      __m256 th = tanh8(_mm256_castps128_ps256(q));
-      _mm256_storeu_ps(t, th);
-      return f[0] * t[0] + f[1] * t[1];
+/* Up to 4 units x 2 channels = 8 dot products of 16, one 8-wide tanh. */
+TGT void nnet_mdense_units_avx2(const float *w, const float *b, const float *f, const float *v, int n,
+                                const int *units, int count, float *out) {
+  if (n == 16 && count <= 4) {
+    const __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8);
+    float s[8] = {0}, t[8];
+    int j, c;
+    for (j = 0; j < count; j++) {
+      for (c = 0; c < 2; c++) {
+        const float *wc = w + ((size_t)units[j] * 2 + c) * 16;
+        __m256 a = _mm256_fmadd_ps(v1, _mm256_loadu_ps(wc + 8), _mm256_mul_ps(v0, _mm256_loadu_ps(wc)));
+        __m128 q = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        q = _mm_add_ss(q, _mm_movehdup_ps(q));
+        s[2 * j + c] = _mm_cvtss_f32(q) + b[2 * units[j] + c];
+      }
     }
+    _mm256_storeu_ps(t, tanh8(_mm256_loadu_ps(s)));
+    for (j = 0; j < count; j++)
+      out[j] = f[2 * units[j]] * t[2 * j] + f[2 * units[j] + 1] * t[2 * j + 1];
+    return;
   }
-  return nnet_kernels_c.mdense_unit(w, b, f, v, n);
+  nnet_kernels_c.mdense_units(w, b, f, v, n, units, count, out);
 }
 
 const NNetKernels nnet_kernels_avx2 = {2, sgemv_accum_avx2, nnet_sparse_sgemv_accum_avx2,
                                        sparse_i8_accum_avx2, vec_sigmoid_avx2, vec_tanh_avx2,
-                                       nnet_gru_update_avx2, nnet_vec_sum4_avx2, nnet_quantize_u8_avx2,
-                                       nnet_mdense_unit_avx2};
+                                       nnet_gru_update_avx2, nnet_quantize_u8_avx2, NULL,
+                                       nnet_mdense_units_avx2};
 #endif

@@ -48,6 +48,8 @@ struct LPCNetSynthModel {
   const float *gb_in_subias, *gb_w, *gb_rec_w, *gb_rbias;
   const int32_t *gb_idx;
   const int8_t *gb_wq;
+  /* GRU B's input matrix is usually dense: int8 copy repacked at load (owned) */
+  int8_t *gb_dense_q; /* (na/4, 3nb/8, 8, 4) */
   const float *md_w, *md_b, *md_f;
   FreqTables freq;
 };
@@ -60,7 +62,7 @@ struct LPCNetSynthState {
   long calls, nin, t;
   float feat_ring[3][NB_TOTAL];
   float *conv1_mem, *conv2_mem, *x1, *c1, *c2, *d1, *cfeat;
-  float *cond_a, *cond_b, *ha, *hb, *in_a, *rec_a, *tmp_a, *in_b, *rec_b, *tmp_b, *md_tmp;
+  float *cond_a, *cond_b, *ha, *hb, *rec_a, *in_b, *rec_b;
   uint8_t *ha_q;
   double hist[ORDER], deemph;
   int sig, exc;
@@ -77,6 +79,7 @@ static int g_tables_ready = 0;
 static int lin2ulaw(double x) {
   double u = 128.0 * log1p(fabs(x) * (255.0 / 32768.0)) / log(256.0);
   double r = 128.0 + nearbyint(x < 0 ? -u : u);
+  if (r != r) return 128; /* NaN */
   return r < 0 ? 0 : (r > 255 ? 255 : (int)r);
 }
 
@@ -233,6 +236,27 @@ static int load_sparse(Parser *p, const char *iname, const char *wname, const ch
   return 0;
 }
 
+/* If every 4x8 block of GRU B's input matrix is stored (in row order), keep a dense
+ * int8 copy: a dense product reuses each input broadcast across all outputs. (A dense
+ * float copy brings nothing: that product is bound by FMA throughput either way.) */
+static void repack_dense_gru_b(LPCNetSynthModel *m) {
+  const int rq = m->na / NNET_BLOCK_ROWS, ng = 3 * m->nb / NNET_BLOCK_COLS;
+  const int32_t *idx = m->gb_idx;
+  int g, r;
+  for (g = 0; g < ng; g++) {
+    if (*idx++ != rq) return;
+    for (r = 0; r < rq; r++)
+      if (*idx++ != NNET_BLOCK_ROWS * r) return;
+  }
+  if (m->gb_wq) {
+    m->gb_dense_q = malloc((size_t)m->na * 3 * m->nb);
+    if (!m->gb_dense_q) return;
+    for (g = 0; g < ng; g++)
+      for (r = 0; r < rq; r++)
+        memcpy(m->gb_dense_q + ((size_t)r * ng + g) * 32, m->gb_wq + ((size_t)g * rq + r) * 32, 32);
+  }
+}
+
 LPCNetSynthModel *lpcnet_synth_model_load(const void *data, size_t len, char *err, size_t errlen) {
   const unsigned char *raw = data;
   LPCNetSynthModel *m;
@@ -322,11 +346,13 @@ LPCNetSynthModel *lpcnet_synth_model_load(const void *data, size_t len, char *er
     return NULL;
   }
   freq_init(&m->freq);
+  repack_dense_gru_b(m);
   return m;
 }
 
 void lpcnet_synth_model_free(LPCNetSynthModel *m) {
   if (!m) return;
+  free(m->gb_dense_q);
   free(m->mem);
   free(m);
 }
@@ -349,11 +375,11 @@ LPCNetSynthState *lpcnet_synth_create(const LPCNetSynthModel *m, int flags, uint
   in1 = NB_FEAT + m->pembed;
   st = calloc(1, sizeof(*st));
   if (!st) return NULL;
-  nf = 3 * (size_t)in1 + 2 * (size_t)m->cond + 4 * (size_t)m->cond + 6 * (size_t)m->na +
-       6 * (size_t)m->nb + 2 * ((size_t)m->na + (size_t)m->nb) + 9 * (size_t)m->na +
-       9 * (size_t)m->nb + 2 * LEVELS + 64;
+  /* conv memories and layer outputs, conditioning tables, states, GRU sums (below) */
+  nf = 3 * (size_t)in1 + 6 * (size_t)m->cond + 7 * (size_t)m->na + 10 * (size_t)m->nb;
   f = calloc(nf, sizeof(float));
-  st->ha_q = calloc((size_t)m->na + 4, 1);
+  st->ha_q = malloc((size_t)m->na + 4);
+  if (st->ha_q) memset(st->ha_q, 127, (size_t)m->na + 4); /* quantised zero state */
   if (!f || !st->ha_q) {
     free(f);
     free(st->ha_q);
@@ -371,13 +397,9 @@ LPCNetSynthState *lpcnet_synth_create(const LPCNetSynthModel *m, int flags, uint
   st->cond_b = f, f += 3 * m->nb;
   st->ha = f, f += m->na;
   st->hb = f, f += m->nb;
-  st->in_a = f, f += 3 * m->na;
   st->rec_a = f, f += 3 * m->na;
-  st->tmp_a = f, f += 3 * m->na;
   st->in_b = f, f += 3 * m->nb;
   st->rec_b = f, f += 3 * m->nb;
-  st->tmp_b = f, f += 3 * m->nb;
-  st->md_tmp = f;
   st->m = m;
   st->k = nnet_select(g_level);
   st->flags = flags;
@@ -407,17 +429,19 @@ static void dense_tanh(const NNetKernels *k, const Dense *d, float *out, const f
   k->vec_tanh(out, out, d->cols);
 }
 
-/* Pre-sigmoid dual-FC output of tree node u (spec C.4). */
-static float mdense_node(const LPCNetSynthState *st, const float *v, int u) {
+/* All 256 tree-node bit probabilities (tests only). */
+static void mdense_all(LPCNetSynthState *st, const float *v, float *q) {
   const LPCNetSynthModel *m = st->m;
-  return st->k->mdense_unit(m->md_w + (size_t)u * 2 * m->nb, m->md_b + 2 * u, m->md_f + 2 * u, v,
-                            m->nb);
+  int u, j, units[4];
+  for (u = 0; u < LEVELS; u += 4) {
+    for (j = 0; j < 4; j++) units[j] = u + j;
+    st->k->mdense_units(m->md_w, m->md_b, m->md_f, v, m->nb, units, 4, q + u);
+  }
+  st->k->vec_sigmoid(q, q, LEVELS);
 }
 
-static void mdense_all(LPCNetSynthState *st, const float *v, float *q) {
-  int u;
-  for (u = 0; u < LEVELS; u++) q[u] = mdense_node(st, v, u);
-  st->k->vec_sigmoid(q, q, LEVELS);
+static int bit_of(const LPCNetSynthState *st, float x, int r) {
+  return (st->flags & LPCNET_SYNTH_ARGMAX) ? x > 0.f : x > g_logit[r];
 }
 
 /* One output sample (spec E.1 steps b-g with the E.3 sampling rule). */
@@ -443,36 +467,44 @@ static int16_t sample_step(LPCNetSynthState *st, const float *lpc, float gain) {
     __builtin_prefetch(e2 + i);
   }
   if (int8) {
-    k->quantize_u8(st->ha_q, st->ha, na);
-    memcpy(st->rec_a, m->ga_subias, sizeof(float) * 3 * na);
-    k->sparse_i8_accum(st->rec_a, m->ga_wq, m->ga_idx, 3 * na / 8, st->ha_q, 1.f / (128.f * 127.f));
+    /* ha_q already holds the quantised state: made for GRU B at the previous sample */
+    k->sparse_i8_accum(st->rec_a, m->ga_subias, m->ga_wq, m->ga_idx, 3 * na / 8, st->ha_q,
+                       1.f / (128.f * 127.f));
   } else {
-    memcpy(st->rec_a, m->ga_rbias, sizeof(float) * 3 * na);
-    k->sparse_sgemv_accum(st->rec_a, m->ga_w, m->ga_idx, 3 * na / 8, st->ha);
+    k->sparse_sgemv_accum(st->rec_a, m->ga_rbias, m->ga_w, m->ga_idx, 3 * na / 8, st->ha);
   }
-  k->vec_sum4(st->in_a, st->cond_a, e0, e1, e2, 3 * na);
-  k->gru_update(st->ha, st->in_a, st->rec_a, m->ga_diag, na);
+  k->gru_update(st->ha, st->cond_a, e0, e1, e2, st->rec_a, m->ga_diag, na);
 
   /* GRU B: input = GRU A state (block matrix) + frame conditioning */
   memcpy(st->in_b, st->cond_b, sizeof(float) * 3 * nb);
   if (int8) {
     k->quantize_u8(st->ha_q, st->ha, na);
-    k->sparse_i8_accum(st->in_b, m->gb_wq, m->gb_idx, 3 * nb / 8, st->ha_q, 1.f / (128.f * 127.f));
+    if (m->gb_dense_q && k->dense_i8_accum)
+      k->dense_i8_accum(st->in_b, m->gb_dense_q, na / 4, 3 * nb / 8, st->ha_q, 1.f / (128.f * 127.f));
+    else
+      k->sparse_i8_accum(st->in_b, NULL, m->gb_wq, m->gb_idx, 3 * nb / 8, st->ha_q,
+                         1.f / (128.f * 127.f));
   } else {
-    k->sparse_sgemv_accum(st->in_b, m->gb_w, m->gb_idx, 3 * nb / 8, st->ha);
+    k->sparse_sgemv_accum(st->in_b, NULL, m->gb_w, m->gb_idx, 3 * nb / 8, st->ha);
   }
   memcpy(st->rec_b, m->gb_rbias, sizeof(float) * 3 * nb);
   k->sgemv_accum(st->rec_b, m->gb_rec_w, nb, 3 * nb, st->hb);
-  k->gru_update(st->hb, st->in_b, st->rec_b, NULL, nb);
+  k->gru_update(st->hb, st->in_b, NULL, NULL, NULL, st->rec_b, NULL, nb);
 
   if (st->probs) mdense_all(st, st->hb, st->probs + st->t * LEVELS);
 
-  /* binary tree, MSB first: node 2^b + bits so far (spec C.5) */
-  for (b = 0; b < 8; b++) {
-    float x = gain * mdense_node(st, st->hb, (1 << b) + v);
-    int r = (int)(rng_next(st) >> 56);
-    int bit = (st->flags & LPCNET_SYNTH_ARGMAX) ? x > 0.f : x > g_logit[r];
+  /* binary tree, MSB first: node 2^b + bits so far (spec C.5). Two levels per step:
+   * the node and both of its children are evaluated together (shorter dependency chain). */
+  for (b = 0; b < 8; b += 2) {
+    int units[3], bit;
+    float x[3];
+    units[0] = (1 << b) + v;
+    units[1] = (1 << (b + 1)) + 2 * v;
+    units[2] = units[1] + 1;
+    k->mdense_units(m->md_w, m->md_b, m->md_f, st->hb, nb, units, 3, x);
+    bit = bit_of(st, gain * x[0], (int)(rng_next(st) >> 56));
     v = 2 * v + bit;
+    v = 2 * v + bit_of(st, gain * x[1 + bit], (int)(rng_next(st) >> 56));
   }
   if (st->forced) v = st->forced[st->t];
   st->exc = v;
@@ -482,6 +514,7 @@ static int16_t sample_step(LPCNetSynthState *st, const float *lpc, float gain) {
   st->hist[0] = pcm;
   st->deemph = 0.85 * st->deemph + pcm;
   y = nearbyint(st->deemph);
+  if (y != y) y = 0.0; /* non-finite features (C callers): no undefined conversion */
   st->t++;
   return (int16_t)(y > 32767.0 ? 32767 : (y < -32768.0 ? -32768 : y));
 }

@@ -90,6 +90,23 @@ int main(int argc, char **argv) {
       }
     }
   }
+  /* non-finite features must not reach undefined float -> int conversions */
+  {
+    float *nanfeat = malloc(sizeof(float) * LPCNET_SYNTH_NB_TOTAL_FEATURES * (size_t)nframes);
+    memcpy(nanfeat, feat, sizeof(float) * LPCNET_SYNTH_NB_TOTAL_FEATURES * (size_t)nframes);
+    nanfeat[5] = nanfeat[18] = nanfeat[25] = 0.f / 0.f;
+    if (nframes > 1) nanfeat[LPCNET_SYNTH_NB_TOTAL_FEATURES + 3] = 1.f / 0.f;
+    for (l = 0; l < 3; l++) {
+      lpcnet_synth_set_simd_level(levels[l]);
+      for (flags = 0; flags < 2; flags++) {
+        if ((flags & LPCNET_SYNTH_INT8) && !sizes[3]) continue;
+        st = lpcnet_synth_create(m, flags, 3);
+        if (lpcnet_synth_run(st, nanfeat, nframes, out, NULL, NULL) != nframes * 160) fails++;
+        lpcnet_synth_destroy(st);
+      }
+    }
+    free(nanfeat);
+  }
   /* truncated and corrupted blobs must be rejected without crashing */
   bad = malloc((size_t)blen);
   for (n = 0; n < blen; n += blen / 37 + 1) {

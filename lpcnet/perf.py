@@ -1,0 +1,261 @@
+"""Training throughput and monitoring: step timer, seed-compatible summary JSON,
+progress bar, TensorBoard scalars, and the ``bench_train`` benchmark.
+
+The summary JSON follows the Cambricon seed's ``--use_performance`` rule (spec
+D.10): per-step wall times between ``on_train_batch_begin`` and
+``on_train_batch_end``; ``t_mean`` = mean of steps 10..299 when exactly 300
+steps were timed, else of the last 40 steps (of the second half when 40 or
+fewer); ``throughput_mean = global_batch / t_mean`` in sequences/s (one sequence =
+2400 samples = 0.15 s of audio) and ``e2e = t_mean`` in s/step.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+
+def cpu_name() -> str:
+    """The CPU model name (from /proc/cpuinfo on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def seed_mean_step_time(times) -> float:
+    """Mean step time by the seed's rule (spec D.10)."""
+    t = np.asarray(times, dtype=np.float64)
+    if len(t) == 0:
+        return float("nan")
+    if len(t) == 300:
+        return float(t[10:300].mean())
+    if len(t) > 40:
+        return float(t[-40:].mean())
+    return float(t[len(t) // 2:].mean())
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Wall time of every training step (batch begin -> batch end), in seconds."""
+
+    def __init__(self, global_batch: int):
+        super().__init__()
+        self.global_batch = int(global_batch)
+        self.times: list[float] = []
+        self._t0 = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._t0 is not None:
+            self.times.append(time.perf_counter() - self._t0)
+
+    def recent_throughput(self, n: int = 20) -> float:
+        """Sequences per second over the last ``n`` steps."""
+        if not self.times:
+            return 0.0
+        return self.global_batch / float(np.mean(self.times[-n:]))
+
+
+def performance_summary(times, global_batch: int, meta: dict | None = None) -> dict:
+    """The seed's ``overall_stats`` (batch_size, throughput_mean, e2e) plus kit metadata."""
+    import tensorflow as tf
+
+    t_mean = seed_mean_step_time(times)
+    summary = {"overall_stats": {"batch_size": int(global_batch),
+                                 "throughput_mean": float(global_batch / t_mean),
+                                 "e2e": t_mean}}
+    summary["metadata"] = {"steps_timed": len(times), "tf_version": tf.__version__,
+                           "keras_version": keras.__version__, "cpu": cpu_name(),
+                           "unit": "sequences/s (2400 samples each); e2e in s/step",
+                           **(meta or {})}
+    return summary
+
+
+def write_performance_summary(times, global_batch: int, meta: dict, paths) -> dict:
+    """Write the summary JSON (atomically) to every path in ``paths``; return it."""
+    from lpcnet.config import publish_mode
+    from lpcnet.formats import atomic_output
+
+    summary = performance_summary(times, global_batch, meta)
+    for p in paths:
+        with atomic_output(p, "w") as f:
+            json.dump(summary, f, indent=1)
+        publish_mode(p)
+    return summary
+
+
+class Progress(keras.callbacks.Callback):
+    """tqdm bar per epoch with loss, accuracy and sequences/s (replaces Keras' verbose=1)."""
+
+    def __init__(self, steps: int, timer: StepTimer):
+        super().__init__()
+        self.steps, self.timer, self.bar = steps, timer, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.params.get('epochs')}",
+                        unit="step", leave=True)
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{float(logs.get('loss', float('nan'))):.4f}",
+                             acc=f"{float(logs.get('accuracy', float('nan'))):.4f}",
+                             seq_s=f"{self.timer.recent_throughput():.2f}", refresh=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.bar is not None:
+            self.bar.close()
+
+
+class TensorBoardLogger(keras.callbacks.Callback):
+    """TensorBoard scalars: loss, accuracy, learning rate, sequences/s, per-gate density.
+
+    Written every ``every`` steps and at each epoch end to ``log_dir``. Gate
+    densities are fractions of non-zero 4x8 blocks (GRU A recurrent kernel without
+    its diagonal; the GRU-A rows of GRU B's input kernel).
+    """
+
+    def __init__(self, log_dir, timer: StepTimer, sparsifiers, every: int = 10):
+        super().__init__()
+        self.log_dir, self.timer, self.sparsifiers = str(log_dir), timer, list(sparsifiers)
+        self.every = max(1, int(every))
+        self.writer = None
+
+    def on_train_begin(self, logs=None):
+        import tensorflow as tf
+
+        self.writer = tf.summary.create_file_writer(self.log_dir)
+
+    def _write(self, prefix, step, logs):
+        import tensorflow as tf
+
+        from lpcnet.model import current_lr
+
+        with self.writer.as_default(step=int(step)):
+            for k in ("loss", "accuracy"):
+                if k in (logs or {}):
+                    tf.summary.scalar(f"{prefix}/{k}", float(logs[k]))
+            tf.summary.scalar(f"{prefix}/learning_rate", current_lr(self.model.optimizer))
+            tf.summary.scalar(f"{prefix}/sequences_per_s", self.timer.recent_throughput())
+            for sp in self.sparsifiers:
+                for gate, d in zip("zrh", sp.densities()):
+                    tf.summary.scalar(f"density/{sp.layer_name}_{gate}", d)
+        self.writer.flush()
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.sparsifiers[0].t if self.sparsifiers else batch + 1
+        if step % self.every == 0:
+            self._write("batch", step, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._write("epoch", epoch + 1, logs)
+
+    def on_train_end(self, logs=None):
+        if self.writer is not None:
+            self.writer.close()
+
+
+# --- benchmark: our trainer vs plain Keras fit, FP32 vs AMP -------------------------------
+def _bench_data(workdir: Path):
+    """Features + data of the bundled training utterance (prepare + native dump_data -train)."""
+    from lpcnet.data import prepare
+    from lpcnet.features import dump_data
+
+    root = Path(__file__).resolve().parents[1]
+    prepare([root / "data" / "slice" / "arctic_a0009.wav"], workdir / "input.s16", progress=False)
+    dump_data(workdir / "input.s16", workdir / "features.f32", workdir / "data.u8", mode="train",
+              seed=0, progress=False)
+    return workdir / "features.f32", workdir / "data.u8"
+
+
+def _fit_times(model, loader, steps: int) -> list:
+    timer = StepTimer(loader.batch_size)
+    model.fit(loader.as_dataset(0), epochs=1, steps_per_epoch=steps, callbacks=[timer],
+              verbose=0, shuffle=False)
+    return timer.times
+
+
+def bench_train(args=None, *, gru_a: int = 64, gru_b: int = 16, batch: int = 8, steps: int = 12,
+                warmup: int = 2, rounds: int = 3, jit_compile: bool = False, features=None,
+                data=None, variants=("ours_fp32", "keras_fit_fp32", "ours_amp_bf16")) -> dict:
+    """Training throughput (sequences/s) on the real speech slice, one process, CPU or GPU.
+
+    Variants, measured in the same process on the same batches: ``ours_fp32`` (LPCNetModel's
+    explicit train_step: the trainer of ``lpcnet train``), ``keras_fit_fp32`` (the same layers as
+    a plain functional ``keras.Model`` with Keras' default train_step), and ``ours_amp_bf16``
+    (mixed_bfloat16); ``variants`` picks a subset. Each variant first runs ``warmup`` untimed steps (tracing); then the
+    variants take turns for ``rounds`` rounds of ``steps / rounds`` timed steps, so that load from
+    other processes affects all alike; throughput uses the median step time.
+
+    ``args`` (from ``lpcnet bench``) may override gru_a, gru_b, batch, steps, warmup and
+    jit_compile with attributes of the same names; its ``--repeat`` sets ``rounds``.
+    """
+    import tempfile
+
+    import tensorflow as tf
+
+    from lpcnet.config import ModelConfig
+    from lpcnet.data import TrainingLoader
+    from lpcnet.model import build_lpcnet, compile_lpcnet, make_optimizer
+
+    if args is not None:
+        gru_a = getattr(args, "gru_a", None) or gru_a
+        gru_b = getattr(args, "gru_b", None) or gru_b
+        batch = getattr(args, "batch", None) or batch
+        steps = getattr(args, "steps", None) or steps
+        warmup = getattr(args, "warmup", None) or warmup
+        jit_compile = bool(getattr(args, "jit_compile", jit_compile))
+        rounds = getattr(args, "repeat", None) or rounds
+    with tempfile.TemporaryDirectory() as tmp:
+        if features is None:
+            features, data = _bench_data(Path(tmp))
+        loader = TrainingLoader(features, data, batch, seed=0)
+        cfg = ModelConfig(gru_a=gru_a, gru_b=gru_b)
+        models = {}
+        for name, policy, plain in (("ours_fp32", None, False), ("keras_fit_fp32", None, True),
+                                    ("ours_amp_bf16", "mixed_bfloat16", False)):
+            if name not in variants:
+                continue
+            keras.utils.set_random_seed(0)
+            model = build_lpcnet(cfg, dtype_policy=policy, seed=0).model
+            if plain:
+                model = keras.Model(model.inputs, model.outputs, name="plain")
+            compile_lpcnet(model, make_optimizer())
+            model.jit_compile = jit_compile
+            _fit_times(model, loader, warmup)          # tracing / compilation, not timed
+            models[name] = model
+        # Interleave the variants in rounds so load from other processes hits all of them alike.
+        times = {name: [] for name in models}
+        per_round = max(1, steps // rounds)
+        names = list(models)
+        for r in range(rounds):
+            for name in names[r % len(names):] + names[:r % len(names)]:   # rotate who goes first
+                times[name] += _fit_times(models[name], loader, per_round)
+        results = {}
+        for name, t in times.items():
+            t = np.asarray(t)
+            results[name] = {"seq_per_s": float(loader.batch_size / np.median(t)),
+                             "s_per_step_median": float(np.median(t)), "s_per_step_mean": float(t.mean()),
+                             "s_per_step_p90": float(np.percentile(t, 90)), "steps": int(len(t))}
+    out = {"benchmark": "train", "gru_a": gru_a, "gru_b": gru_b, "batch": batch, "steps": steps,
+           "warmup": warmup, "rounds": rounds, "jit_compile": jit_compile, "seq_len": 2400,
+           "device": "GPU" if tf.config.list_physical_devices("GPU") else cpu_name(),
+           "tf_version": tf.__version__, "keras_version": keras.__version__, "variants": results}
+    print(f"train: GRU A {gru_a} / GRU B {gru_b}, batch {batch}, {steps} timed steps in {rounds} "
+          f"interleaved rounds after {warmup} warm-up, jit {jit_compile}, {out['device']}")
+    for name, r in results.items():
+        print(f"  {name:15s} {r['seq_per_s']:7.2f} seq/s  median {r['s_per_step_median']:6.3f} s/step "
+              f"(p90 {r['s_per_step_p90']:.3f})")
+    return out

@@ -1,0 +1,502 @@
+"""Speech synthesis from LPCNet features: ``lpcnet synth`` and the ``lpcnet.synth`` API.
+
+Two engines with the same semantics (docs/synthesis.md):
+
+* ``native`` (default): the C engine in ``native/`` (sparse GRU A, SIMD kernels
+  chosen at run time, optional int8), loaded with ctypes; its calls release the
+  GIL and read/write NumPy buffers in place.
+* ``keras``: the reference engine, written for clarity. The frame-rate network
+  (encoder) runs once per utterance; the sample-rate network runs one frame at
+  a time in a compiled ``tf.function`` whose ``tf.while_loop`` steps the 160
+  samples with explicit GRU states (spec E.1 semantics). It is the ground truth
+  of the native engine's tests.
+
+Both produce exactly ``frames x 160`` int16 samples, sample ``t`` belonging to
+feature frame ``t // 160`` (fixes spec G.10: no frame dropped; G.12: no 17-sample
+skip, output clipped to int16).
+
+Sampling rule (both engines, spec E.3 X2): each of the 8 bits of the µ-law code
+is drawn MSB first down the probability tree; with ``k`` the next 8-bit value
+of a counter-based splitmix64 stream (seeded by ``--seed``), the bit is 1 iff
+``P(bit = 1) > 0.025 + 0.95 k / 255``. ``argmax`` makes every bit 1 iff its
+probability exceeds 0.5. ``sharpen`` multiplies the bit logits by
+``1 + max(0, 1.5 c - 0.5)`` with ``c`` the frame's raw pitch correlation
+(feature 19 + 0.5).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from lpcnet.errors import FormatError, LpcnetError
+from lpcnet.formats import (FRAME_SIZE, LPC, NB_FEATURES, NB_TOTAL_FEATURES, PITCH_CORR_INDEX,
+                            PITCH_INDEX, decode_pitch, ulaw2lin)
+
+_ROOT = Path(__file__).resolve().parent
+_lib = None
+LEVELS = 256
+FLAG_INT8, FLAG_SHARPEN, FLAG_LPC_CEPSTRUM, FLAG_ARGMAX = 1, 2, 4, 8
+RAW_SUFFIXES = (".s16", ".sw", ".pcm", ".raw")
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+# --- random stream and thresholds shared by both engines ------------------------------
+def random_bytes(seed: int, start: int, count: int) -> np.ndarray:
+    """Values ``start+1 .. start+count`` of the splitmix64 stream, top 8 bits (uint8).
+
+    Counter-based, so any slice is computed directly; the C engine draws value
+    ``8 t + b + 1`` for bit ``b`` of sample ``t``.
+    """
+    with np.errstate(over="ignore"):
+        c = np.arange(start + 1, start + count + 1, dtype=np.uint64)
+        z = np.uint64(seed % (1 << 64)) + c * _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(56)).astype(np.uint8)
+
+
+def bit_thresholds() -> np.ndarray:
+    """Per-bit probability thresholds ``0.025 + 0.95 k / 255`` in float32 (spec E.3)."""
+    k = np.arange(LEVELS, dtype=np.float32)
+    return np.float32(0.025) + np.float32(0.95) * k / np.float32(255.0)
+
+
+def sharpen_gain(features: np.ndarray, enabled: bool) -> np.ndarray:
+    """Per-frame logit gain ``1 + max(0, 1.5 (f19 + 0.5) - 0.5)`` (1 when disabled)."""
+    if not enabled:
+        return np.ones(len(features), np.float32)
+    corr = features[:, PITCH_CORR_INDEX].astype(np.float32) + np.float32(0.5)
+    return (1.0 + np.maximum(0.0, 1.5 * corr - 0.5)).astype(np.float32)
+
+
+# --- inputs ---------------------------------------------------------------------------
+def check_features(features, name="features") -> np.ndarray:
+    """Validate ``(frames, 36)`` float features -> contiguous float32 copy."""
+    f = np.asarray(features)
+    if f.ndim != 2 or f.shape[1] != NB_TOTAL_FEATURES or len(f) == 0:
+        raise FormatError(f"{name}: expected features of shape (frames>0, {NB_TOTAL_FEATURES}), "
+                          f"got {f.shape}")
+    f = np.ascontiguousarray(f, dtype=np.float32)
+    if not np.all(np.isfinite(f)):
+        raise FormatError(f"{name}: features hold NaN or Inf values")
+    return f
+
+
+def load_weights(checkpoint):
+    """Checkpoint (.keras / seed .h5) -> (weights dict, ModelConfig)."""
+    from lpcnet.export import MAGIC
+    from lpcnet.model import config_from_weights, read_checkpoint_weights
+
+    path = Path(checkpoint)
+    if path.is_file():
+        with open(path, "rb") as f:
+            if f.read(len(MAGIC)) == MAGIC:
+                raise LpcnetError(f"{path}: is an exported weight blob; the Keras engine needs "
+                                  f"the .keras or .h5 checkpoint")
+    weights = read_checkpoint_weights(checkpoint)
+    return weights, config_from_weights(weights)
+
+
+def blob_bytes(checkpoint, int8: bool = False) -> bytes:
+    """Weight blob for the native engine: a ``.bin`` from ``lpcnet export`` or exported now."""
+    from lpcnet.export import MAGIC, blob_from_weights, blob_to_bytes
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise LpcnetError(f"{path}: checkpoint not found")
+    with open(path, "rb") as f:
+        head = f.read(len(MAGIC))
+    if head == MAGIC:
+        return path.read_bytes()
+    weights, cfg = load_weights(path)
+    return blob_to_bytes(blob_from_weights(weights, cfg, int8=int8))
+
+
+# --- native engine ----------------------------------------------------------------------
+def _candidates() -> list:
+    """$LPCNET_SYNTH_LIB, else the newest of the package build and the make build."""
+    env = os.environ.get("LPCNET_SYNTH_LIB")
+    found = [Path(p) for p in glob.glob(str(_ROOT / "_lpcnet_synth*.so"))]
+    found.append(_ROOT.parent / "native" / "build" / "liblpcnet_synth.so")
+    found = sorted((p for p in found if p.is_file()), key=lambda p: p.stat().st_mtime, reverse=True)
+    return ([Path(env)] if env else []) + found
+
+
+def load_library() -> ctypes.CDLL:
+    """Load (once) the native synthesis library; builds it with make in a source tree."""
+    global _lib
+    if _lib is not None:
+        return _lib
+    paths = [p for p in _candidates() if p.is_file()]
+    if not paths and (_ROOT.parent / "native" / "Makefile").is_file():
+        subprocess.run(["make", "-s", "-C", str(_ROOT.parent / "native"), "synth"],
+                       check=False, capture_output=True, timeout=300)
+        paths = [p for p in _candidates() if p.is_file()]
+    if not paths:
+        raise LpcnetError("native synthesis library not built (run `pip install -e .` or "
+                          "`make -C native synth`), or use --engine keras")
+    lib = ctypes.CDLL(str(paths[0]))   # CDLL calls release the GIL
+    vp, c_int, c_long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
+    lib.lpcnet_synth_model_load.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
+                                            ctypes.c_size_t]
+    lib.lpcnet_synth_model_load.restype = vp
+    lib.lpcnet_synth_model_free.argtypes = [vp]
+    lib.lpcnet_synth_model_sizes.argtypes = [vp, vp]
+    lib.lpcnet_synth_create.argtypes = [vp, c_int, ctypes.c_uint64]
+    lib.lpcnet_synth_create.restype = vp
+    lib.lpcnet_synth_destroy.argtypes = [vp]
+    lib.lpcnet_synth_frame.argtypes = [vp, vp, vp]
+    lib.lpcnet_synth_frame.restype = c_int
+    lib.lpcnet_synth_flush.argtypes = [vp, vp]
+    lib.lpcnet_synth_flush.restype = c_int
+    lib.lpcnet_synth_run.argtypes = [vp, vp, c_long, vp, vp, vp]
+    lib.lpcnet_synth_run.restype = c_long
+    lib.lpcnet_synth_simd_level.restype = c_int
+    lib.lpcnet_synth_set_simd_level.argtypes = [c_int]
+    lib.lpcnet_synth_set_simd_level.restype = c_int
+    _lib = lib
+    return lib
+
+
+SIMD_LEVELS = {"scalar": 0, "avx2": 2, "avx512": 3, "auto": -1}
+
+
+def set_simd_level(level: str) -> str:
+    """Force ``scalar``/``avx2``/``avx512``/``auto`` for native states created afterwards."""
+    got = load_library().lpcnet_synth_set_simd_level(SIMD_LEVELS[level])
+    return {v: k for k, v in SIMD_LEVELS.items()}[got]
+
+
+class NativeModel:
+    """Weights loaded into the C engine (validated there: bad blobs raise FormatError)."""
+
+    def __init__(self, blob: bytes, name: str = "weights"):
+        self.lib = load_library()
+        err = ctypes.create_string_buffer(256)
+        self._ptr = self.lib.lpcnet_synth_model_load(blob, len(blob), err, len(err))
+        if not self._ptr:
+            raise FormatError(f"{name}: {err.value.decode(errors='replace')}")
+        sizes = np.zeros(4, np.int32)
+        self.lib.lpcnet_synth_model_sizes(self._ptr, sizes.ctypes.data)
+        self.gru_a, self.gru_b, self.cond_size, self.has_int8 = (int(s) for s in sizes)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint, int8: bool = False) -> "NativeModel":
+        return cls(blob_bytes(checkpoint, int8=int8), str(checkpoint))
+
+    def __del__(self):
+        if getattr(self, "_ptr", None):
+            self.lib.lpcnet_synth_model_free(self._ptr)
+            self._ptr = None
+
+
+class NativeStream:
+    """Frame-at-a-time native synthesis: ``frame(features36)`` -> 0 or 160 samples, ``flush()``."""
+
+    def __init__(self, model: NativeModel, seed: int = 0, int8: bool = False, sharpen: bool = False,
+                 argmax: bool = False, lpc_from_cepstrum: bool = False):
+        if int8 and not model.has_int8:
+            raise LpcnetError("int8 synthesis needs a blob exported with `lpcnet export --int8`")
+        flags = ((FLAG_INT8 if int8 else 0) | (FLAG_SHARPEN if sharpen else 0)
+                 | (FLAG_ARGMAX if argmax else 0) | (FLAG_LPC_CEPSTRUM if lpc_from_cepstrum else 0))
+        self.model, self.lib = model, model.lib
+        self._ptr = self.lib.lpcnet_synth_create(model._ptr, flags, int(seed) % (1 << 64))
+        if not self._ptr:
+            raise LpcnetError("cannot create a native synthesis state")
+        self._buf = np.zeros(2 * FRAME_SIZE, np.int16)
+
+    def frame(self, features) -> np.ndarray:
+        f = np.ascontiguousarray(features, dtype=np.float32).reshape(NB_TOTAL_FEATURES)
+        n = self.lib.lpcnet_synth_frame(self._ptr, f.ctypes.data, self._buf.ctypes.data)
+        return self._buf[:n].copy()
+
+    def flush(self) -> np.ndarray:
+        n = self.lib.lpcnet_synth_flush(self._ptr, self._buf.ctypes.data)
+        return self._buf[:n].copy()
+
+    def run(self, features, probs: bool = False, forced=None):
+        """Whole utterance on a fresh state -> samples (and bit probabilities (T, 256))."""
+        f = check_features(features)
+        out = np.zeros(len(f) * FRAME_SIZE, np.int16)
+        q = np.zeros((len(out), LEVELS), np.float32) if probs else None
+        fc = None if forced is None else np.ascontiguousarray(forced, dtype=np.uint8)
+        if fc is not None and fc.shape != (len(out),):
+            raise LpcnetError(f"forced codes must have shape ({len(out)},)")
+        n = self.lib.lpcnet_synth_run(self._ptr, f.ctypes.data, len(f), out.ctypes.data,
+                                      None if q is None else q.ctypes.data,
+                                      None if fc is None else fc.ctypes.data)
+        if n != len(out):
+            raise LpcnetError("native state already used; create a new NativeStream")
+        return (out, q) if probs else out
+
+    def __del__(self):
+        if getattr(self, "_ptr", None):
+            self.lib.lpcnet_synth_destroy(self._ptr)
+            self._ptr = None
+
+
+# --- Keras reference engine -------------------------------------------------------------
+class KerasEngine:
+    """Reference synthesis with the Keras layers (encoder once, decoder step per sample).
+
+    Args:
+        weights, cfg: from :func:`load_weights`.
+        seed: seed of the sampling stream (same stream as the native engine).
+        sharpen, argmax: sampling options (module docstring).
+    """
+
+    def __init__(self, weights, cfg, seed: int = 0, sharpen: bool = False, argmax: bool = False):
+        import tensorflow as tf
+
+        from lpcnet.model import assign_weights, build_lpcnet
+
+        self.cfg, self.seed, self.sharpen, self.argmax = cfg, int(seed), sharpen, argmax
+        models = build_lpcnet(cfg, training=False)
+        assign_weights(models.model, weights)
+        self.encoder = models.encoder
+        m = models.model
+        self.embed_sig = m.get_layer("embed_sig")
+        self.cell_a = m.get_layer("gru_a").cell
+        self.cell_b = m.get_layer("gru_b").cell
+        md = m.get_layer("dual_fc")
+        self.md_kernel, self.md_bias, self.md_factor = md.kernel, md.bias, md.factor
+        self.ulaw_table = tf.constant(ulaw2lin(np.arange(LEVELS)), tf.float64)
+        self.thresholds = tf.constant(bit_thresholds())
+        self._frame_fn = tf.function(self._frame, reduce_retracing=True)
+
+    # µ-law in TensorFlow, the exact formulas of spec A.6 (tf.round is half-to-even)
+    @staticmethod
+    def _lin2ulaw(x):
+        import tensorflow as tf
+
+        u = 128.0 * tf.math.log1p(tf.abs(x) * (255.0 / 32768.0)) / np.log(256.0)
+        return tf.cast(tf.clip_by_value(128.0 + tf.round(tf.sign(x) * u), 0.0, 255.0), tf.int32)
+
+    def _frame(self, cond, lpc, gain, rnd, forced, use_forced, state):
+        """160 samples of one frame; ``state`` = (hist, deemph, sig, exc, ha, hb)."""
+        import tensorflow as tf
+
+        lpc64 = tf.cast(lpc, tf.float64)
+        cond = cond[None, :]
+
+        def step(i, hist, deemph, sig, exc, ha, hb, out, probs):
+            pred = -tf.reduce_sum(lpc64 * hist)
+            codes = tf.stack([sig, self._lin2ulaw(pred), exc])[None, :]
+            emb = tf.reshape(self.embed_sig(codes), (1, -1))
+            ha, _ = self.cell_a(tf.concat([emb, cond], -1), [ha])     # GRUCell -> (h, [h])
+            hb, _ = self.cell_b(tf.concat([ha, cond], -1), [hb])
+            t = tf.tanh(tf.einsum("i,uic->uc", hb[0], self.md_kernel) + self.md_bias)
+            logits = tf.reduce_sum(t * self.md_factor, -1)           # pre-sigmoid, (256,)
+            v = tf.constant(0, tf.int32)
+            for b in range(8):
+                x = gain * logits[(1 << b) + v]
+                if self.argmax:
+                    bit = x > 0.0
+                else:
+                    bit = tf.sigmoid(x) > self.thresholds[tf.cast(rnd[i, b], tf.int32)]
+                v = 2 * v + tf.cast(bit, tf.int32)
+            v = tf.where(use_forced, forced[i], v)
+            pcm = pred + tf.gather(self.ulaw_table, v)
+            deemph = 0.85 * deemph + pcm
+            y = tf.clip_by_value(tf.round(deemph), -32768.0, 32767.0)
+            hist = tf.concat([pcm[None], hist[:-1]], 0)
+            return (i + 1, hist, deemph, self._lin2ulaw(pcm), v, ha, hb,
+                    out.write(i, tf.cast(y, tf.int16)), probs.write(i, tf.sigmoid(logits)))
+
+        hist, deemph, sig, exc, ha, hb = state
+        out = tf.TensorArray(tf.int16, size=FRAME_SIZE)
+        probs = tf.TensorArray(tf.float32, size=FRAME_SIZE)
+        res = tf.while_loop(lambda i, *_: i < FRAME_SIZE, step,
+                            (tf.constant(0), hist, deemph, sig, exc, ha, hb, out, probs))
+        _, hist, deemph, sig, exc, ha, hb, out, probs = res
+        return out.stack(), probs.stack(), (hist, deemph, sig, exc, ha, hb)
+
+    def conditioning(self, features: np.ndarray) -> np.ndarray:
+        """Frame-rate network over the whole utterance ('same' padding) -> (frames, cond)."""
+        f = features[None, :, :NB_FEATURES].astype(np.float32)
+        p = decode_pitch(features[:, PITCH_INDEX])[None, :, None].astype(np.int32)
+        return np.asarray(self.encoder([f, p], training=False))[0]
+
+    def run(self, features, probs: bool = False, forced=None):
+        """Whole utterance -> int16 samples (frames*160) [and bit probabilities (T, 256)]."""
+        import tensorflow as tf
+
+        f = check_features(features)
+        cond = self.conditioning(f)
+        gains = sharpen_gain(f, self.sharpen)
+        state = (tf.zeros(16, tf.float64), tf.constant(0.0, tf.float64), tf.constant(128),
+                 tf.constant(128), tf.zeros((1, self.cfg.gru_a)), tf.zeros((1, self.cfg.gru_b)))
+        n = len(f) * FRAME_SIZE
+        rnd_all = random_bytes(self.seed, 0, 8 * n).reshape(n, 8)
+        forced_all = np.zeros(n, np.int32) if forced is None else np.asarray(forced, np.int32)
+        outs, qs = [], []
+        for j in range(len(f)):
+            sl = slice(j * FRAME_SIZE, (j + 1) * FRAME_SIZE)
+            o, q, state = self._frame_fn(tf.constant(cond[j]), tf.constant(f[j, LPC]),
+                                         tf.constant(gains[j]), tf.constant(rnd_all[sl]),
+                                         tf.constant(forced_all[sl]), tf.constant(forced is not None),
+                                         state)
+            outs.append(o.numpy())
+            if probs:
+                qs.append(q.numpy())
+        out = np.concatenate(outs)
+        return (out, np.concatenate(qs)) if probs else out
+
+
+# --- public API ------------------------------------------------------------------------
+def synthesize(features, checkpoint, engine: str = "native", seed: int = 0, int8: bool = False,
+               sharpen: bool = False, argmax: bool = False,
+               lpc_from_cepstrum: bool = False) -> np.ndarray:
+    """Features ``(frames, 36)`` -> int16 speech of ``frames * 160`` samples.
+
+    Args:
+        features: array, or a path to a ``-test`` feature file (.f32).
+        checkpoint: kit checkpoint (.keras), seed-style .h5, or (native) a blob from
+            ``lpcnet export``.
+        engine: "native" (C) or "keras" (reference).
+        seed: sampling stream seed; int8 / sharpen / argmax / lpc_from_cepstrum:
+            options (int8 and lpc_from_cepstrum: native only).
+    """
+    from lpcnet.formats import read_features
+
+    if isinstance(features, (str, os.PathLike)):
+        features = np.asarray(read_features(features, mmap=False))
+    features = check_features(features)
+    if engine == "native":
+        model = NativeModel.from_checkpoint(checkpoint, int8=int8)
+        return NativeStream(model, seed, int8=int8, sharpen=sharpen, argmax=argmax,
+                            lpc_from_cepstrum=lpc_from_cepstrum).run(features)
+    if engine == "keras":
+        if int8 or lpc_from_cepstrum:
+            raise LpcnetError("--int8 and --lpc-from-cepstrum are options of the native engine")
+        weights, cfg = load_weights(checkpoint)
+        return KerasEngine(weights, cfg, seed, sharpen=sharpen, argmax=argmax).run(features)
+    raise LpcnetError(f"unknown engine '{engine}' (expected native or keras)")
+
+
+#: Copy-synthesis output sample t reproduces input sample t - COPY_SYNTHESIS_LAG: the
+#: extractor's one-frame read lag plus the half-frame delay of the training PCM (spec A.7).
+COPY_SYNTHESIS_LAG = 240
+
+
+def copy_synthesis(wav, checkpoint, engine: str = "native", align: bool = False,
+                   **options) -> np.ndarray:
+    """Speech file -> features (``-test`` mode) -> synthesised int16 speech.
+
+    Returns ``floor(len / 160) * 160`` samples, one frame per feature record.
+    The model reproduces input sample ``t - COPY_SYNTHESIS_LAG`` at output
+    sample ``t`` (spec A.7); ``align=True`` removes that lag (the output is
+    shifted left and zero-padded at the end, same length), for plots against
+    the input. ``options``: those of :func:`synthesize`.
+    """
+    from lpcnet.audio import load_speech
+    from lpcnet.features import extract
+    from lpcnet.formats import to_int16
+
+    samples, _ = load_speech(wav)
+    pcm = to_int16(np.asarray(samples, np.float64) * 32768.0)
+    if len(pcm) < FRAME_SIZE:
+        raise FormatError(f"{wav}: shorter than one frame ({FRAME_SIZE} samples)")
+    out = synthesize(extract(pcm), checkpoint, engine=engine, **options)
+    if align:
+        out = np.concatenate([out[COPY_SYNTHESIS_LAG:], np.zeros(min(len(out), COPY_SYNTHESIS_LAG),
+                                                                  np.int16)])
+    return out
+
+
+def write_output(path, samples) -> Path:
+    """Write int16 samples: raw s16 for .s16/.sw/.pcm/.raw, else 16-bit WAV; atomic."""
+    from lpcnet.audio import write_wav
+    from lpcnet.formats import write_s16
+
+    path = Path(path)
+    if path.suffix.lower() in RAW_SUFFIXES:
+        return write_s16(path, np.asarray(samples, np.int16))
+    return write_wav(path, np.asarray(samples, np.int16))
+
+
+# --- plotting helpers (notebook) ----------------------------------------------------------
+def plot_waveforms(signals: dict, rate: int = 16000, ax=None):
+    """Overlay int16 signals ``{label: samples}`` against time; returns the axes."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(10, 3))[1]
+    for label, s in signals.items():
+        ax.plot(np.arange(len(s)) / rate, np.asarray(s, np.float32) / 32768.0, lw=0.5, label=label)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("amplitude")
+    ax.legend(loc="upper right")
+    return ax
+
+
+def plot_spectrograms(signals: dict, rate: int = 16000):
+    """Log-magnitude spectrograms of ``{label: samples}``, one row each; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(signals), 1, figsize=(10, 2.5 * len(signals)), squeeze=False)
+    for ax, (label, s) in zip(axes[:, 0], signals.items()):
+        ax.specgram(np.asarray(s, np.float32) / 32768.0, NFFT=512, Fs=rate, noverlap=384, cmap="magma")
+        ax.set_title(label)
+        ax.set_ylabel("Hz")
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.tight_layout()
+    return fig
+
+
+# --- command line ------------------------------------------------------------------------
+def add_arguments(p) -> None:
+    p.add_argument("--checkpoint", required=True,
+                   help="kit checkpoint (.keras), seed-style weights (.h5) or an exported blob (.bin)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--features", help="feature file from `lpcnet dump-data -test` (.f32)")
+    src.add_argument("--audio", help="speech file for copy-synthesis (features extracted first)")
+    p.add_argument("--output", required=True,
+                   help="output file: .wav (default format) or raw .s16; inside --output_dir if given")
+    p.add_argument("--output_dir", "--output-dir", dest="output_dir", default=None,
+                   help="directory for --output (seed-compatible; created if missing)")
+    p.add_argument("--engine", choices=("native", "keras"), default="native", help="synthesis engine")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling random stream")
+    p.add_argument("--int8", action="store_true", help="native: int8 GRU matrices (VNNI when available)")
+    p.add_argument("--sharpen", action="store_true",
+                   help="pitch-correlation sharpening of the bit probabilities")
+    p.add_argument("--argmax", action="store_true", help="deterministic sampling (each bit: p > 0.5)")
+    p.add_argument("--lpc-from-cepstrum", action="store_true",
+                   help="native: LPC computed from the cepstrum (spec B.6) instead of features 20..35")
+
+
+def run(args) -> int:
+    import time
+
+    from lpcnet.formats import read_features
+
+    out = Path(args.output_dir) / args.output if args.output_dir else Path(args.output)
+    opts = dict(engine=args.engine, seed=args.seed, int8=args.int8, sharpen=args.sharpen,
+                argmax=args.argmax, lpc_from_cepstrum=args.lpc_from_cepstrum)
+    t0 = time.perf_counter()
+    if args.features:
+        samples = synthesize(np.asarray(read_features(args.features, mmap=False)), args.checkpoint, **opts)
+    else:
+        samples = copy_synthesis(args.audio, args.checkpoint, **opts)
+    dt = time.perf_counter() - t0
+    write_output(out, samples)
+    secs = len(samples) / 16000
+    print(f"wrote {out}: {len(samples)} samples ({secs:.2f} s) with the {args.engine} engine "
+          f"in {dt:.2f} s")
+    return 0
+
+
+def main(argv=None) -> int:
+    from lpcnet.cli import module_main
+
+    return module_main("lpcnet.synth", "python -m lpcnet.synth", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,173 @@
+"""The LPCNet Keras model (spec C.2, C.5, C.8): names, shapes, size, tree, encoder/decoder, weights I/O."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import h5py  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from lpcnet.config import ModelConfig  # noqa: E402
+from lpcnet.errors import LpcnetError  # noqa: E402
+from lpcnet.layers import tree_to_pdf_numpy  # noqa: E402
+from lpcnet.model import (  # noqa: E402
+    assign_weights, build_lpcnet, compile_lpcnet, config_from_weights, make_optimizer, model_weights,
+    read_checkpoint_weights, save_seed_h5)
+
+TINY = ModelConfig(gru_a=16, gru_b=8)
+
+#: Weight shapes of spec C.2 at GRU A 384 / GRU B 16.
+FULL_SHAPES = {
+    "embed_pitch": [(256, 64)],
+    "feature_conv1": [(3, 84, 128), (128,)],
+    "feature_conv2": [(3, 128, 128), (128,)],
+    "feature_dense1": [(128, 128), (128,)],
+    "feature_dense2": [(128, 128), (128,)],
+    "embed_sig": [(256, 128)],
+    "gru_a": [(512, 1152), (384, 1152), (2, 1152)],
+    "gru_b": [(512, 48), (16, 48), (2, 48)],
+    "dual_fc": [(256, 16, 2), (256, 2), (256, 2)],
+}
+
+
+def _inputs(batch=2, frames=19, seed=0):
+    rng = np.random.default_rng(seed)
+    pcm = rng.integers(0, 256, (batch, (frames - 4) * 160, 3)).astype(np.int32)
+    feat = rng.standard_normal((batch, frames, 20)).astype(np.float32)
+    pitch = rng.integers(33, 256, (batch, frames, 1)).astype(np.int32)
+    return [pcm, feat, pitch]
+
+
+def test_full_size_names_shapes_and_parameter_count():
+    model = build_lpcnet(ModelConfig()).model
+    got = {layer.name: [tuple(v.shape) for v in layer.weights] for layer in model.layers if layer.weights}
+    assert got == FULL_SHAPES
+    assert model.count_params() == 1_232_992            # ~1.233 M (spec C.2)
+    assert model.get_layer("gru_a").count_params() == 1_034_496
+    gru_a = model.get_layer("gru_a")
+    assert gru_a.cell.reset_after and gru_a.cell.recurrent_activation.__name__ == "sigmoid"
+    assert type(gru_a.cell.recurrent_constraint).__name__ == "WeightClip"
+    gru_b = model.get_layer("gru_b")
+    assert type(gru_b.cell.kernel_constraint).__name__ == "WeightClip"
+    assert type(gru_b.cell.recurrent_constraint).__name__ == "WeightClip"
+    assert type(model.get_layer("embed_sig").embeddings_initializer).__name__ == "PCMInit"
+    # No fixed batch or sequence length (spec G.17 / G.19).
+    assert all(s is None for inp in model.inputs for s in inp.shape[:2])
+
+
+def test_forward_pdf_matches_tree_and_any_batch_or_length():
+    m = build_lpcnet(TINY, seed=0)
+    x = _inputs(batch=2, frames=19)
+    pdf = m.model.predict(x, verbose=0)          # graph mode: eager GRU loops are slow
+    assert pdf.shape == (2, 2400, 256)
+    np.testing.assert_allclose(pdf.sum(-1), 1.0, rtol=1e-4)
+    # Tree maths: the pdf equals the NumPy tree applied to the dual_fc output.
+    q_model = keras.Model(m.model.inputs, m.model.get_layer("dual_fc").output)
+    q = q_model.predict(x, verbose=0)
+    np.testing.assert_allclose(pdf, tree_to_pdf_numpy(q), rtol=1e-4, atol=1e-9)
+    # Other batch sizes and lengths through the same model.
+    assert m.model.predict(_inputs(batch=3, frames=7), verbose=0).shape == (3, 480, 256)
+
+
+def test_encoder_decoder_reproduce_training_model():
+    m = build_lpcnet(TINY, seed=1)
+    pcm, feat, pitch = _inputs(batch=1, frames=6, seed=2)
+    pdf = np.asarray(m.model([pcm, feat, pitch], training=False))
+    cfeat = np.asarray(m.encoder([feat, pitch]))
+    assert cfeat.shape == (1, 2, 128)
+    cond = np.repeat(cfeat, 160, axis=1)
+    sa, sb = np.zeros((1, 16), np.float32), np.zeros((1, 8), np.float32)
+    # Whole sequence in one decoder call, then sample by sample for the first 5 samples.
+    out, _, _ = m.decoder([pcm, cond, sa, sb])
+    np.testing.assert_allclose(np.asarray(out), pdf, rtol=1e-4, atol=1e-7)
+    for t in range(5):
+        p, sa, sb = (np.asarray(o) for o in m.decoder([pcm[:, t:t + 1], cond[:, t:t + 1], sa, sb]))
+        np.testing.assert_allclose(np.asarray(p)[:, 0], pdf[:, t], rtol=1e-4, atol=1e-7)
+
+
+def test_inference_build_loads_weights_by_name():
+    train = build_lpcnet(TINY, seed=3)
+    infer = build_lpcnet(TINY, training=False, seed=4)
+    assign_weights(infer.model, model_weights(train.model))
+    _, feat, pitch = _inputs(batch=1, frames=9)
+    valid = np.asarray(train.encoder([feat, pitch]))
+    same = np.asarray(infer.encoder([feat, pitch]))
+    assert same.shape == (1, 9, 128) and valid.shape == (1, 5, 128)
+    np.testing.assert_allclose(same[:, 2:7], valid, rtol=1e-5, atol=1e-6)   # 'same' centre = 'valid'
+
+
+def test_keras_roundtrip_and_seed_h5(tmp_path):
+    m = build_lpcnet(TINY, seed=5).model
+    compile_lpcnet(m, make_optimizer())
+    m.optimizer.build(m.trainable_variables)
+    x = _inputs(batch=1, frames=5)
+    ref = np.asarray(m(x, training=False))
+    m.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert type(loaded).__name__ == "LPCNetModel"
+    np.testing.assert_allclose(np.asarray(loaded(x, training=False)), ref, rtol=1e-6)
+    # Seed-style .h5 (model_weights/<layer>/<layer>/<var>:0) and the gru_cell variant (spec C.9).
+    save_seed_h5(m, tmp_path / "seed.h5")
+    with h5py.File(tmp_path / "seed.h5", "r") as f:
+        assert f["model_weights/gru_a/gru_a/recurrent_kernel:0"].shape == (16, 48)
+    with h5py.File(tmp_path / "cell.h5", "w") as f:
+        for layer, vars_ in model_weights(m).items():
+            g = f.create_group(f"model_weights/{layer}/{layer}")
+            if layer.startswith("gru"):
+                g = g.create_group("gru_cell")
+            for k, v in vars_.items():
+                g.create_dataset(f"{k}:0", data=v)
+    for name in ("m.keras", "seed.h5", "cell.h5"):
+        w = read_checkpoint_weights(tmp_path / name)
+        cfg = config_from_weights(w)
+        assert (cfg.gru_a, cfg.gru_b, cfg.cond_size) == (16, 8, 128)
+        fresh = build_lpcnet(cfg, seed=9).model
+        assign_weights(fresh, w)
+        np.testing.assert_allclose(np.asarray(fresh(x, training=False)), ref, rtol=1e-6)
+
+
+def test_bad_checkpoints(tmp_path):
+    (tmp_path / "junk.keras").write_bytes(b"not a zip")
+    with pytest.raises(LpcnetError, match="cannot read checkpoint"):
+        read_checkpoint_weights(tmp_path / "junk.keras")
+    (tmp_path / "junk.h5").write_bytes(b"\x00" * 100)
+    with pytest.raises(LpcnetError, match="cannot read checkpoint"):
+        read_checkpoint_weights(tmp_path / "junk.h5")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f.create_dataset("model_weights/dense/dense/kernel:0", data=np.zeros((2, 2)))
+    with pytest.raises(LpcnetError, match="not an LPCNet checkpoint"):
+        read_checkpoint_weights(tmp_path / "other.h5")
+    big = model_weights(build_lpcnet(ModelConfig(gru_a=24, gru_b=8)).model)
+    small = build_lpcnet(TINY).model
+    before = model_weights(small)
+    with pytest.raises(LpcnetError, match="different architecture"):
+        assign_weights(small, big)
+    after = model_weights(small)
+    assert all(np.array_equal(before[k][v], after[k][v]) for k in before for v in before[k])
+
+
+def test_config_roundtrip_and_validation(tmp_path):
+    from lpcnet.config import load_model_config, save_config
+
+    cfg = ModelConfig(gru_a=32, gru_b=16, cond_size=64)
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    save_config(tmp_path / "c.json", cfg)
+    assert load_model_config(tmp_path / "c.json") == cfg
+    with pytest.raises(LpcnetError, match="multiple of 8"):
+        ModelConfig(gru_a=20)
+    with pytest.raises(Exception):
+        cfg.gru_a = 8     # frozen
+
+
+def test_mixed_precision_keeps_tree_in_float32():
+    m = build_lpcnet(TINY, dtype_policy="mixed_bfloat16").model
+    assert m.get_layer("gru_a").compute_dtype == "bfloat16"
+    assert m.get_layer("dual_fc").compute_dtype == "float32"
+    assert m.get_layer("tree_to_pdf").compute_dtype == "float32"
+    assert all(v.dtype == "float32" for v in m.weights)
+    out = m(_inputs(batch=1, frames=5), training=False)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"

@@ -1,0 +1,290 @@
+"""``lpcnet train``: CLI flags, learning on real speech, checkpoints, resume, finetune, AMP,
+throughput JSON, TensorBoard and one-line errors on bad input (spec D)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from lpcnet import cli  # noqa: E402
+from lpcnet.config import ModelConfig, TrainConfig  # noqa: E402
+from lpcnet.errors import LpcnetError  # noqa: E402
+from lpcnet.formats import read_data, read_features, write_data, write_features  # noqa: E402
+from lpcnet.train import add_arguments, configs_from_args, str2bool, train  # noqa: E402
+
+TINY = ModelConfig(gru_a=16, gru_b=8)
+
+
+def _tcfg(pair, model_dir, **kw) -> TrainConfig:
+    base = dict(features=str(pair[0]), data=str(pair[1]), output="m", model_dir=str(model_dir),
+                batch_size=4, epochs=1, steps_per_epoch=3, seed=11, progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    return p.parse_args(argv)
+
+
+def test_cli_accepts_every_seed_flag():
+    args = _parse([
+        "--features", "f.f32", "--data", "d.u8", "--output", "mlu_model", "--model_dir", "mlu_model",
+        "--batch_size", "16", "--epochs", "120", "--steps_per_epoch", "1000", "--lr", "0.001",
+        "--decay", "2.5e-5", "--density", "0.1", "--grub-density", "0.5", "--grua-size", "384",
+        "--grub-size", "16", "--start_epoch", "0", "--use_amp", "False", "--enable_tensorboard", "t",
+        "--use_horovod", "no", "--use_performance", "YES", "--num_gpus", "0", "--num_mlus", "0",
+        "--seed", "3", "--amp_dtype", "bfloat16"])
+    mcfg, tcfg = configs_from_args(args)
+    assert (mcfg.gru_a, mcfg.gru_b) == (384, 16)
+    assert tcfg.density_split == pytest.approx((0.05, 0.05, 0.2))
+    assert tcfg.grub_density_split == pytest.approx((0.25, 0.25, 1.0))
+    assert tcfg.enable_tensorboard and tcfg.use_performance and not tcfg.use_amp and not tcfg.use_horovod
+    args = _parse(["--features", "f", "--data", "d", "--density-split", "0.1", "0.2", "0.3",
+                   "--grub-density-split", "1", "0.5", "1", "--quantize", "q.h5", "--resume", "0"])
+    _, tcfg = configs_from_args(args)
+    assert tcfg.density_split == (0.1, 0.2, 0.3) and tcfg.grub_density_split == (1, 0.5, 1)
+    assert (tcfg.learning_rate, tcfg.lr_decay, tcfg.schedule) == (3e-5, 0.0, (10000, 30000, 100))
+    for flag in ("--finetune", "--retrain"):
+        _, t = configs_from_args(_parse(["--features", "f", "--data", "d", flag, "x.h5"]))
+        assert t.schedule == (0, 0, 1)
+    assert TrainConfig().schedule == (2000, 40000, 400) and TrainConfig().learning_rate == 1e-3
+    assert [str2bool(v) for v in ("Y", "true", "1", "n", "False", "0")] == [True] * 3 + [False] * 3
+    with pytest.raises(argparse.ArgumentTypeError):
+        str2bool("maybe")
+    assert "train" in cli.COMMANDS
+
+
+@pytest.fixture(scope="module")
+def trained(slice_training_pair, tmp_path_factory):
+    """3 epochs x 10 steps of a small model on the real speech slice, all outputs on."""
+    out = tmp_path_factory.mktemp("run")
+    cwd = os.getcwd()
+    os.chdir(out)                      # the seed-compatible ./summary/summary.json lands here
+    try:
+        res = train(TINY, _tcfg(slice_training_pair, out / "models", epochs=3, steps_per_epoch=10,
+                                lr=3e-3, jit_compile=True, use_performance=True,
+                                enable_tensorboard=True, log_every=5))
+    finally:
+        os.chdir(cwd)
+    return res, out
+
+
+def test_loss_goes_down_on_real_speech(trained):
+    res, _ = trained
+    loss = res["history"]["loss"]
+    assert len(loss) == 3 and np.isfinite(loss).all()
+    assert loss[0] < 5.6                              # starts near ln(256) = 5.545
+    assert loss[2] < loss[0] - 0.1, loss
+
+
+def test_checkpoints_config_and_summary(trained):
+    res, out = trained
+    models = out / "models"
+    assert sorted(p.name for p in models.glob("*.keras")) == ["m_16_01.keras", "m_16_02.keras", "m_16_03.keras"]
+    assert not list(models.glob(".*tmp*"))           # atomic writes leave no temp files
+    saved = json.loads((models / "m_16_config.json").read_text())
+    assert ModelConfig.from_dict(saved["model"]) == TINY and saved["train"]["seed"] == 11
+    for path in (models / "summary" / "summary.json", out / "summary" / "summary.json"):
+        s = json.loads(path.read_text())
+        st = s["overall_stats"]
+        assert st["batch_size"] == 4 and st["e2e"] > 0
+        assert st["throughput_mean"] == pytest.approx(4 / st["e2e"])
+        md = s["metadata"]
+        assert md["precision"] == "fp32" and md["world_size"] == 1 and md["gru_a"] == 16
+        assert md["steps_timed"] == 30 and md["tf_version"] and md["cpu"]
+
+
+def test_tensorboard_scalars(trained):
+    import tensorflow as tf
+
+    _, out = trained
+    events = list((out / "models" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events
+    tags = set()
+    for ev in events:
+        for e in tf.compat.v1.train.summary_iterator(str(ev)):
+            tags.update(v.tag for v in e.summary.value)
+    for tag in ("batch/loss", "batch/accuracy", "batch/learning_rate", "batch/sequences_per_s",
+                "epoch/loss", "density/gru_a_z", "density/gru_a_h", "density/gru_b_r"):
+        assert tag in tags, sorted(tags)
+
+
+def test_resume_equals_uninterrupted_and_sparsity(slice_training_pair, tmp_path):
+    from lpcnet.layers import block_density, gate_matrices
+    from lpcnet.model import model_weights
+
+    kw = dict(steps_per_epoch=3, sparsify_schedule=(1, 4, 1), density_split=(0.25, 0.5, 0.5),
+              grub_density_split=(0.5, 0.5, 1.0), jit_compile=True)
+    full = train(TINY, _tcfg(slice_training_pair, tmp_path / "a", epochs=2, **kw))
+    train(TINY, _tcfg(slice_training_pair, tmp_path / "b", epochs=1, **kw))
+    resumed = train(TINY, _tcfg(slice_training_pair, tmp_path / "b", epochs=2, resume=True, **kw))
+    assert resumed["initial_epoch"] == 1 and len(resumed["history"]["loss"]) == 1
+    assert resumed["history"]["loss"][0] == pytest.approx(full["history"]["loss"][1], abs=1e-3)
+    wa, wb = model_weights(full["model"]), model_weights(resumed["model"])
+    for layer in wa:
+        for k in wa[layer]:
+            np.testing.assert_allclose(wb[layer][k], wa[layer][k], atol=1e-3, err_msg=f"{layer}/{k}")
+    assert int(resumed["model"].optimizer.iterations) == 6
+    # After the schedule ends each gate sits at its target density (within one 4x8 block).
+    m = resumed["model"]
+    for a, want in zip(gate_matrices(m.get_layer("gru_a"), "recurrent"), (0.25, 0.5, 0.5)):
+        assert abs(block_density(a, True) - want) <= 1 / 8
+    for a, want in zip(gate_matrices(m.get_layer("gru_b"), "kernel", 16), (0.5, 0.5, 1.0)):
+        assert abs(block_density(a, False) - want) <= 1 / 4
+    # Resuming a finished run is refused; the run's own sizes are used, not the flag defaults (384).
+    with pytest.raises(LpcnetError, match="already reached epoch 2"):
+        train(ModelConfig(), _tcfg(slice_training_pair, tmp_path / "b", epochs=2, resume=True, **kw))
+
+
+def test_finetune_from_epoch_and_quantize_from_seed_h5(trained, slice_training_pair, tmp_path):
+    from lpcnet.model import save_seed_h5
+
+    res, out = trained
+    ft = train(ModelConfig(), _tcfg(slice_training_pair, tmp_path / "ft", finetune=str(out / "models" / "m_16_03.keras"),
+                                    start_epoch=2, epochs=4, steps_per_epoch=2))
+    assert ft["model_config"].gru_a == 16                       # sizes come from the checkpoint
+    assert ft["initial_epoch"] == 2 and len(ft["history"]["loss"]) == 2
+    assert sorted(p.name for p in (tmp_path / "ft").glob("*.keras")) == ["m_16_03.keras", "m_16_04.keras"]
+    assert ft["history"]["loss"][0] < res["history"]["loss"][0]  # started from the trained weights
+    save_seed_h5(res["model"], tmp_path / "seed.h5")
+    rc = cli.main(["train", "--features", str(slice_training_pair[0]), "--data", str(slice_training_pair[1]),
+                   "--output", "rt", "--model_dir", str(tmp_path / "rt"), "--batch_size", "4",
+                   "--epochs", "1", "--steps_per_epoch", "2", "--grua-size", "16", "--grub-size", "8",
+                   "--quantize", str(tmp_path / "seed.h5"), "--seed", "1", "--no-progress"])
+    assert rc == 0 and (tmp_path / "rt" / "rt_16_01.keras").is_file()
+    # Quantisation-aware mode prunes straight to the final densities (0.05, 0.05, 0.2).
+    from lpcnet.layers import block_density
+    from lpcnet.model import read_checkpoint_weights
+
+    rk = read_checkpoint_weights(tmp_path / "rt" / "rt_16_01.keras")["gru_a"]["recurrent_kernel"]
+    for g, want in enumerate((0.05, 0.05, 0.2)):
+        assert abs(block_density(rk[:, g * 16:(g + 1) * 16], True) - want) <= 1 / 8
+
+
+def test_amp_bf16_matches_fp32(slice_training_pair, tmp_path):
+    fp32 = train(TINY, _tcfg(slice_training_pair, tmp_path / "fp32", steps_per_epoch=4))
+    amp = train(TINY, _tcfg(slice_training_pair, tmp_path / "amp", steps_per_epoch=4, use_amp=True))
+    assert amp["precision"] == "amp_bfloat16"
+    assert amp["model"].get_layer("gru_a").compute_dtype == "bfloat16"
+    # Same init and batches; bf16 keeps ~3 significant digits: losses agree within 0.005 nats (measured: 5e-5).
+    assert abs(amp["loss"] - fp32["loss"]) < 0.005, (amp["loss"], fp32["loss"])
+    f16 = train(TINY, _tcfg(slice_training_pair, tmp_path / "f16", steps_per_epoch=2, use_amp=True,
+                            amp_dtype="float16"))
+    assert type(f16["model"].optimizer).__name__ == "LossScaleOptimizer" and np.isfinite(f16["loss"])
+    assert f16["model"].get_layer("tree_to_pdf").compute_dtype == "float32"
+
+
+# --- bad input: one line, exit 1, nothing overwritten ------------------------------------
+@pytest.fixture(scope="module")
+def bad_files(slice_training_pair, tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    feats, data = read_features(slice_training_pair[0]), read_data(slice_training_pair[1])
+    write_data(d / "short_data.u8", data[:-3 * 160])
+    write_features(d / "tiny.f32", feats[:40])
+    write_data(d / "tiny.u8", data[:40 * 160])
+    nan = np.array(feats)
+    nan[5, 2] = np.nan
+    nan.tofile(d / "nan.f32")
+    (d / "corrupt.keras").write_bytes(b"PK\x03\x04 truncated")
+    from lpcnet.model import build_lpcnet, save_seed_h5
+
+    save_seed_h5(build_lpcnet(ModelConfig(gru_a=24, gru_b=8)).model, d / "gru24.h5")
+    import h5py
+
+    with h5py.File(d / "other.h5", "w") as f:
+        f.create_dataset("model_weights/dense/dense/kernel:0", data=np.zeros((2, 2)))
+    (d / "a_file").write_text("x")
+    return d
+
+
+BAD_CASES = {
+    "data_mismatch": (dict(data="short_data.u8"), "frames"),
+    "too_short": (dict(features="tiny.f32", data="tiny.u8"), "too short for one batch"),
+    "nan_features": (dict(features="nan.f32"), "non-finite"),
+    "corrupt_finetune": (dict(extra=["--finetune", "corrupt.keras"]), "cannot read checkpoint"),
+    "not_lpcnet_finetune": (dict(extra=["--finetune", "other.h5"]), "not an LPCNet checkpoint"),
+    "wrong_arch_retrain": (dict(extra=["--retrain", "gru24.h5"]), "different architecture"),
+    "start_epoch": (dict(extra=["--finetune", "gru24.h5", "--start_epoch", "3", "--epochs", "3"]),
+                    "must be below --epochs"),
+    "unwritable_model_dir": (dict(model_dir="a_file/sub"), "not writable"),
+    "mlu": (dict(extra=["--num_mlus", "1"]), "MLU"),
+    "horovod": (dict(extra=["--use_horovod", "true"]), "Horovod"),
+    "end2end": (dict(extra=["--end2end", "--gamma", "2"]), "not implemented"),
+    "bf16_xla_cpu": (dict(extra=["--use_amp", "true", "--jit_compile", "true"]), "impractically slow"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_input_one_line_error(case, bad_files, slice_training_pair, tmp_path, capsys):
+    spec, expect = BAD_CASES[case]
+    model_dir = tmp_path / "models"
+    model_dir.mkdir()
+    (model_dir / "m_16_01.keras").write_bytes(b"previous")
+    feats = bad_files / spec["features"] if "features" in spec else slice_training_pair[0]
+    data = bad_files / spec["data"] if "data" in spec else slice_training_pair[1]
+    mdir = bad_files / spec["model_dir"] if "model_dir" in spec else model_dir
+    extra = [str(bad_files / a) if a.endswith((".keras", ".h5")) else a for a in spec.get("extra", [])]
+    argv = ["train", "--features", str(feats), "--data", str(data), "--model_dir", str(mdir),
+            "--output", "m", "--grua-size", "16", "--grub-size", "8", "--batch_size", "4",
+            "--epochs", "2", "--steps_per_epoch", "1", "--no-progress", *extra]
+    rc = cli.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1
+    assert len(err) == 1 and err[0].startswith("lpcnet train: error:") and expect in err[0], err
+    assert sorted(p.name for p in model_dir.iterdir()) == ["m_16_01.keras"]
+    assert (model_dir / "m_16_01.keras").read_bytes() == b"previous"
+
+
+def test_more_gpus_than_present_is_refused(slice_training_pair, tmp_path, capsys):
+    import tensorflow as tf
+
+    n = len(tf.config.list_physical_devices("GPU"))
+    rc = cli.main(["train", "--features", str(slice_training_pair[0]), "--data", str(slice_training_pair[1]),
+                   "--model_dir", str(tmp_path), "--num_gpus", str(n + 1), "--no-progress"])
+    assert rc == 1 and "GPU" in capsys.readouterr().err
+
+
+def test_seed_throughput_rule():
+    from lpcnet.perf import performance_summary, seed_mean_step_time
+
+    t = np.arange(300, dtype=float)
+    assert seed_mean_step_time(t) == pytest.approx(t[10:300].mean())        # exactly 300 steps
+    assert seed_mean_step_time(t[:100]) == pytest.approx(t[60:100].mean())  # last 40
+    assert seed_mean_step_time(t[:30]) == pytest.approx(t[15:30].mean())    # second half
+    s = performance_summary([0.5] * 20, 16, {"precision": "fp32"})
+    assert s["overall_stats"] == {"batch_size": 16, "throughput_mean": 32.0, "e2e": 0.5}
+    assert s["metadata"]["precision"] == "fp32" and s["metadata"]["steps_timed"] == 20
+
+
+def test_module_entry_point_help():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "lpcnet.train", "--help"], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.returncode == 0
+    for flag in ("--features", "--data", "--output", "--model_dir", "--batch_size", "--epochs",
+                 "--steps_per_epoch", "--lr", "--decay", "--density", "--density-split", "--grub-density",
+                 "--grub-density-split", "--grua-size", "--grub-size", "--finetune", "--retrain",
+                 "--start_epoch", "--quantize", "--use_amp", "--enable_tensorboard", "--use_horovod",
+                 "--use_performance", "--num_gpus", "--num_mlus", "--resume", "--seed", "--amp_dtype"):
+        assert flag in out.stdout, flag
+
+
+@pytest.mark.slow
+def test_bench_train_smoke(slice_training_pair):
+    from lpcnet.perf import bench_train
+
+    r = bench_train(gru_a=16, gru_b=8, batch=2, steps=2, warmup=1, rounds=2,
+                    features=slice_training_pair[0], data=slice_training_pair[1],
+                    variants=("ours_fp32", "keras_fit_fp32"))
+    assert set(r["variants"]) == {"ours_fp32", "keras_fit_fp32"}
+    assert all(v["seq_per_s"] > 0 and v["steps"] == 2 for v in r["variants"].values())
