@@ -10,7 +10,6 @@ from all training: the bundled CMU ARCTIC male utterance (arctic_a0007).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 from pathlib import Path
@@ -36,39 +35,31 @@ def training_sources(max_files: int | None = None) -> list[Path]:
     return [SLICE_TRAIN_WAV]
 
 
-def _have(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
-
-
-def plot_speech(samples: np.ndarray, path, title: str):
-    """Waveform and log spectrogram of ``(samples,)`` int16 speech at 16 kHz -> PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+def _save_figure(fig, path) -> str:
+    """Write a matplotlib figure as PNG atomically; return the path."""
     import matplotlib.pyplot as plt
 
     from lpcnet.formats import atomic_output
 
-    x = samples.astype(np.float32) / 32768.0
-    t = np.arange(len(x)) / SAMPLE_RATE
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
-    ax1.plot(t, x, lw=0.4)
-    ax1.set_ylabel("amplitude")
-    ax1.set_title(title)
-    ax2.specgram(x, NFFT=320, Fs=SAMPLE_RATE, noverlap=160, cmap="magma")
-    ax2.set_ylabel("frequency (Hz)")
-    ax2.set_xlabel("time (s)")
-    fig.tight_layout()
     with atomic_output(path) as f:
         fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
-    return Path(path)
+    return str(path)
 
 
-def run_demo(out_dir, max_files: int | None = None, progress: bool = True) -> dict:
-    """Run every stage of the chain that the installed kit provides; return output paths."""
+def run_demo(out_dir, max_files: int | None = None, steps: int = 60, gru_a: int = 32,
+             batch_size: int = 8, progress: bool = True, seed: int = 0) -> dict:
+    """prepare -> dump-data -> train (tiny, few steps) -> copy-synthesis of the held-out speaker.
+
+    Writes into ``out_dir`` and returns ``{name: path}`` of every output.
+    """
+    from lpcnet import plots, synth
     from lpcnet.audio import write_wav
+    from lpcnet.config import ModelConfig, TrainConfig
     from lpcnet.data import prepare
+    from lpcnet.features import dump_data
+    from lpcnet.formats import read_features
+    from lpcnet.train import train
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -79,19 +70,40 @@ def run_demo(out_dir, max_files: int | None = None, progress: bool = True) -> di
     print(f"[1/5] prepare: {len(sources)} training files -> 16 kHz mono s16")
     man = prepare(sources, out_dir / "input.s16", progress=progress)
     held = prepare([HELDOUT_WAV], out_dir / "heldout.s16", progress=False)
-    print(f"      training audio {man.duration_s:.1f} s, held-out speaker {held.duration_s:.1f} s")
+    print(f"      training audio {man.duration_s:.1f} s; held-out speaker {held.duration_s:.1f} s "
+          f"(never trained on)")
     outputs["training_audio"] = man.output
-    outputs["heldout_audio"] = held.output
 
+    print("[2/5] dump-data: features.f32 + data.u8 (training mode), held-out features (test mode)")
+    info = dump_data(out_dir / "input.s16", out_dir / "features.f32", out_dir / "data.u8",
+                     mode="train", seed=seed, progress=progress)
+    dump_data(out_dir / "heldout.s16", out_dir / "heldout_features.f32", mode="test", progress=False)
+    print(f"      {info['frames']} training frames")
+    outputs["features"] = str(out_dir / "features.f32")
+    outputs["data"] = str(out_dir / "data.u8")
     heldout = np.asarray(read_s16(out_dir / "heldout.s16"))
-    outputs["heldout_wav"] = str(write_wav(out_dir / "heldout_reference.wav", heldout))
-    outputs["heldout_plot"] = str(plot_speech(heldout, out_dir / "heldout_reference.png",
-                                              "held-out speaker (CMU ARCTIC a0007), reference"))
+    held_feats = np.asarray(read_features(out_dir / "heldout_features.f32"))
+    outputs["features_plot"] = _save_figure(plots.pitch_track(heldout, held_feats),
+                                            out_dir / "heldout_pitch.png")
 
-    for step, module in (("2/5] features", "lpcnet.features"), ("3/5] train", "lpcnet.train"),
-                         ("4/5] synthesise", "lpcnet.synth")):
-        if not _have(module):
-            print(f"[{step}: not in this version of the kit yet ({module})")
+    print(f"[3/5] train: tiny model (GRU A {gru_a}) for {steps} steps of batch {batch_size}")
+    result = train(ModelConfig(gru_a=gru_a, gru_b=16),
+                   TrainConfig(features=str(out_dir / "features.f32"), data=str(out_dir / "data.u8"),
+                               output="demo", model_dir=str(out_dir / "model"), batch_size=batch_size,
+                               epochs=1, steps_per_epoch=steps, seed=seed, progress=progress))
+    print(f"      loss after {steps} steps: {result['loss']:.3f}")
+    outputs["checkpoint"] = result["checkpoint"]
+
+    print("[4/5] synthesise: copy-synthesis of the held-out speaker (native engine)")
+    speech = synth.synthesize(held_feats, result["checkpoint"], engine="native", seed=seed)
+    outputs["synthesis_wav"] = str(write_wav(out_dir / "heldout_lpcnet.wav", speech))
+    outputs["reference_wav"] = str(write_wav(out_dir / "heldout_reference.wav", heldout))
+    lag = synth.COPY_SYNTHESIS_LAG  # output sample t reproduces input sample t - lag (spec A.7)
+    fig = synth.plot_spectrograms({
+        "held-out reference (CMU ARCTIC a0007)": heldout[:len(speech) - lag],
+        f"LPCNet copy-synthesis, tiny model after {steps} steps": speech[lag:]})
+    outputs["synthesis_plot"] = _save_figure(fig, out_dir / "heldout_spectrograms.png")
+
     print(f"[5/5] done in {time.perf_counter() - t0:.1f} s. Outputs:")
     for name, path in outputs.items():
         print(f"      {name:16s} {path}")
@@ -103,11 +115,16 @@ def add_arguments(p) -> None:
                    help="where the demo writes its files")
     p.add_argument("--max-files", type=int, default=None,
                    help="use only the first N training files (quick look)")
+    p.add_argument("--steps", type=int, default=60, help="training steps of the tiny model")
+    p.add_argument("--grua-size", type=int, default=32, help="GRU A units of the tiny model")
+    p.add_argument("--batch-size", type=int, default=8, help="training sequences per step")
+    p.add_argument("--seed", type=int, default=0, help="seed for augmentation, training, sampling")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def run(args) -> int:
-    run_demo(args.out_dir, args.max_files, progress=not args.no_progress)
+    run_demo(args.out_dir, args.max_files, steps=args.steps, gru_a=args.grua_size,
+             batch_size=args.batch_size, progress=not args.no_progress, seed=args.seed)
     return 0
 
 
