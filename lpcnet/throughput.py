@@ -1,0 +1,132 @@
+"""Throughput analysis: read training summary JSONs, tabulate and plot them beside the seed's numbers.
+
+A *run* is one ``summary.json`` written by ``lpcnet train --use_performance True``
+(schema in docs/training.md): ``overall_stats.throughput_mean`` in training
+sequences/s (one sequence = 2400 samples = 0.15 s of audio), ``batch_size`` the
+global batch, and ``metadata`` with ``precision`` and ``world_size``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from lpcnet.errors import FormatError
+
+#: The seed's published training throughput (Cambricon README, spec F.1): MLU370-X8,
+#: batch 16 per card, sequences/s. {cards: (fp32, amp)}
+SEED_MLU370_X8 = {1: (3.00, 2.76), 4: (11.35, 9.98), 8: (19.06, 17.03)}
+SEQUENCE_SECONDS = 0.15
+
+
+def load_run(path, label: str | None = None) -> dict:
+    """One summary JSON -> flat dict: label, devices (world size), precision, seq_s, batch, e2e."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+        stats, meta = d["overall_stats"], d.get("metadata", {})
+        seq_s = float(stats["throughput_mean"])
+    except FileNotFoundError:
+        raise FormatError(f"{path}: throughput summary not found") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FormatError(f"{path}: not a training summary JSON (expected overall_stats."
+                          f"throughput_mean; {type(exc).__name__}: {exc})") from None
+    world = int(meta.get("world_size", 1)) * int(meta.get("replicas", 1))
+    precision = str(meta.get("precision", "fp32"))
+    return {"label": label or f"{precision}, {world} proc", "devices": world,
+            "precision": "amp" if precision.startswith("amp") else "fp32",
+            "precision_detail": precision, "seq_s": seq_s,
+            "audio_s_per_s": seq_s * SEQUENCE_SECONDS, "batch_size": int(stats["batch_size"]),
+            "e2e_s": float(stats["e2e"]), "device_name": meta.get("cpu") or meta.get("devices"),
+            "path": str(path)}
+
+
+def runs_table(runs) -> str:
+    """Markdown table of runs: processes | global batch | precision | seq/s | audio s/s | speed-up."""
+    base = {r["precision"]: r["seq_s"] for r in runs if r["devices"] == 1}
+    lines = ["| processes | global batch | precision | sequences/s | audio s/s | vs 1 process |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in sorted(runs, key=lambda r: (r["precision"], r["devices"])):
+        ref = base.get(r["precision"])
+        speed = f"{r['seq_s'] / ref:.2f}x" if ref else "-"
+        lines.append(f"| {r['devices']} | {r['batch_size']} | {r['precision_detail']} | "
+                     f"{r['seq_s']:.2f} | {r['audio_s_per_s']:.2f} | {speed} |")
+    return "\n".join(lines)
+
+
+def plot_scaling(runs, reference=SEED_MLU370_X8, reference_label="seed, MLU370-X8 (published)") -> Figure:
+    """Sequences/s vs processes for FP32 and AMP, ideal-scaling lines, and the seed's numbers.
+
+    Left: absolute throughput (log scale); right: speed-up over one process with the
+    ideal line, for our runs and the reference.
+    """
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    ax, ax2 = fig.subplots(1, 2)
+    colours = {"fp32": "tab:blue", "amp": "tab:orange"}
+    for prec in ("fp32", "amp"):
+        pts = sorted((r["devices"], r["seq_s"]) for r in runs if r["precision"] == prec)
+        if pts:
+            n, s = np.array(pts, dtype=float).T
+            ax.plot(n, s, "o-", color=colours[prec], label=f"ours, {prec}")
+            ax.plot(n, s[0] * n / n[0], ":", color=colours[prec], lw=1)
+            if n[0] == 1:
+                ax2.plot(n, s / s[0], "o-", color=colours[prec], label=f"ours, {prec}")
+        if reference:
+            rn = np.array(sorted(reference), dtype=float)
+            rs = np.array([reference[int(k)][0 if prec == "fp32" else 1] for k in rn])
+            ax.plot(rn, rs, "s--", color=colours[prec], alpha=0.5, label=f"{reference_label}, {prec}")
+            ax2.plot(rn, rs / rs[0], "s--", color=colours[prec], alpha=0.5,
+                     label=f"{reference_label}, {prec}")
+    top = max([r["devices"] for r in runs] + list(reference or [1]))
+    ax2.plot([1, top], [1, top], "k-", lw=0.8, label="ideal (linear)")
+    ax.set(xlabel="processes / devices", ylabel="sequences/s (2400 samples)", yscale="log",
+           title="training throughput (dotted: ideal scaling of ours)")
+    ax2.set(xlabel="processes / devices", ylabel="speed-up over 1", title="scaling")
+    for a in (ax, ax2):
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7)
+    return fig
+
+
+def plot_amp_speedup(runs, reference=SEED_MLU370_X8) -> Figure:
+    """AMP / FP32 throughput ratio per process count, ours beside the seed's (1.0 = no gain)."""
+    ours = {}
+    for r in runs:
+        ours.setdefault(r["devices"], {})[r["precision"]] = r["seq_s"]
+    pairs = sorted((n, v["amp"] / v["fp32"]) for n, v in ours.items() if {"amp", "fp32"} <= v.keys())
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.35
+    if pairs:
+        n, ratio = zip(*pairs)
+        ax.bar(np.arange(len(n)) - width / 2, ratio, width, label="ours")
+        labels = [str(k) for k in n]
+    else:
+        labels = []
+    if reference:
+        ref_n = sorted(reference)
+        ax.bar(np.arange(len(ref_n)) + width / 2, [reference[k][1] / reference[k][0] for k in ref_n],
+               width, alpha=0.6, label="seed MLU370-X8")
+        labels = labels if len(labels) >= len(ref_n) else [str(k) for k in ref_n]
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xticks(np.arange(len(labels)), labels)
+    ax.set(xlabel="processes / devices", ylabel="AMP / FP32 throughput",
+           title="is mixed precision worth it? (> 1 = faster)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_synth_rtf(results: dict) -> Figure:
+    """Real-time factor per synthesis engine (``{engine: rtf}``), log scale; 1.0 = real time."""
+    fig = Figure(figsize=(6, 3), layout="constrained")
+    ax = fig.add_subplot()
+    names = list(results)
+    ax.barh(names, [results[k] for k in names], color="tab:green")
+    ax.axvline(1.0, color="k", lw=0.8, label="real time")
+    ax.set(xscale="log", xlabel="real-time factor (s of CPU per s of audio, one core)",
+           title="synthesis speed")
+    ax.legend(fontsize=8)
+    return fig
