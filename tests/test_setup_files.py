@@ -58,3 +58,18 @@ def test_env_sh_exports_overridable_defaults(tmp_path):
                          capture_output=True, text=True, check=True).stdout.split()
     assert out[0] == str(tmp_path) and out[1] == "3"
     assert out[2].endswith("work/output") and int(out[3]) >= 1
+
+
+def test_notebooks_are_numbered_and_stored_without_outputs():
+    import json
+
+    names = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+    assert names == ["01_data_prep", "02_model_anatomy", "03_train_single_device",
+                     "04_horovod_launch", "05_listening_mos", "06_amp_vs_fp32_throughput"]
+    for name in names:
+        nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert code and all(not c.get("outputs") and c.get("execution_count") is None for c in code), name
+        src = "".join("".join(c["source"]) for c in code)
+        assert "LPCNET_NB_SMALL" in src, name
+        assert "\ndef " not in "\n" + src and "\nclass " not in "\n" + src, name
