@@ -25,7 +25,7 @@ import numpy as np
 
 from lpcnet.errors import FormatError, LpcnetError
 from lpcnet.formats import (DATA_CHANNELS, FRAME_SIZE, LAYOUT, NB_TOTAL_FEATURES,  # noqa: F401
-                            SAMPLE_RATE, atomic_output, to_int16)
+                            SAMPLE_RATE, atomic_output, check_s16, to_int16)
 
 MODES = {"test": 0, "train": 1}
 #: Seed of the ``-test`` dither when none is given (reproducible features).
@@ -199,20 +199,7 @@ class _S16Source:
     """Frames of a headerless int16 file, read in chunks (constant memory)."""
 
     def __init__(self, path: Path):
-        if not path.exists():
-            raise FormatError(f"{path}: file not found (expected headerless 16 kHz int16 speech)")
-        if not path.is_file():
-            raise FormatError(f"{path}: not a regular file (expected headerless int16 speech)")
-        size = path.stat().st_size
-        if size == 0:
-            raise FormatError(f"{path}: file is empty (expected headerless 16 kHz int16 speech)")
-        if size % 2:
-            raise FormatError(f"{path}: size {size} bytes is odd; expected headerless int16 "
-                              f"PCM (2 bytes per sample)")
-        with open(path, "rb") as f:
-            if f.read(4) == b"RIFF":
-                raise FormatError(f"{path}: is a WAV file, not headerless .s16 "
-                                  f"(give it a .wav name to decode it as audio)")
+        size = check_s16(path)
         self.path = path
         self.frames = size // 2 // FRAME_SIZE
 

@@ -159,14 +159,19 @@ def _load(path, dtype, shape, mmap: bool) -> np.ndarray:
     return np.fromfile(path, dtype=dtype).reshape(shape)
 
 
-def read_s16(path, mmap: bool = True) -> np.ndarray:
-    """Read ``input.s16`` -> ``(samples,)`` int16 at 16 kHz (memory-mapped)."""
+def check_s16(path) -> int:
+    """Validate a headerless int16 file (exists, non-empty, even size, not a WAV); return its size."""
     size = _checked_size(path, S16_BYTES_PER_SAMPLE, "headerless int16 PCM, 2 bytes per sample")
     with open(path, "rb") as f:
         if f.read(4) == b"RIFF":
             raise FormatError(f"{path}: is a WAV file, not headerless .s16 "
-                              f"(use `lpcnet prepare` to convert it)")
-    return _load(path, np.int16, (size // 2,), mmap)
+                              f"(use `lpcnet prepare` to convert it, or give it a .wav name)")
+    return size
+
+
+def read_s16(path, mmap: bool = True) -> np.ndarray:
+    """Read ``input.s16`` -> ``(samples,)`` int16 at 16 kHz (memory-mapped)."""
+    return _load(path, np.int16, (check_s16(path) // 2,), mmap)
 
 
 def read_features(path, mmap: bool = True, check_finite: bool = True) -> np.ndarray:
