@@ -90,7 +90,8 @@ def run_demo(out_dir, max_files: int | None = None, steps: int = 60, gru_a: int 
     result = train(ModelConfig(gru_a=gru_a, gru_b=16),
                    TrainConfig(features=str(out_dir / "features.f32"), data=str(out_dir / "data.u8"),
                                output="demo", model_dir=str(out_dir / "model"), batch_size=batch_size,
-                               epochs=1, steps_per_epoch=steps, seed=seed, progress=progress))
+                               epochs=1, steps_per_epoch=steps, seed=seed, progress=progress,
+                               jit_compile=True))
     print(f"      loss after {steps} steps: {result['loss']:.3f}")
     outputs["checkpoint"] = result["checkpoint"]
 
