@@ -111,6 +111,7 @@ def bench_features(args) -> dict:
 BENCHMARKS = {
     "features": (bench_features, "feature extraction x real time: C -test/-train vs NumPy reference"),
     "train": (lambda a: __import__("lpcnet.perf", fromlist=["bench_train"]).bench_train(a), "training sequences/s: our train_step vs plain Keras fit, FP32 vs bf16 AMP"),
+    "scaling": (lambda a: __import__("lpcnet.perf", fromlist=["bench_scaling"]).bench_scaling(a), "Horovod weak scaling: sequences/s at np=1 and np=2, one thread per rank"),
     "synth": (lambda args: __import__("lpcnet.synth_bench", fromlist=["bench_synth"]).bench_synth(args), "synthesis RTF on one core: native float/int8 vs Keras reference"),
 }
 

@@ -122,6 +122,8 @@ class TrainConfig(_Dictable):
     log_every: int = 10
     #: Compile the train step with XLA (faster for small models on CPU; see docs/training.md).
     jit_compile: bool = False
+    #: With Horovod: multiply the learning rate by the world size (off, as in the seed).
+    scale_lr: bool = False
 
     @property
     def learning_rate(self) -> float:

@@ -238,9 +238,13 @@ class TrainingLoader:
 
     The order is a pure function of ``(seed, epoch)``: data epoch ``e`` uses the
     permutation ``default_rng((seed, e)).permutation(N)``, identical on every
-    rank; rank ``k`` of ``world_size`` takes the disjoint slice
-    ``perm[k * P:(k + 1) * P]`` with ``P = batches_per_rank * batch_size``
-    (every sequence is seen at most once per epoch across ranks; fixes spec G.8).
+    rank, with ``N`` the usable sequences rounded down to a multiple of the global
+    batch ``batch_size * world_size`` (the remainder is dropped evenly: every rank
+    gets the same number of batches). Batch ``i`` of rank ``k`` is
+    ``perm[(i * world_size + k) * B:(i * world_size + k + 1) * B]``: the ranks'
+    shards are disjoint and together cover all ``N`` sequences exactly once per
+    epoch (fixes spec G.8), and global batch ``i`` of W ranks at batch B holds the
+    same sequences as batch ``i`` of one process at batch ``W * B``.
     Global step ``g`` of a run maps to batch ``g % batches_per_rank`` of data
     epoch ``g // batches_per_rank``, so a resumed run sees exactly the batches
     an uninterrupted run would.
@@ -268,8 +272,9 @@ class TrainingLoader:
             raise LpcnetError(f"rank {rank} outside world size {world_size}")
         feats, data = read_training_pair(features_path, data_path)
         frames = len(feats)
-        n = (frames // SEQ_FRAMES - 1) // batch_size * batch_size
-        batches = max(n, 0) // batch_size
+        global_batch = batch_size * world_size
+        n = max(frames // SEQ_FRAMES - 1, 0) // global_batch * global_batch
+        batches = n // batch_size
         if batches // world_size < 1:
             need = SEQ_FRAMES * (batch_size * world_size + 1)
             raise LpcnetError(
@@ -301,8 +306,7 @@ class TrainingLoader:
     def indices(self, step: int) -> np.ndarray:
         """Sequence indices of global step ``step`` on this rank."""
         epoch, i = divmod(int(step), self.batches_per_rank)
-        per_rank = self.batches_per_rank * self.batch_size
-        lo = self.rank * per_rank + i * self.batch_size
+        lo = (i * self.world_size + self.rank) * self.batch_size
         return self.permutation(epoch)[lo:lo + self.batch_size]
 
     def sequences(self, idx) -> tuple:

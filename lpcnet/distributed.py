@@ -37,10 +37,11 @@ def horovod_available() -> bool:
     return True
 
 
-def init():
+def init(pin_gpu: bool = True):
     """``hvd.init()`` once; returns the ``horovod.tensorflow`` module.
 
-    Pins one GPU per local rank when GPUs are visible (memory growth on).
+    With ``pin_gpu`` and GPUs visible, each process sees only the GPU of its local
+    rank (memory growth on); with ``pin_gpu=False`` GPUs are hidden (CPU training).
     Raises LpcnetError when Horovod is not installed.
     """
     global _hvd
@@ -56,9 +57,15 @@ def init():
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
-        for gpu in gpus:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        tf.config.set_visible_devices(gpus[hvd.local_rank() % len(gpus)], "GPU")
+        try:
+            if pin_gpu:
+                for gpu in gpus:
+                    tf.config.experimental.set_memory_growth(gpu, True)
+                tf.config.set_visible_devices(gpus[hvd.local_rank() % len(gpus)], "GPU")
+            else:
+                tf.config.set_visible_devices([], "GPU")
+        except RuntimeError:
+            pass  # TensorFlow already initialised in this process
     _hvd = hvd
     return hvd
 
@@ -86,10 +93,42 @@ def is_chief() -> bool:
 
 
 def allreduce_gradients(grads):
-    """Average a list of gradient tensors across ranks (identity on one process)."""
+    """Average a list of gradient tensors across ranks (identity on one process).
+
+    One ``grouped_allreduce`` (Horovod fuses it into few messages); sparse
+    ``IndexedSlices`` (embedding gradients) are densified first, like the seed's
+    ``sparse_as_dense=True``. ``None`` gradients pass through. Call it inside the
+    compiled train step (``LPCNetModel.gradient_reducer``).
+    """
     if not _hvd or _hvd.size() == 1:
         return grads
-    return _hvd.grouped_allreduce(list(grads), op=_hvd.Average)
+    import tensorflow as tf
+
+    grads = list(grads)
+    idx = [i for i, g in enumerate(grads) if g is not None]
+    dense = [tf.convert_to_tensor(grads[i]) for i in idx]
+    reduced = _hvd.grouped_allreduce(dense, op=_hvd.Average, name="lpcnet_grads")
+    out = list(grads)
+    for i, r in zip(idx, reduced):
+        out[i] = r
+    return out
+
+
+def average_logs(logs: dict) -> dict:
+    """Average the scalar metrics of a train step (loss, accuracy) across ranks.
+
+    Each rank's value is its running mean over equal-sized batches, so the average
+    is the running mean over all ranks' sequences. Used as
+    ``LPCNetModel.metrics_reducer`` inside the compiled step.
+    """
+    if not _hvd or _hvd.size() == 1 or not logs:
+        return logs
+    import tensorflow as tf
+
+    keys = sorted(logs)
+    vals = [tf.cast(tf.convert_to_tensor(logs[k]), tf.float32) for k in keys]
+    reduced = _hvd.grouped_allreduce(vals, op=_hvd.Average, name="lpcnet_metrics")
+    return dict(zip(keys, reduced))
 
 
 def average(value, name: str | None = None):
@@ -100,11 +139,16 @@ def average(value, name: str | None = None):
 
 
 def broadcast_variables(variables, root_rank: int = 0) -> None:
-    """Give every rank rank-0's values of ``variables`` (Keras 3 or tf variables)."""
+    """Give every rank rank-0's values of ``variables`` (Keras 3 or tf variables).
+
+    Call it eagerly (outside ``fit``) on the same list, in the same order, on every rank:
+    model weights, then the optimizer's variables once built (``optimizer.build``).
+    """
     if not _hvd or _hvd.size() == 1:
         return
-    for v in variables:
-        v.assign(_hvd.broadcast(v.value if hasattr(v, "value") else v, root_rank))
+    for i, v in enumerate(variables):
+        value = v.value if hasattr(v, "value") else v
+        v.assign(_hvd.broadcast(value, root_rank, name=f"lpcnet_bcast_{i}"))
 
 
 def broadcast_object(obj, root_rank: int = 0):
@@ -145,9 +189,18 @@ def train_command(np_: int, train_args, hosts: str | None = None, hostfile: str 
         cmd += ["--hostfile", str(hostfile)]
     else:
         cmd += ["-H", hosts or f"localhost:{np_}"]
-    if "--use_horovod" not in train:
-        train += ["--use_horovod", "True"]
-    return cmd + train
+    # Drop any --use_horovod the caller passed (e.g. "False" from a one-process command line).
+    keep, skip = [], False
+    for a in train:
+        if skip:
+            skip = False
+            continue
+        if a == "--use_horovod":
+            skip = True
+            continue
+        if not a.startswith("--use_horovod="):
+            keep.append(a)
+    return cmd + keep + ["--use_horovod", "True"]
 
 
 def _arg_value(args, flag: str, default=None):
@@ -160,19 +213,33 @@ def _arg_value(args, flag: str, default=None):
     return default
 
 
+#: horovodrun's lines when a rank failed (gloo launcher) and Horovod's message on the survivors.
+_PROC_EXIT = re.compile(r"^Process (\d+) exit with status code (-?\d+)")
+_FAILURE_HINTS = ("Horovod has been shut down", "Terminating remaining workers",
+                  "HorovodInternalError", "Connection closed by peer")
+_ERROR_LINE = re.compile(r"^\s*((?:[\w.]+(?:Error|Exception)|KeyboardInterrupt)\b.*|.*: error: .*)$")
+
+
 def launch(np_: int, train_args, *, hosts: str | None = None, hostfile: str | None = None,
            timeout: float = 3600, out=None, threads: int | None = None, env: dict | None = None,
-           log_file=None) -> dict:
+           log_file=None, failure_grace: float = 20.0, cwd=None) -> dict:
     """Run a training with ``np_`` processes in a subprocess; return its throughput JSON.
 
     Rank 0's output is streamed live to ``out`` (default ``sys.stdout``, so it shows in a
     notebook or terminal) with the ``[0]<stdout>:`` prefixes stripped; other ranks stay
-    quiet unless the run fails, in which case their last lines are shown. The whole process
-    group is killed after ``timeout`` seconds. Each rank gets ``threads`` intra-op threads
-    (default: cores // np_).
+    quiet unless the run fails, in which case their last lines are shown. Each rank gets
+    ``threads`` intra-op threads (default: cores // np_) through ``TF_NUM_INTRAOP_THREADS``.
+
+    Failure handling: the whole process group (horovodrun and every rank) is killed after
+    ``timeout`` seconds, and ``failure_grace`` seconds after the first sign that a rank
+    failed (horovodrun's "Process N exit with status code" line or Horovod's shut-down
+    message), so survivors stuck in a collective cannot hang the launcher. horovodrun
+    --gloo normally terminates the other ranks itself within seconds.
 
     Returns the parsed ``<model_dir>/summary/summary.json`` (pass ``--use_performance True``),
-    or ``{}`` if the run wrote none. Raises LpcnetError on failure or timeout.
+    or ``{}`` if the run wrote none; relative paths are taken from ``cwd`` (default: the current
+    directory), where the run also writes the seed's ``./summary/summary.json``. Raises LpcnetError on failure or timeout, naming the
+    first rank that failed and its last error line.
     """
     out = out or sys.stdout
     cmd = train_command(np_, train_args, hosts, hostfile)
@@ -182,51 +249,139 @@ def launch(np_: int, train_args, *, hosts: str | None = None, hostfile: str | No
                "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1",
                "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     tails: dict[int, deque] = {}
+    errors: dict[int, str] = {}            # rank -> last error-looking line
+    exits: list[tuple[int, int]] = []      # (rank, status) of ranks that exited non-zero
+    failed_at = []                         # monotonic time of the first failure sign
     log = open(log_file, "w") if log_file else None
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=run_env, start_new_session=True, bufsize=1)
+                            env=run_env, start_new_session=True, bufsize=1, cwd=cwd)
+    plain = cmd[1:3] == ["-m", "lpcnet.train"]   # np=1: no horovodrun prefixes
 
     def pump():
         for line in proc.stdout:
             if log:
                 log.write(line)
-            m = _RANK_PREFIX.match(line.rstrip("\n"))
-            r, text = (int(m.group(1)), m.group(3)) if m else (0, line.rstrip("\n"))
+                log.flush()
+            text = line.rstrip("\n")
+            m = _RANK_PREFIX.match(text)
+            if m:
+                r, text = int(m.group(1)), m.group(3)
+            else:
+                r = 0 if plain else -1          # -1: horovodrun's own messages
             tails.setdefault(r, deque(maxlen=20)).append(text)
+            if _ERROR_LINE.match(text):
+                errors[r] = text.strip()
+            pm = _PROC_EXIT.match(text) if r == -1 else None
+            if pm and int(pm.group(2)) != 0:
+                exits.append((int(pm.group(1)), int(pm.group(2))))
+            if (pm and int(pm.group(2)) != 0) or any(h in text for h in _FAILURE_HINTS):
+                failed_at.append(time.monotonic())
             if r == 0:
                 print(text, file=out, flush=True)
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
+    why = None
     try:
-        rc = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        raise LpcnetError(f"training with np={np_} timed out after {timeout:.0f} s and was stopped") from None
+        while True:
+            try:
+                rc = proc.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                now = time.monotonic()
+                if now - t0 > timeout:
+                    why = f"timed out after {timeout:.0f} s and was stopped"
+                elif failed_at and now - failed_at[0] > failure_grace:
+                    why = (f"had a failed rank and did not exit within {failure_grace:.0f} s; "
+                           f"the process group was killed")
+                if why:
+                    _kill_group(proc)
+                    rc = proc.returncode
+                    break
+    except BaseException:
+        _kill_group(proc)        # e.g. KeyboardInterrupt in a notebook: no orphaned ranks
+        raise
     finally:
         reader.join(timeout=10)
         if log:
             log.close()
-    if rc != 0:
+    if rc != 0 or why:
         for r in sorted(tails):
             if r != 0:
-                print(f"--- last lines of rank {r} ---", file=out)
+                name = "horovodrun" if r < 0 else f"rank {r}"
+                print(f"--- last lines of {name} ---", file=out)
                 print("\n".join(tails[r]), file=out, flush=True)
-        last = next((t for r in sorted(tails) for t in reversed(tails[r]) if "rror" in t), "")
-        raise LpcnetError(f"training with np={np_} failed (exit {rc}) after "
-                          f"{time.monotonic() - t0:.0f} s" + (f": {last.strip()}" if last else ""))
+        raise LpcnetError(f"training with np={np_} " + (why or f"failed (exit {rc})") +
+                          f" after {time.monotonic() - t0:.0f} s" + _failure_reason(exits, errors))
     model_dir = _arg_value(train_args, "--model_dir", ".")
-    summary = Path(model_dir) / "summary" / "summary.json"
+    summary = Path(cwd or ".") / model_dir / "summary" / "summary.json"
     return json.loads(summary.read_text()) if summary.exists() else {}
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
+def _failure_reason(exits, errors) -> str:
+    """': rank 1 (exit 1): RuntimeError: ...' for the first rank that failed."""
+    if exits:
+        r, status = exits[0]
+        what = f"rank {r} " + (f"was killed (signal {status - 128})" if status > 128
+                               else f"was killed (signal {-status})" if status < 0
+                               else f"exited with status {status}")
+        if r in errors:
+            what += f": {errors[r]}"
+        return ": " + what
+    for r in sorted(errors, key=lambda k: (k < 0, k)):
+        return f": rank {r}: {errors[r]}" if r >= 0 else f": {errors[r]}"
+    return ""
+
+
+def _descendants(pid: int) -> list[int]:
+    """Pids of all descendants of ``pid`` (from /proc; horovodrun starts ranks in new sessions)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Stop the launched run: horovodrun's process group and every rank it started."""
+    pids = _descendants(proc.pid)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for target in [proc.pid, *pids]:
+            try:
+                if target == proc.pid:
+                    os.killpg(proc.pid, sig)
+                else:
+                    os.kill(target, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            proc.wait(timeout=5)
+            if sig == signal.SIGTERM and not any(_alive(p) for p in pids):
+                return
+        except subprocess.TimeoutExpired:
             pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    st = Path(f"/proc/{pid}/stat")
+    try:
+        return st.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

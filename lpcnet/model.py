@@ -37,14 +37,17 @@ class LPCNetModels(NamedTuple):
 class LPCNetModel(keras.Model):
     """Functional LPCNet training model with an explicit ``train_step``.
 
-    The step is the Keras default written out, with one hook: ``gradient_reducer``
+    The step is the Keras default written out, with two hooks: ``gradient_reducer``
     (None, or a callable ``grads -> grads``) runs between the gradient and the
-    optimizer update, where the distributed stage inserts a Horovod allreduce.
+    optimizer update, where the distributed stage inserts a Horovod allreduce;
+    ``metrics_reducer`` (None, or ``logs -> logs``, applied in ``get_metrics_result``)
+    averages the logged metrics (loss, accuracy) across Horovod ranks.
     Loss scaling uses ``optimizer.scale_loss`` (a no-op unless the optimizer is a
     ``LossScaleOptimizer``).
     """
 
     gradient_reducer = None
+    metrics_reducer = None
 
     def train_step(self, data):
         import tensorflow as tf
@@ -58,11 +61,29 @@ class LPCNetModel(keras.Model):
                                             sample_weight=tf.shape(x[0])[0])
             scaled = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables
-        grads = tape.gradient(scaled, variables)
+        # Embedding gradients come as IndexedSlices; Keras 3's Adam then squares the slices
+        # before summing duplicate rows (v ~ sum g^2 instead of (sum g)^2), which inflates
+        # embedding steps far beyond lr. Dense gradients give standard Adam (as Keras 2 and
+        # the seed's sparse_as_dense=True), and identical math on 1 and N Horovod processes.
+        grads = _dense_gradients(tape.gradient(scaled, variables))
         if self.gradient_reducer is not None:
             grads = self.gradient_reducer(grads)
         self.optimizer.apply(grads, variables)
         return self.compute_metrics(x, y, y_pred)
+
+    def get_metrics_result(self):
+        # Used by compute_metrics (inside the compiled step: per-step logs) and by fit at
+        # epoch end (eagerly, on every rank alike: the history), so both are averaged.
+        logs = super().get_metrics_result()
+        if self.metrics_reducer is not None:
+            logs = self.metrics_reducer(logs)
+        return logs
+
+
+def _dense_gradients(grads):
+    import tensorflow as tf
+
+    return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
 
 
 def _policy_kw(dtype_policy):

@@ -50,6 +50,7 @@ class StepTimer(keras.callbacks.Callback):
         super().__init__()
         self.global_batch = int(global_batch)
         self.times: list[float] = []
+        self.losses: list[float] = []
         self._t0 = None
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -58,6 +59,8 @@ class StepTimer(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self._t0 is not None:
             self.times.append(time.perf_counter() - self._t0)
+        if logs and "loss" in logs:
+            self.losses.append(float(logs["loss"]))   # running mean of the epoch (all ranks)
 
     def recent_throughput(self, n: int = 20) -> float:
         """Sequences per second over the last ``n`` steps."""
@@ -259,3 +262,119 @@ def bench_train(args=None, *, gru_a: int = 64, gru_b: int = 16, batch: int = 8, 
         print(f"  {name:15s} {r['seq_per_s']:7.2f} seq/s  median {r['s_per_step_median']:6.3f} s/step "
               f"(p90 {r['s_per_step_p90']:.3f})")
     return out
+
+
+# --- multi-process scaling: table and figure (notebook 04, ``lpcnet bench scaling``) -----------
+def scaling_rows(summaries) -> list[dict]:
+    """One row per run, by world size: processes, global batch, sequences/s, s/step, efficiency.
+
+    ``summaries`` are throughput JSONs (``--use_performance``) of runs that differ in the
+    number of processes; efficiency = throughput / (processes x throughput of the
+    smallest run per process), 1.0 = linear scaling.
+    """
+    runs = sorted(summaries, key=lambda s: s["metadata"].get("world_size", 1))
+    if not runs:
+        return []
+    base = runs[0]
+    base_per_proc = base["overall_stats"]["throughput_mean"] / base["metadata"].get("world_size", 1)
+    rows = []
+    for s in runs:
+        n = s["metadata"].get("world_size", 1)
+        thr = s["overall_stats"]["throughput_mean"]
+        rows.append({"processes": n, "global_batch": s["overall_stats"]["batch_size"],
+                     "seq_per_s": thr, "s_per_step": s["overall_stats"]["e2e"],
+                     "efficiency": thr / (n * base_per_proc)})
+    return rows
+
+
+def scaling_figure(summaries):
+    """Sequences/s against processes (with linear scaling) and each run's loss curve, side by side.
+
+    Loss curves come from ``metadata.loss_per_step`` (the running mean of each epoch, averaged
+    over ranks) of the throughput JSONs written by ``lpcnet train --use_performance``.
+    Returns a ``matplotlib.figure.Figure``.
+    """
+    from matplotlib.figure import Figure
+
+    rows = scaling_rows(summaries)
+    runs = sorted(summaries, key=lambda s: s["metadata"].get("world_size", 1))
+    fig = Figure(figsize=(11, 3.2), layout="constrained")
+    ax = fig.add_subplot(1, 1 + len(runs), 1)
+    n = [r["processes"] for r in rows]
+    thr = [r["seq_per_s"] for r in rows]
+    if rows:
+        per = rows[0]["seq_per_s"] / rows[0]["processes"]
+        ax.plot(n, [per * k for k in n], "k--", lw=1, label="linear")
+    ax.plot(n, thr, "o-", label="measured")
+    for r in rows:
+        ax.annotate(f"{r['efficiency']:.0%}", (r["processes"], r["seq_per_s"]),
+                    textcoords="offset points", xytext=(4, -12), fontsize=8)
+    ax.set(xlabel="processes", ylabel="sequences / s", title="throughput", xticks=n)
+    ax.legend(fontsize=8)
+    share = None
+    for i, s in enumerate(runs):
+        a = fig.add_subplot(1, 1 + len(runs), i + 2, sharey=share)
+        share = share or a
+        loss = s["metadata"].get("loss_per_step", [])
+        a.plot(np.arange(1, len(loss) + 1), loss, lw=1)
+        meta = s["metadata"]
+        a.set(xlabel="step", ylabel="loss (running mean per epoch)",
+              title=f"np={meta.get('world_size', 1)}, global batch {s['overall_stats']['batch_size']}")
+    return fig
+
+
+def bench_scaling(args=None, *, gru_a: int = 64, gru_b: int = 16, batch: int = 8, steps: int = 20,
+                  nps=(1, 2), threads: int = 1, timeout: float = 600, features=None, data=None,
+                  out=None) -> dict:
+    """Horovod weak scaling on the CPU: sequences/s for each process count in ``nps``.
+
+    Each run is ``lpcnet train`` on the real speech slice through
+    :func:`lpcnet.distributed.launch` (``horovodrun --gloo`` for np > 1) with ``batch``
+    sequences per rank, ``threads`` intra-op thread(s) per rank, one epoch of ``steps`` steps,
+    noise and sparsification as in training; throughput is the seed's rule (mean of the last
+    40 steps, or of the second half). Prints one JSON line per run and the efficiency
+    (throughput / (np x throughput at the smallest np); 0.9 or more is the target).
+    """
+    import tempfile
+
+    from lpcnet import distributed as D
+
+    if args is not None:
+        gru_a = getattr(args, "gru_a", None) or gru_a
+        gru_b = getattr(args, "gru_b", None) or gru_b
+        batch = getattr(args, "batch", None) or batch
+        steps = getattr(args, "steps", None) or steps
+    summaries = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if features is None:
+            features, data = _bench_data(tmp)
+        for n in nps:
+            train_args = ["--features", str(features), "--data", str(data),
+                          "--model_dir", str(tmp / f"np{n}"), "--output", "bench",
+                          "--grua-size", str(gru_a), "--grub-size", str(gru_b),
+                          "--batch_size", str(batch), "--epochs", "1", "--steps_per_epoch", str(steps),
+                          "--seed", "0", "--use_performance", "True", "--no-progress"]
+            log = open(tmp / f"np{n}.log", "w")
+            try:
+                s = D.launch(n, train_args, threads=threads, timeout=timeout, out=log, cwd=tmp)
+            finally:
+                log.close()
+            summaries.append(s)
+            line = {"benchmark": "scaling", "processes": n, "threads_per_rank": threads,
+                    "batch_per_rank": batch, **s["overall_stats"]}
+            print(json.dumps(line), file=out, flush=True)
+    rows = scaling_rows(summaries)
+    result = {"benchmark": "scaling", "gru_a": gru_a, "gru_b": gru_b, "batch_per_rank": batch,
+              "steps": steps, "threads_per_rank": threads, "cpu": cpu_name(), "rows": rows,
+              "efficiency": rows[-1]["efficiency"] if rows else float("nan"),
+              "loss_per_step": {r["processes"]: s["metadata"].get("loss_per_step", [])
+                                for r, s in zip(rows, sorted(summaries, key=lambda x: x["metadata"]["world_size"]))}}
+    print(f"scaling: GRU A {gru_a} / GRU B {gru_b}, batch {batch} per rank, {steps} steps, "
+          f"{threads} intra-op thread(s) per rank, {result['cpu']}", file=out)
+    for r in rows:
+        print(f"  np={r['processes']}  global batch {r['global_batch']:3d}  {r['seq_per_s']:7.2f} seq/s  "
+              f"{r['s_per_step']:.3f} s/step  efficiency {r['efficiency']:.2f}", file=out)
+    print(f"  efficiency at np={rows[-1]['processes']}: {result['efficiency']:.2f} of linear "
+          f"(target >= 0.90)", file=out, flush=True)
+    return result

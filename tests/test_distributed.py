@@ -1,0 +1,245 @@
+"""Horovod data-parallel training (issue 6): sharding, launcher, run scripts, np=2 runs.
+
+Runs with ``@pytest.mark.horovod`` start ``horovodrun -np 2 --gloo`` (through
+``lpcnet.distributed.launch``) on a tiny model (GRU A 16 / GRU B 8) and the real speech
+slice; each costs about 20 s on two cores. Test hooks of ``lpcnet.train`` (environment
+variables): ``LPCNET_TEST_WEIGHTS_DIR`` (every rank saves its final weights and logged
+history) and ``LPCNET_TEST_FAIL_AT="RANK:STEP[:kill]"`` (that rank fails mid-run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lpcnet import distributed as D
+from lpcnet.data import TrainingLoader
+from lpcnet.errors import LpcnetError
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted((ROOT / "run_scripts").glob("train_*.sh"))
+TINY = ["--grua-size", "16", "--grub-size", "8", "--output", "t", "--no-progress"]
+
+horovod = pytest.mark.horovod
+needs_hvd = pytest.mark.skipif(not D.horovod_available(), reason="Horovod is not installed")
+
+
+# --- sharding (no Horovod needed) -------------------------------------------------------
+@pytest.mark.parametrize("world", [2, 3])
+def test_shards_disjoint_and_covering(slice_training_pair, world):
+    b = 2
+    ranks = [TrainingLoader(*slice_training_pair, b, seed=5, rank=k, world_size=world)
+             for k in range(world)]
+    one = TrainingLoader(*slice_training_pair, b * world, seed=5)
+    n = ranks[0].nb_sequences
+    assert n % (b * world) == 0 and n == one.nb_sequences
+    assert len({len(r) for r in ranks}) == 1 and len(ranks[0]) * b * world == n   # even split
+    for epoch in range(2):
+        steps = range(epoch * len(ranks[0]), (epoch + 1) * len(ranks[0]))
+        shards = [np.concatenate([r.indices(s) for s in steps]) for r in ranks]
+        for a in range(world):
+            for c in range(a + 1, world):
+                assert not set(shards[a]) & set(shards[c])
+        # Every sequence exactly once per epoch across ranks, all ranks from one permutation.
+        assert sorted(np.concatenate(shards)) == sorted(ranks[0].permutation(epoch))
+        assert sorted(np.concatenate(shards)) == list(range(n))
+        # Global batch i of W ranks at batch b == batch i of one process at batch W*b.
+        for s in steps:
+            np.testing.assert_array_equal(np.concatenate([r.indices(s) for r in ranks]),
+                                          one.indices(s))
+    # --steps_per_epoch longer than an epoch continues into the next data epoch.
+    s = len(ranks[0]) + 1
+    np.testing.assert_array_equal(ranks[1].indices(s), ranks[1].permutation(1)[(world + 1) * b:(world + 2) * b])
+
+
+# --- launcher and run scripts (no Horovod run) ------------------------------------------
+def _train_parser():
+    from lpcnet.train import add_arguments
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    return p
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
+def test_run_scripts_use_existing_flags(script):
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text().replace("\\\n", " ")
+    line = next(ln for ln in text.splitlines() if "lpcnet.train" in ln)
+    words = shlex.split(line.split("lpcnet.train", 1)[1].replace('"$@"', ""))
+    words = [re.sub(r"\$\{?\w+\}?", "X", w) for w in words]
+    parser = _train_parser()
+    # Every flag of the script is one the train CLI knows, with a valid value.
+    args = parser.parse_args(words)
+    assert args.features.endswith("features.f32") and args.batch_size > 0
+    if "hvd" in script.name:
+        assert args.use_horovod is True and "horovodrun" in text and "--gloo" in text
+    else:
+        assert args.use_horovod is False
+
+
+def test_train_command_hosts_threads(tmp_path):
+    import sys
+
+    assert D.train_command(1, ["--epochs", "1"])[:3] == [sys.executable, "-m", "lpcnet.train"]
+    if D.horovod_available():
+        cmd = D.train_command(2, ["--epochs", "1"])
+        assert cmd[1:6] == ["-np", "2", "--gloo", "-H", "localhost:2"] and cmd[-2:] == ["--use_horovod", "True"]
+        cmd = D.train_command(2, ["--use_horovod", "False", "--epochs", "1"])
+        assert cmd.count("--use_horovod") == 1 and cmd[-2:] == ["--use_horovod", "True"]
+        hf = tmp_path / "hosts"
+        hf.write_text("node1 slots=4\nnode2 slots=4\n")
+        cmd = D.train_command(8, ["--epochs", "1"], hostfile=hf)
+        assert cmd[cmd.index("--hostfile") + 1] == str(hf)
+        cmd = D.train_command(8, ["--epochs", "1"], hosts="node1:4,node2:4")
+        assert cmd[cmd.index("-H") + 1] == "node1:4,node2:4"
+    with pytest.raises(LpcnetError):
+        D.train_command(0, [])
+    assert D.threads_per_rank(2, cores=2) == 1 and D.threads_per_rank(4, cores=16) == 4
+    assert D.threads_per_rank(8, cores=2) == 1
+
+
+def test_launch_timeout_kills_the_run(slice_training_pair, tmp_path):
+    t0 = time.monotonic()
+    with pytest.raises(LpcnetError, match="timed out after 3 s"):
+        D.launch(1, _args(slice_training_pair, tmp_path / "m", "--epochs", "100"), timeout=3,
+                 out=open(tmp_path / "o", "w"))
+    assert time.monotonic() - t0 < 20
+
+
+def test_scale_lr_needs_horovod(slice_training_pair, tmp_path):
+    from lpcnet.config import ModelConfig, TrainConfig
+    from lpcnet.train import train
+
+    f, d = map(str, slice_training_pair)
+    with pytest.raises(LpcnetError, match="scale_lr"):
+        train(ModelConfig(gru_a=16, gru_b=8), TrainConfig(features=f, data=d, model_dir=str(tmp_path),
+                                                          scale_lr=True))
+
+
+# --- np=2 runs ----------------------------------------------------------------------------
+def _args(pair, model_dir, *extra):
+    f, d = pair
+    return ["--features", str(f), "--data", str(d), "--model_dir", str(model_dir), *TINY, *extra]
+
+
+def _weights(path):
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+@horovod
+@needs_hvd
+def test_np2_weights_masks_identical_rank0_files(slice_training_pair, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)                 # the seed's ./summary/summary.json lands here
+    wdir, mdir, log = tmp_path / "w", tmp_path / "m", tmp_path / "log.txt"
+    # Sparsify from step 1 to 3 (every step) down to low densities: masks must match too.
+    summary = D.launch(2, _args(slice_training_pair, mdir, "--batch_size", "2", "--epochs", "2",
+                                "--steps_per_epoch", "2", "--seed", "3", "--density", "0.1",
+                                "--sparsify-schedule", "1", "3", "1", "--use_performance", "True",
+                                "--enable_tensorboard", "True"),
+                       timeout=180, env={"LPCNET_TEST_WEIGHTS_DIR": str(wdir)}, log_file=log,
+                       out=open(tmp_path / "rank0.txt", "w"))
+    w0, w1 = _weights(wdir / "rank0.npz"), _weights(wdir / "rank1.npz")
+    assert w0.keys() == w1.keys() and len(w0) > 10
+    for k in w0:
+        np.testing.assert_array_equal(w0[k], w1[k], err_msg=k)      # bitwise
+    # The schedule acted (GRU A recurrent kernel now block-sparse) with one mask on both ranks.
+    rk = w0["gru_a/recurrent_kernel"]
+    assert (rk == 0).mean() > 0.5
+    np.testing.assert_array_equal(rk == 0, w1["gru_a/recurrent_kernel"] == 0)
+    # Logged metrics are averaged across ranks (the ranks saw different data).
+    h0, h1 = (json.loads((wdir / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert h0 == h1 and len(h0["loss"]) == 2
+    # Throughput JSON: global batch, world size; written by rank 0 only.
+    assert summary["overall_stats"]["batch_size"] == 4
+    assert summary["metadata"]["world_size"] == 2 and summary["metadata"]["batch_size_per_rank"] == 2
+    assert summary["metadata"]["steps_timed"] == 4
+    # Rank 0 alone writes: one TensorBoard event file, one tmp-free checkpoint set.
+    names = sorted(p.name for p in mdir.iterdir())
+    assert names == ["summary", "t_16_01.keras", "t_16_02.keras", "t_16_config.json", "tensorboard"]
+    assert len(list((mdir / "tensorboard").glob("events.*"))) == 1
+    assert (tmp_path / "summary" / "summary.json").is_file()
+    # Other ranks are quiet: no rank-1 output in a successful run but for TF/absl start-up noise.
+    rank1 = [ln for ln in log.read_text().splitlines() if ln.startswith("[1]<stdout>:") and ln[12:].strip()]
+    assert rank1 == []
+    assert "trained epochs 1..2" in (tmp_path / "rank0.txt").read_text()
+
+
+@horovod
+@needs_hvd
+def test_np2_step_equals_single_process_double_batch(slice_training_pair, tmp_path):
+    """One step at np=2, batch b == one step of one process at batch 2b (noise and sparsify off)."""
+    from lpcnet.config import ModelConfig, TrainConfig
+    from lpcnet.model import model_weights
+    from lpcnet.train import train
+
+    common = ["--epochs", "1", "--steps_per_epoch", "1", "--seed", "11", "--noise-std", "0",
+              "--lr", "1e-3", "--decay", "0"]
+    wdir = tmp_path / "w"
+    D.launch(2, _args(slice_training_pair, tmp_path / "m2", "--batch_size", "2", *common),
+             timeout=180, env={"LPCNET_TEST_WEIGHTS_DIR": str(wdir)}, out=open(tmp_path / "o", "w"))
+    hvd_w = _weights(wdir / "rank0.npz")
+    f, d = map(str, slice_training_pair)
+    res = train(ModelConfig(gru_a=16, gru_b=8, noise_std=0.0),
+                TrainConfig(features=f, data=d, output="t", model_dir=str(tmp_path / "m1"),
+                            batch_size=4, epochs=1, steps_per_epoch=1, seed=11, lr=1e-3, decay=0.0,
+                            progress=False))
+    single = {f"{layer}/{k}": v for layer, vs in model_weights(res["model"]).items() for k, v in vs.items()}
+    assert single.keys() == hvd_w.keys()
+    worst = max(float(np.max(np.abs(single[k] - hvd_w[k]))) for k in single)
+    # Adam's first step moves every weight by ~lr, so a wrong average would show as ~1e-3.
+    assert worst <= 1e-6, worst
+    assert res["world_size"] == 1 and res["global_batch"] == 4
+
+
+@horovod
+@needs_hvd
+def test_killed_rank_ends_run_quickly_and_resume_works(slice_training_pair, tmp_path):
+    mdir = tmp_path / "m"
+    args = _args(slice_training_pair, mdir, "--batch_size", "2", "--epochs", "3",
+                 "--steps_per_epoch", "3", "--seed", "4")
+    t0 = time.monotonic()
+    with pytest.raises(LpcnetError, match=r"rank 1 was killed \(signal 9\)"):
+        D.launch(2, args, timeout=170, env={"LPCNET_TEST_FAIL_AT": "1:4:kill"},
+                 out=open(tmp_path / "o", "w"))
+    assert time.monotonic() - t0 < 90           # start-up (~15 s) + 4 steps + a few s to stop
+    # The last good checkpoint (epoch 1) is intact and no temp files are left.
+    assert sorted(p.name for p in mdir.iterdir()) == ["t_16_01.keras", "t_16_config.json"]
+    # An exception (not a kill) during the resumed epoch 2 is reported by name; epoch 1 stays.
+    with pytest.raises(LpcnetError, match="rank 1 exited with status 1: RuntimeError: LPCNET_TEST_FAIL_AT"):
+        D.launch(2, [*args, "--resume", "True"], timeout=170, env={"LPCNET_TEST_FAIL_AT": "1:2"},
+                 out=open(tmp_path / "o2", "w"))
+    assert sorted(p.name for p in mdir.iterdir()) == ["t_16_01.keras", "t_16_config.json"]
+    # --resume continues from the last good checkpoint on two ranks.
+    out = tmp_path / "o3"
+    D.launch(2, [*args, "--resume", "True", "--epochs", "2"], timeout=170, out=open(out, "w"))
+    assert (mdir / "t_16_02.keras").is_file()
+    assert "trained epochs 2..2" in out.read_text()
+
+
+def test_scaling_rows_and_figure():
+    from lpcnet.bench import BENCHMARKS
+    from lpcnet.perf import scaling_figure, scaling_rows
+
+    def summary(n, thr, loss):
+        return {"overall_stats": {"batch_size": 2 * n, "throughput_mean": thr, "e2e": 2 * n / thr},
+                "metadata": {"world_size": n, "loss_per_step": loss}}
+
+    runs = [summary(2, 19.0, [5.5, 5.2]), summary(1, 10.0, [5.5, 5.3, 5.1])]
+    rows = scaling_rows(runs)
+    assert [r["processes"] for r in rows] == [1, 2] and [r["global_batch"] for r in rows] == [2, 4]
+    assert rows[0]["efficiency"] == 1.0 and abs(rows[1]["efficiency"] - 0.95) < 1e-12
+    fig = scaling_figure(runs)
+    axes = fig.get_axes()
+    assert len(axes) == 3 and axes[0].get_xlabel() == "processes"
+    assert list(axes[2].lines[0].get_ydata()) == [5.5, 5.2]          # np=2 loss curve
+    assert "scaling" in BENCHMARKS
