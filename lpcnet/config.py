@@ -172,17 +172,7 @@ def save_config(path, model_cfg: ModelConfig, train_cfg: TrainConfig | None = No
         d["train"] = train_cfg.to_dict()
     with atomic_output(path, "w") as f:
         json.dump(d, f, indent=1)
-    publish_mode(path)
     return Path(path)
-
-
-def publish_mode(path) -> None:
-    """Give a file written through a temp file the usual permissions (0666 minus umask)."""
-    import os
-
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def load_model_config(path) -> ModelConfig:
@@ -195,4 +185,4 @@ def load_model_config(path) -> ModelConfig:
 
 
 __all__ = ["ModelConfig", "TrainConfig", "density_split", "save_config", "load_model_config",
-           "publish_mode", "SEQ_FRAMES", "SEQ_FEATURE_FRAMES", "SEQ_SAMPLES", "FEATURE_CONTEXT"]
+           "SEQ_FRAMES", "SEQ_FEATURE_FRAMES", "SEQ_SAMPLES", "FEATURE_CONTEXT"]

@@ -86,14 +86,12 @@ def performance_summary(times, global_batch: int, meta: dict | None = None) -> d
 
 def write_performance_summary(times, global_batch: int, meta: dict, paths) -> dict:
     """Write the summary JSON (atomically) to every path in ``paths``; return it."""
-    from lpcnet.config import publish_mode
     from lpcnet.formats import atomic_output
 
     summary = performance_summary(times, global_batch, meta)
     for p in paths:
         with atomic_output(p, "w") as f:
             json.dump(summary, f, indent=1)
-        publish_mode(p)
     return summary
 
 
@@ -265,64 +263,6 @@ def bench_train(args=None, *, gru_a: int = 64, gru_b: int = 16, batch: int = 8, 
 
 
 # --- multi-process scaling: table and figure (notebook 04, ``lpcnet bench scaling``) -----------
-def scaling_rows(summaries) -> list[dict]:
-    """One row per run, by world size: processes, global batch, sequences/s, s/step, efficiency.
-
-    ``summaries`` are throughput JSONs (``--use_performance``) of runs that differ in the
-    number of processes; efficiency = throughput / (processes x throughput of the
-    smallest run per process), 1.0 = linear scaling.
-    """
-    runs = sorted(summaries, key=lambda s: s["metadata"].get("world_size", 1))
-    if not runs:
-        return []
-    base = runs[0]
-    base_per_proc = base["overall_stats"]["throughput_mean"] / base["metadata"].get("world_size", 1)
-    rows = []
-    for s in runs:
-        n = s["metadata"].get("world_size", 1)
-        thr = s["overall_stats"]["throughput_mean"]
-        rows.append({"processes": n, "global_batch": s["overall_stats"]["batch_size"],
-                     "seq_per_s": thr, "s_per_step": s["overall_stats"]["e2e"],
-                     "efficiency": thr / (n * base_per_proc)})
-    return rows
-
-
-def scaling_figure(summaries):
-    """Sequences/s against processes (with linear scaling) and each run's loss curve, side by side.
-
-    Loss curves come from ``metadata.loss_per_step`` (the running mean of each epoch, averaged
-    over ranks) of the throughput JSONs written by ``lpcnet train --use_performance``.
-    Returns a ``matplotlib.figure.Figure``.
-    """
-    from matplotlib.figure import Figure
-
-    rows = scaling_rows(summaries)
-    runs = sorted(summaries, key=lambda s: s["metadata"].get("world_size", 1))
-    fig = Figure(figsize=(11, 3.2), layout="constrained")
-    ax = fig.add_subplot(1, 1 + len(runs), 1)
-    n = [r["processes"] for r in rows]
-    thr = [r["seq_per_s"] for r in rows]
-    if rows:
-        per = rows[0]["seq_per_s"] / rows[0]["processes"]
-        ax.plot(n, [per * k for k in n], "k--", lw=1, label="linear")
-    ax.plot(n, thr, "o-", label="measured")
-    for r in rows:
-        ax.annotate(f"{r['efficiency']:.0%}", (r["processes"], r["seq_per_s"]),
-                    textcoords="offset points", xytext=(4, -12), fontsize=8)
-    ax.set(xlabel="processes", ylabel="sequences / s", title="throughput", xticks=n)
-    ax.legend(fontsize=8)
-    share = None
-    for i, s in enumerate(runs):
-        a = fig.add_subplot(1, 1 + len(runs), i + 2, sharey=share)
-        share = share or a
-        loss = s["metadata"].get("loss_per_step", [])
-        a.plot(np.arange(1, len(loss) + 1), loss, lw=1)
-        meta = s["metadata"]
-        a.set(xlabel="step", ylabel="loss (running mean per epoch)",
-              title=f"np={meta.get('world_size', 1)}, global batch {s['overall_stats']['batch_size']}")
-    return fig
-
-
 def bench_scaling(args=None, *, gru_a: int = 64, gru_b: int = 16, batch: int = 8, steps: int = 20,
                   nps=(1, 2), threads: int = 1, timeout: float = 600, features=None, data=None,
                   out=None) -> dict:
@@ -364,6 +304,8 @@ def bench_scaling(args=None, *, gru_a: int = 64, gru_b: int = 16, batch: int = 8
             line = {"benchmark": "scaling", "processes": n, "threads_per_rank": threads,
                     "batch_per_rank": batch, **s["overall_stats"]}
             print(json.dumps(line), file=out, flush=True)
+    from lpcnet.throughput import scaling_rows
+
     rows = scaling_rows(summaries)
     result = {"benchmark": "scaling", "gru_a": gru_a, "gru_b": gru_b, "batch_per_rank": batch,
               "steps": steps, "threads_per_rank": threads, "cpu": cpu_name(), "rows": rows,

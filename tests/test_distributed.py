@@ -228,7 +228,7 @@ def test_killed_rank_ends_run_quickly_and_resume_works(slice_training_pair, tmp_
 
 def test_scaling_rows_and_figure():
     from lpcnet.bench import BENCHMARKS
-    from lpcnet.perf import scaling_figure, scaling_rows
+    from lpcnet.throughput import scaling_figure, scaling_rows
 
     def summary(n, thr, loss):
         return {"overall_stats": {"batch_size": 2 * n, "throughput_mean": thr, "e2e": 2 * n / thr},
