@@ -48,6 +48,15 @@ CELLS = [
 ]
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """Terminate a child process, killing it if it has not exited within 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -152,11 +161,7 @@ def capture(url: str, profile: Path, size: str, timeout_s: float) -> tuple[bytes
 
         return IOLoop.current().run_sync(session)
     finally:
-        browser.terminate()
-        try:
-            browser.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            browser.kill()
+        stop(browser)
 
 
 def main(argv=None) -> int:
@@ -205,11 +210,7 @@ def main(argv=None) -> int:
             Path(args.out).write_bytes(png)
             print(f"wrote {args.out}")
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop(server)
     return 0
 
 

@@ -21,14 +21,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SLICE = ROOT / "data" / "slice"
 
 
-class _OneCore:
-    """Context: run on a single CPU so the numbers are per core; restores the CPU set after."""
+class OneCore:
+    """Context: run on a single CPU so the numbers are per core; restores the CPU set after.
+
+    ``pick`` chooses the CPU from the allowed set (default the lowest); ``as`` gives it.
+    """
+
+    def __init__(self, pick=min):
+        self.pick = pick
 
     def __enter__(self) -> int | None:
         self.saved = os.sched_getaffinity(0) if hasattr(os, "sched_setaffinity") else None
         if self.saved is None:
             return None
-        cpu = min(self.saved)
+        cpu = self.pick(self.saved)
         os.sched_setaffinity(0, {cpu})
         return cpu
 
@@ -64,7 +70,7 @@ def bench_features(args) -> dict:
     from lpcnet import features as F
     from lpcnet.features_reference import reference_features
 
-    with _OneCore() as cpu:
+    with OneCore() as cpu:
         pcm = _speech(args.seconds)
         audio_s = (len(pcm) // FRAME_SIZE) * FRAME_SIZE / SAMPLE_RATE
         F.extract(pcm[:FRAME_SIZE * 100])                          # load the library, warm caches

@@ -25,15 +25,14 @@ import numpy as np
 
 from lpcnet.errors import FormatError, LpcnetError
 from lpcnet.formats import (DATA_CHANNELS, FRAME_SIZE, LAYOUT, NB_TOTAL_FEATURES,  # noqa: F401
-                            SAMPLE_RATE, atomic_output, check_s16, to_int16)
+                            RAW_PCM_SUFFIXES, SAMPLE_RATE, atomic_output, check_s16,
+                            to_int16)
 
 MODES = {"test": 0, "train": 1}
 #: Seed of the ``-test`` dither when none is given (reproducible features).
 DEFAULT_TEST_SEED = 0
 #: Frames per native call when streaming a file (~2.6 MB of int16 input).
 CHUNK_FRAMES = 8192
-#: Raw headerless int16 extensions; anything else is decoded as audio.
-RAW_EXTENSIONS = {".s16", ".sw", ".raw", ".pcm"}
 
 _ROOT = Path(__file__).resolve().parent
 _lib = None
@@ -225,7 +224,7 @@ class _ArraySource:
 
 
 def _open_source(path: Path):
-    if path.suffix.lower() in RAW_EXTENSIONS:
+    if path.suffix.lower() in RAW_PCM_SUFFIXES:
         return _S16Source(path)
     from lpcnet.audio import load_speech
 

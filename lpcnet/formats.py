@@ -57,6 +57,8 @@ DATA_FIELDS = ("signal", "prediction", "input_excitation", "output_excitation")
 FEATURE_BYTES_PER_FRAME = NB_TOTAL_FEATURES * 4      # 144
 DATA_BYTES_PER_FRAME = FRAME_SIZE * DATA_CHANNELS    # 640
 S16_BYTES_PER_SAMPLE = 2
+#: File name suffixes of headerless int16 PCM (anything else is decoded as audio).
+RAW_PCM_SUFFIXES = frozenset({".s16", ".sw", ".pcm", ".raw"})
 
 # --- µ-law (spec A.6): mu = 255, scale = 255/32768, exact log, round-half-even
 _ULAW_SCALE = 255.0 / 32768.0
@@ -288,7 +290,7 @@ def describe(path) -> dict:
         d = read_data(path)
         return {"file": str(path), "kind": "data", "frames": len(d) // FRAME_SIZE,
                 "samples": len(d), "seconds": len(d) / SAMPLE_RATE}
-    if suffix in (".s16", ".sw", ".pcm", ".raw"):
+    if suffix in RAW_PCM_SUFFIXES:
         s = read_s16(path)
         return {"file": str(path), "kind": "s16", "samples": len(s),
                 "seconds": len(s) / SAMPLE_RATE,

@@ -36,13 +36,12 @@ import numpy as np
 
 from lpcnet.errors import FormatError, LpcnetError
 from lpcnet.formats import (FRAME_SIZE, LPC, NB_FEATURES, NB_TOTAL_FEATURES, PITCH_CORR_INDEX,
-                            PITCH_INDEX, decode_pitch, ulaw2lin)
+                            PITCH_INDEX, RAW_PCM_SUFFIXES, decode_pitch, ulaw2lin)
 
 _ROOT = Path(__file__).resolve().parent
 _lib = None
 LEVELS = 256
 FLAG_INT8, FLAG_SHARPEN, FLAG_LPC_CEPSTRUM, FLAG_ARGMAX = 1, 2, 4, 8
-RAW_SUFFIXES = (".s16", ".sw", ".pcm", ".raw")
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -417,7 +416,7 @@ def write_output(path, samples) -> Path:
     from lpcnet.formats import write_s16
 
     path = Path(path)
-    if path.suffix.lower() in RAW_SUFFIXES:
+    if path.suffix.lower() in RAW_PCM_SUFFIXES:
         return write_s16(path, np.asarray(samples, np.int16))
     return write_wav(path, np.asarray(samples, np.int16))
 

@@ -67,21 +67,12 @@ def _best_time(fn, repeat: int) -> tuple:
 
 def bench_synth(args) -> dict:
     """Native float / int8 RTF on one core and the speed ratio to the Keras engine."""
-    import os
-
     from lpcnet import synth
+    from lpcnet.bench import OneCore
     from lpcnet.export import blob_from_weights, blob_to_bytes
 
-    saved = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    cpu = None
-    if saved:
-        cpu = max(saved)
-        os.sched_setaffinity(0, {cpu})       # one core; restored below
-    try:
+    with OneCore(pick=max) as cpu:
         return _bench(args, synth, blob_from_weights, blob_to_bytes, cpu)
-    finally:
-        if saved:
-            os.sched_setaffinity(0, saved)
 
 
 def _bench(args, synth, blob_from_weights, blob_to_bytes, cpu) -> dict:
