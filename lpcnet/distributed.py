@@ -319,19 +319,46 @@ def launch(np_: int, train_args, *, hosts: str | None = None, hostfile: str | No
     return json.loads(summary.read_text()) if summary.exists() else {}
 
 
+#: Error lines that are the *consequence* of another rank failing (a collective that lost
+#: its peer), not a cause: a rank showing one of these is blamed only if no other can be.
+_SECONDARY_ERROR = re.compile(r"Horovod|gloo|Connection closed|connection reset|Graph execution error"
+                              r"|UnknownError|AbortedError|shut down", re.IGNORECASE)
+_SIGTERM = 15
+
+
 def _failure_reason(exits, errors) -> str:
-    """': rank 1 (exit 1): RuntimeError: ...' for the first rank that failed."""
-    if exits:
-        r, status = exits[0]
-        what = f"rank {r} " + (f"was killed (signal {status - 128})" if status > 128
-                               else f"was killed (signal {-status})" if status < 0
-                               else f"exited with status {status}")
-        if r in errors:
-            what += f": {errors[r]}"
-        return ": " + what
-    for r in sorted(errors, key=lambda k: (k < 0, k)):
-        return f": rank {r}: {errors[r]}" if r >= 0 else f": {errors[r]}"
-    return ""
+    """': rank 1 exited with status 1: RuntimeError: ...' for the rank that caused the failure.
+
+    Ranks end in a race once one fails: the survivors' collectives error out ("Graph
+    execution error", "Horovod has been shut down") and horovodrun SIGTERMs the rest, often
+    before the failing rank's own exit is reported. So the root cause is, in order: a rank
+    whose last error line is not such a consequence; a rank killed by a signal other than
+    horovodrun's SIGTERM; then the first rank that exited non-zero or printed an error.
+    """
+    status = {}
+    for r, st in exits:
+        status.setdefault(r, st)
+    ranks = list(status) + [r for r in errors if r >= 0 and r not in status]
+
+    def killed_by(st):
+        return st - 128 if st is not None and st > 128 else -st if st is not None and st < 0 else None
+
+    def blame(i_r):
+        i, r = i_r
+        if r in errors and not _SECONDARY_ERROR.search(errors[r]):
+            return (0, i)
+        if killed_by(status.get(r)) not in (None, _SIGTERM):
+            return (1, i)
+        return (2, i)
+
+    if not ranks:
+        return f": {errors[-1]}" if -1 in errors else ""
+    _, r = min(enumerate(ranks), key=blame)
+    st = status.get(r)
+    sig = killed_by(st)
+    what = f"rank {r} " + (f"was killed (signal {sig})" if sig is not None
+                           else f"exited with status {st}" if st is not None else "failed")
+    return f": {what}: {errors[r]}" if r in errors else f": {what}"
 
 
 def _descendants(pid: int) -> list[int]:

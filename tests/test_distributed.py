@@ -215,7 +215,9 @@ def test_killed_rank_ends_run_quickly_and_resume_works(slice_training_pair, tmp_
     # The last good checkpoint (epoch 1) is intact and no temp files are left.
     assert sorted(p.name for p in mdir.iterdir()) == ["t_16_01.keras", "t_16_config.json"]
     # An exception (not a kill) during the resumed epoch 2 is reported by name; epoch 1 stays.
-    with pytest.raises(LpcnetError, match="rank 1 exited with status 1: RuntimeError: LPCNET_TEST_FAIL_AT"):
+    # Rank 0's collective may fail first; the blame still goes to rank 1 (see _failure_reason).
+    with pytest.raises(LpcnetError, match=r"rank 1 (exited with status 1|failed|was killed \(signal 15\)): "
+                                          r"RuntimeError: LPCNET_TEST_FAIL_AT"):
         D.launch(2, [*args, "--resume", "True"], timeout=170, env={"LPCNET_TEST_FAIL_AT": "1:2"},
                  out=open(tmp_path / "o2", "w"))
     assert sorted(p.name for p in mdir.iterdir()) == ["t_16_01.keras", "t_16_config.json"]
@@ -224,6 +226,22 @@ def test_killed_rank_ends_run_quickly_and_resume_works(slice_training_pair, tmp_
     D.launch(2, [*args, "--resume", "True", "--epochs", "2"], timeout=170, out=open(out, "w"))
     assert (mdir / "t_16_02.keras").is_file()
     assert "trained epochs 2..2" in out.read_text()
+
+
+def test_failure_reason_blames_the_root_cause_not_the_first_exit():
+    graph = "tensorflow.python.framework.errors_impl.UnknownError: Graph execution error:"
+    boom = "RuntimeError: LPCNET_TEST_FAIL_AT=1:2"
+    # Rank 0's collective lost its peer and exited first; rank 1 raised the real error.
+    assert D._failure_reason([(0, 1), (1, 1)], {0: graph, 1: boom}) == f": rank 1 exited with status 1: {boom}"
+    # horovodrun SIGTERMed rank 1 before its own exit was reported: its error line still wins.
+    assert D._failure_reason([(0, 1), (1, -15)], {0: graph, 1: boom}) == f": rank 1 was killed (signal 15): {boom}"
+    assert D._failure_reason([(0, 1)], {0: graph, 1: boom}) == f": rank 1 failed: {boom}"
+    # A SIGKILLed rank (no error line) is the cause; the survivor's Horovod error is not.
+    assert D._failure_reason([(0, 1), (1, 137)], {0: "HorovodInternalError: x"}) == ": rank 1 was killed (signal 9)"
+    # Only consequences: the first rank to exit is named.
+    assert D._failure_reason([(1, 1), (0, 1)], {0: graph, 1: graph}) == f": rank 1 exited with status 1: {graph}"
+    assert D._failure_reason([], {-1: "ValueError: bad hostfile"}) == ": ValueError: bad hostfile"
+    assert D._failure_reason([], {}) == ""
 
 
 def test_scaling_rows_and_figure():
