@@ -35,5 +35,15 @@ setup(
             extra_compile_args=["-std=c99", "-D_DEFAULT_SOURCE", "-O3", "-ffp-contract=off"],
             libraries=["m"],
         ),
+        # Fused GRU recurrence for training (lpcnet.fused_gru): AVX-512 chosen at run time,
+        # rows of the batch split over POSIX threads.
+        Extension(
+            "lpcnet._lpcnet_gru",
+            sources=[str(NATIVE / "src" / "gru_train.c")],
+            include_dirs=[str(NATIVE / "include")],
+            depends=[str(NATIVE / "include" / "lpcnet_gru.h")],
+            extra_compile_args=["-std=c99", "-D_DEFAULT_SOURCE", "-O3"],
+            libraries=["m", "pthread"],
+        ),
     ]
 )

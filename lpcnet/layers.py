@@ -176,8 +176,13 @@ class MDense(keras.layers.Layer):
                                       initializer=self.factor_initializer)
 
     def call(self, inputs):
-        t = ops.tanh(ops.einsum("...i,uic->...uc", inputs, self.kernel) + self.bias)
-        return self.activation(ops.sum(t * self.factor, axis=-1))
+        # One (input_dim, units) matmul per channel: the einsum "...i,uic->...uc" written
+        # out, because TensorFlow's einsum gradient transposes big tensors (slow on the CPU).
+        out = None
+        for c in range(self.channels):
+            t = ops.tanh(ops.matmul(inputs, ops.transpose(self.kernel[:, :, c])) + self.bias[:, c])
+            out = t * self.factor[:, c] if out is None else out + t * self.factor[:, c]
+        return self.activation(out)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -215,17 +220,19 @@ class TreeToPdf(keras.layers.Layer):
     def __init__(self, levels: int = 256, **kwargs):
         super().__init__(**kwargs)
         self.levels = int(levels)
-        nodes, bits = _tree_tables(self.levels)
-        self._nodes = [nodes[b].tolist() for b in range(nodes.shape[0])]
-        self._bits = bits.astype(np.float32)
+        self.depth = int(round(math.log2(self.levels)))
 
     def call(self, inputs):
+        # Level by level: the pdf over the 2^b prefixes seen so far times (1 - q, q) of their
+        # nodes q[2^b : 2^(b+1)] gives the pdf over 2^(b+1) prefixes (MSB first), i.e. the same
+        # products f_0 * f_1 * ... * f_7 as the tables of spec C.5, with slices and reshapes
+        # instead of gathers (whose gradients are slow scatters on the CPU).
+        lead = tuple(ops.shape(inputs)[:-1])
         pdf = None
-        for b, nodes in enumerate(self._nodes):
-            g = ops.take(inputs, nodes, axis=-1)
-            bit = ops.convert_to_tensor(self._bits[b], dtype=self.compute_dtype)
-            f = (1.0 - bit) + g * (2.0 * bit - 1.0)    # bit ? g : 1 - g
-            pdf = f if pdf is None else pdf * f
+        for b in range(self.depth):
+            q = inputs[..., (1 << b):(2 << b)]
+            parts = [1.0 - q, q] if pdf is None else [pdf * (1.0 - q), pdf * q]
+            pdf = ops.reshape(ops.stack(parts, axis=-1), lead + (2 << b,))
         return pdf
 
     def compute_output_shape(self, input_shape):
@@ -263,6 +270,82 @@ class RepeatFrames(keras.layers.Layer):
         config = super().get_config()
         config.update({"frame_size": self.frame_size})
         return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FusedGRU(keras.layers.GRU):
+    """``keras.layers.GRU`` (reset_after=True) whose sequence loop is the native fused kernel.
+
+    Same weights (``kernel`` (in, 3H), ``recurrent_kernel`` (H, 3H), ``bias`` (2, 3H)),
+    same maths and the same cell for step-by-step decoding; only the whole-sequence
+    call differs: ``x . kernel`` for all T steps as one matmul in the layer's compute
+    dtype, then the recurrence forward/backward in C (``lpcnet.fused_gru``). With
+    ``fused=False``, with a mask, dropout, ``go_backwards`` or another activation, or when
+    the kernel is not built, it is exactly ``keras.layers.GRU``. The native op is not an
+    XLA op: the layer reports ``supports_jit = False`` when it takes the fused path.
+    """
+
+    def __init__(self, units, fused: bool = True, **kwargs):
+        super().__init__(units, **kwargs)
+        self.fused = bool(fused)
+
+    def _can_fuse(self, mask) -> bool:
+        from lpcnet import fused_gru
+
+        cell = self.cell
+        return (self.fused and mask is None and not self.go_backwards and cell.reset_after
+                and not cell.dropout and not cell.recurrent_dropout and not self.stateful
+                and cell.use_bias and keras.backend.backend() == "tensorflow"
+                and cell.activation is keras.activations.tanh
+                and cell.recurrent_activation is keras.activations.sigmoid
+                and fused_gru.available())
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if isinstance(initial_state, (list, tuple)):
+            initial_state = initial_state[0]
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        if not self._can_fuse(mask):
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        from lpcnet.fused_gru import gru_sequence
+
+        self.supports_jit = False
+        cell = self.cell
+        xp = ops.matmul(sequences, ops.cast(cell.kernel, sequences.dtype))
+        xp = xp + ops.cast(cell.bias[0], xp.dtype)
+        low = keras.backend.standardize_dtype(self.compute_dtype) != "float32"
+        outputs = gru_sequence(xp, cell.recurrent_kernel, cell.bias[1], initial_state,
+                               grad_dtype=self.compute_dtype if low else None)
+        last = outputs[:, -1, :]
+        return last, outputs, [last]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"fused": self.fused})
+        return config
+
+
+# --- straightforward versions: the benchmark's plain-Keras baseline and test oracles ---
+class EinsumMDense(MDense):
+    """MDense written the straightforward way: one einsum over (units, input, channels)."""
+
+    def call(self, inputs):
+        t = ops.tanh(ops.einsum("...i,uic->...uc", inputs, self.kernel) + self.bias)
+        return self.activation(ops.sum(t * self.factor, axis=-1))
+
+
+class GatherTreeToPdf(TreeToPdf):
+    """TreeToPdf written the straightforward way: gather each level's node with spec C.5's tables."""
+
+    def call(self, inputs):
+        nodes, bits = _tree_tables(self.levels)
+        pdf = None
+        for b in range(self.depth):
+            g = ops.take(inputs, nodes[b].tolist(), axis=-1)
+            bit = ops.convert_to_tensor(bits[b].astype(np.float32), dtype=self.compute_dtype)
+            f = (1.0 - bit) + g * (2.0 * bit - 1.0)    # bit ? g : 1 - g
+            pdf = f if pdf is None else pdf * f
+        return pdf
 
 
 # --- block sparsification of the GRU weights (spec D.3, D.4) ---------------------

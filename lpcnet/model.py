@@ -18,7 +18,7 @@ import numpy as np
 
 from lpcnet.config import ModelConfig
 from lpcnet.errors import LpcnetError
-from lpcnet.layers import MDense, PCMInit, QuantRegularizer, RepeatFrames, TreeToPdf, WeightClip
+from lpcnet.layers import FusedGRU, MDense, PCMInit, QuantRegularizer, RepeatFrames, TreeToPdf, WeightClip
 
 #: Layers holding weights, in the order of spec C.2.
 WEIGHT_LAYERS = ("embed_pitch", "feature_conv1", "feature_conv2", "feature_dense1",
@@ -91,7 +91,8 @@ def _policy_kw(dtype_policy):
 
 
 def build_lpcnet(cfg: ModelConfig = ModelConfig(), *, training: bool = True, quantize: bool = False,
-                 dtype_policy: str | None = None, seed: int | None = None) -> LPCNetModels:
+                 dtype_policy: str | None = None, seed: int | None = None,
+                 fused: bool = True) -> LPCNetModels:
     """Build LPCNet (spec C.2) and its encoder / decoder (spec C.8).
 
     Args:
@@ -102,6 +103,8 @@ def build_lpcnet(cfg: ModelConfig = ModelConfig(), *, training: bool = True, qua
         dtype_policy: e.g. "mixed_bfloat16" or "mixed_float16"; the dual FC layer
             and the probability tree always compute in float32.
         seed: seed of the PCMInit sample-embedding initialiser.
+        fused: run the GRU sequence loops with the native fused kernel (FusedGRU);
+            False: plain ``keras.layers.GRU`` maths (needed under XLA ``jit_compile``).
 
     Returns:
         LPCNetModels(model, encoder, decoder). The model maps
@@ -127,10 +130,10 @@ def build_lpcnet(cfg: ModelConfig = ModelConfig(), *, training: bool = True, qua
     embed_sig = L.Embedding(cfg.pcm_levels, cfg.embed_size, embeddings_initializer=PCMInit(seed=seed),
                             name="embed_sig", **kw)
     gru_opts = dict(return_sequences=True, return_state=True, recurrent_activation="sigmoid",
-                    reset_after=True, **kw)
-    gru_a = L.GRU(cfg.gru_a, recurrent_constraint=clip, recurrent_regularizer=quant,
+                    reset_after=True, fused=fused, **kw)
+    gru_a = FusedGRU(cfg.gru_a, recurrent_constraint=clip, recurrent_regularizer=quant,
                   name="gru_a", **gru_opts)
-    gru_b = L.GRU(cfg.gru_b, kernel_constraint=clip, recurrent_constraint=clip,
+    gru_b = FusedGRU(cfg.gru_b, kernel_constraint=clip, recurrent_constraint=clip,
                   kernel_regularizer=quant, recurrent_regularizer=quant, name="gru_b", **gru_opts)
     dual_fc = MDense(cfg.pcm_levels, 2, activation="sigmoid", name="dual_fc", **f32)
     tree = TreeToPdf(cfg.pcm_levels, name="tree_to_pdf", **f32)
@@ -163,6 +166,17 @@ def build_lpcnet(cfg: ModelConfig = ModelConfig(), *, training: bool = True, qua
     d_pdf = tree(dual_fc(d_b))
     decoder = keras.Model([d_pcm, d_cond, d_sa, d_sb], [d_pdf, d_sa_out, d_sb_out], name="decoder")
     return LPCNetModels(model, encoder, decoder)
+
+
+def set_fused(model: keras.Model, fused: bool) -> None:
+    """Switch the native fused GRU loop on or off for every FusedGRU layer of ``model``.
+
+    Off is needed for XLA (``jit_compile``): the native op has no XLA kernel. Takes
+    effect when the train / predict function is next traced.
+    """
+    for layer in model.layers:
+        if isinstance(layer, FusedGRU):
+            layer.fused = bool(fused)
 
 
 # --- optimizer and compile (spec D.2, D.9) ---------------------------------------

@@ -188,6 +188,33 @@ def _fit_times(model, loader, steps: int) -> list:
     return timer.times
 
 
+def plain_keras_model(model):
+    """The benchmark baseline: ``model``'s network and weights written the straightforward way.
+
+    A plain ``keras.Model`` (Keras' default train_step) with ``keras.layers.GRU`` loops,
+    the dual FC as one einsum and the probability tree by gathers (layers.EinsumMDense,
+    layers.GatherTreeToPdf): the same function as ``model`` (the tests check the loss),
+    the way one would first write it in Keras 3.
+    """
+    from lpcnet.layers import EinsumMDense, FusedGRU, GatherTreeToPdf, MDense, TreeToPdf
+
+    def plain_layer(layer):
+        config = layer.get_config()
+        if isinstance(layer, FusedGRU):
+            config.pop("fused")
+            return keras.layers.GRU.from_config(config)
+        for ours, straight in ((MDense, EinsumMDense), (TreeToPdf, GatherTreeToPdf)):
+            if isinstance(layer, ours):
+                return straight.from_config(config)
+        return layer.__class__.from_config(config)
+
+    plain = keras.models.clone_model(model, clone_function=plain_layer)
+    plain = keras.Model(plain.inputs, plain.outputs, name="plain")
+    for src, dst in zip(model.layers, plain.layers):
+        dst.set_weights(src.get_weights())
+    return plain
+
+
 def bench_train(args=None, *, gru_a: int = 64, gru_b: int = 16, batch: int = 8, steps: int = 12,
                 warmup: int = 2, rounds: int = 3, jit_compile: bool = False, features=None,
                 data=None, variants=("ours_fp32", "keras_fit_fp32", "ours_amp_bf16")) -> dict:
@@ -230,11 +257,13 @@ def bench_train(args=None, *, gru_a: int = 64, gru_b: int = 16, batch: int = 8, 
             if name not in variants:
                 continue
             keras.utils.set_random_seed(0)
+            # Ours: FusedGRU loops (native kernel, not an XLA op, so never jit-compiled);
+            # plain: the same network written the straightforward way, Keras' default train_step.
             model = build_lpcnet(cfg, dtype_policy=policy, seed=0).model
             if plain:
-                model = keras.Model(model.inputs, model.outputs, name="plain")
+                model = plain_keras_model(model)
             compile_lpcnet(model, make_optimizer())
-            model.jit_compile = jit_compile
+            model.jit_compile = jit_compile and plain
             _fit_times(model, loader, warmup)          # tracing / compilation, not timed
             models[name] = model
         # Interleave the variants in rounds so load from other processes hits all of them alike.
