@@ -129,6 +129,12 @@ def add_arguments(p) -> None:
                    help="seconds of audio for the (slow) NumPy reference")
     p.add_argument("--repeat", type=int, default=3, help="timed repetitions (best is reported)")
     p.add_argument("--json", default=None, help="append the result as one JSON line to this file")
+    p.add_argument("--gru-a", dest="gru_a", type=int, default=None,
+                   help="train / scaling: GRU A units (defaults: train 384, scaling 64)")
+    p.add_argument("--gru-b", dest="gru_b", type=int, default=None, help="train / scaling: GRU B units")
+    p.add_argument("--batch", type=int, default=None,
+                   help="train / scaling: sequences per batch (defaults: train 16, scaling 8)")
+    p.add_argument("--steps", type=int, default=None, help="train / scaling: timed steps per variant")
 
 
 def run(args) -> int:

@@ -23,6 +23,11 @@ SLICE_DIR = Path(os.environ.get("LPCNET_SLICE_DIR", ROOT / "data" / "slice"))
 ASTERISK_EN = Path(os.environ.get("LPCNET_ASTERISK_DIR", "/usr/share/asterisk/sounds")) / "en_US_f_Allison"
 HELDOUT_WAV = SLICE_DIR / "arctic_a0007.wav"
 SLICE_TRAIN_WAV = SLICE_DIR / "arctic_a0009.wav"
+#: The kit's demo model (docs/demo-model.md): GRU A 256 trained for hours on the Asterisk
+#: prompts. Seed-style weights (for --checkpoint / --finetune) and its native blob (int8 too).
+DEMO_MODEL_DIR = ROOT / "models" / "demo"
+DEMO_CHECKPOINT = DEMO_MODEL_DIR / "lpcnet_demo_256.h5"
+DEMO_BLOB = DEMO_MODEL_DIR / "lpcnet_demo_256.bin"
 
 
 def training_sources(max_files: int | None = None) -> list[Path]:
@@ -90,8 +95,7 @@ def run_demo(out_dir, max_files: int | None = None, steps: int = 60, gru_a: int 
     result = train(ModelConfig(gru_a=gru_a, gru_b=16),
                    TrainConfig(features=str(out_dir / "features.f32"), data=str(out_dir / "data.u8"),
                                output="demo", model_dir=str(out_dir / "model"), batch_size=batch_size,
-                               epochs=1, steps_per_epoch=steps, seed=seed, progress=progress,
-                               jit_compile=True))
+                               epochs=1, steps_per_epoch=steps, seed=seed, progress=progress))
     print(f"      loss after {steps} steps: {result['loss']:.3f}")
     outputs["checkpoint"] = result["checkpoint"]
 
@@ -100,10 +104,16 @@ def run_demo(out_dir, max_files: int | None = None, steps: int = 60, gru_a: int 
     outputs["synthesis_wav"] = str(write_wav(out_dir / "heldout_lpcnet.wav", speech))
     outputs["reference_wav"] = str(write_wav(out_dir / "heldout_reference.wav", heldout))
     lag = synth.COPY_SYNTHESIS_LAG  # output sample t reproduces input sample t - lag (spec A.7)
-    fig = synth.plot_spectrograms({
-        "held-out reference (CMU ARCTIC a0007)": heldout[:len(speech) - lag],
-        f"LPCNet copy-synthesis, tiny model after {steps} steps": speech[lag:]})
-    outputs["synthesis_plot"] = _save_figure(fig, out_dir / "heldout_spectrograms.png")
+    rows = {"held-out reference (CMU ARCTIC a0007)": heldout[:len(speech) - lag]}
+    if DEMO_BLOB.is_file():
+        # The kit's demo model, trained for hours (docs/demo-model.md): what LPCNet sounds like
+        # once trained, next to the tiny model that this run trained in a minute.
+        demo_speech = synth.synthesize(held_feats, DEMO_BLOB, engine="native", seed=seed)
+        outputs["demo_model_wav"] = str(write_wav(out_dir / "heldout_demo_model.wav", demo_speech))
+        rows["LPCNet copy-synthesis, the kit's demo model (GRU A 256)"] = demo_speech[lag:]
+    rows[f"LPCNet copy-synthesis, tiny model after {steps} steps"] = speech[lag:]
+    outputs["synthesis_plot"] = _save_figure(synth.plot_spectrograms(rows),
+                                             out_dir / "heldout_spectrograms.png")
 
     print(f"[5/5] done in {time.perf_counter() - t0:.1f} s. Outputs:")
     for name, path in outputs.items():

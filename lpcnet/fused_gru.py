@@ -33,8 +33,8 @@ def load_library() -> ctypes.CDLL:
         raise LpcnetError("native GRU kernel not built (run `pip install -e .` in the kit folder)")
     lib = ctypes.CDLL(paths[0])          # ctypes releases the GIL during the calls
     i, p = ctypes.c_int, ctypes.c_void_p
-    lib.lpcnet_gru_forward.argtypes = [i, i, i, p, p, p, p, p, p, i]
-    lib.lpcnet_gru_backward.argtypes = [i, i, i, p, p, p, p, p, p, p, p, i]
+    lib.lpcnet_gru_forward.argtypes = [i, i, i, p, p, p, p, p, p, i, i]
+    lib.lpcnet_gru_backward.argtypes = [i, i, i, p, p, p, p, p, p, p, p, i, i]
     lib.lpcnet_gru_forward.restype = lib.lpcnet_gru_backward.restype = i
     lib.lpcnet_gru_set_simd_level.argtypes = [i]
     lib.lpcnet_gru_set_simd_level.restype = lib.lpcnet_gru_simd_level.restype = i
@@ -67,11 +67,12 @@ def _f32(a) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def forward(xp, U, b_rec, h0):
+def forward(xp, U, b_rec, h0, bf16=False):
     """Forward over T steps.
 
     Args: ``xp`` (B, T, 3H) input projections incl. the input bias; ``U`` (H, 3H)
-    recurrent kernel; ``b_rec`` (3H,) recurrent bias; ``h0`` (B, H) initial state.
+    recurrent kernel; ``b_rec`` (3H,) recurrent bias; ``h0`` (B, H) initial state;
+    ``bf16``: bfloat16 operands for the per-step products (see lpcnet_gru.h).
     Returns ``(h_out (B, T, H), cache (B, T, 4H))``, float32.
     """
     xp, U, b_rec, h0 = _f32(xp), _f32(U), _f32(b_rec), _f32(h0)
@@ -80,12 +81,12 @@ def forward(xp, U, b_rec, h0):
     h_out = np.empty((B, T, H), np.float32)
     cache = np.empty((B, T, 4 * H), np.float32)
     if load_library().lpcnet_gru_forward(B, T, H, _ptr(xp), _ptr(U), _ptr(b_rec), _ptr(h0),
-                                         _ptr(h_out), _ptr(cache), kernel_threads()):
+                                         _ptr(h_out), _ptr(cache), kernel_threads(), int(bool(bf16))):
         raise MemoryError("lpcnet_gru_forward failed")
     return h_out, cache
 
 
-def backward(dh_out, h_out, h0, cache, U):
+def backward(dh_out, h_out, h0, cache, U, bf16=False):
     """Backward: returns ``(dxp (B, T, 3H), dhn (B, T, H), dh0 (B, H))`` (see lpcnet_gru.h)."""
     dh_out, h_out, h0, cache, U = (_f32(a) for a in (dh_out, h_out, h0, cache, U))
     B, T, H = h_out.shape
@@ -93,7 +94,8 @@ def backward(dh_out, h_out, h0, cache, U):
     dhn = np.empty((B, T, H), np.float32)
     dh0 = np.empty((B, H), np.float32)
     if load_library().lpcnet_gru_backward(B, T, H, _ptr(dh_out), _ptr(h_out), _ptr(h0), _ptr(cache),
-                                          _ptr(U), _ptr(dxp), _ptr(dhn), _ptr(dh0), kernel_threads()):
+                                          _ptr(U), _ptr(dxp), _ptr(dhn), _ptr(dh0), kernel_threads(),
+                                          int(bool(bf16))):
         raise MemoryError("lpcnet_gru_backward failed")
     return dxp, dhn, dh0
 
@@ -101,22 +103,26 @@ def backward(dh_out, h_out, h0, cache, U):
 def gru_sequence(xp, U, b_rec, h0, grad_dtype=None):
     """TensorFlow op: GRU outputs (B, T, H) float32 from projections ``xp`` (B, T, 3H).
 
-    Differentiable in all four inputs. ``grad_dtype`` (e.g. ``tf.bfloat16`` under AMP)
-    is the dtype of the large matmul that forms dL/dU; the kernel itself is float32.
+    Differentiable in all four inputs. ``grad_dtype`` (e.g. ``bfloat16`` under AMP) is
+    the dtype of the large matmul that forms dL/dU; with ``bfloat16`` the kernel's per-step
+    products take bfloat16 operands too (float32 sums, gates and states).
     """
     import tensorflow as tf
 
     f32 = tf.float32
+    bf16 = grad_dtype is not None and tf.as_dtype(grad_dtype) == tf.bfloat16
 
     @tf.custom_gradient
     def op(xp, U, b_rec, h0):
-        h_out, cache = tf.numpy_function(forward, [xp, U, b_rec, h0], [f32, f32], stateful=False,
+        h_out, cache = tf.numpy_function(lambda *a: forward(*a, bf16=bf16), [xp, U, b_rec, h0],
+                                         [f32, f32], stateful=False,
                                          name="lpcnet_gru_forward")
         H = tf.shape(U)[0]
         h_out = tf.ensure_shape(h_out, xp.shape[:-1].concatenate([U.shape[0]]))
 
         def grad(dh):
-            dxp, dhn, dh0 = tf.numpy_function(backward, [dh, h_out, h0, cache, U], [f32, f32, f32],
+            dxp, dhn, dh0 = tf.numpy_function(lambda *a: backward(*a, bf16=bf16),
+                                              [dh, h_out, h0, cache, U], [f32, f32, f32],
                                               stateful=False, name="lpcnet_gru_backward")
             dxp = tf.ensure_shape(dxp, xp.shape)
             dh0 = tf.ensure_shape(dh0, h0.shape)

@@ -325,6 +325,39 @@ class FusedGRU(keras.layers.GRU):
         return config
 
 
+def _normal_noise(shape, seed, stddev) -> np.ndarray:
+    """float32 N(0, stddev^2) of ``shape`` from NumPy's PCG64 / ziggurat, seeded by ``seed``."""
+    rng = np.random.default_rng([int(x) & 0xFFFFFFFF for x in np.ravel(seed)])
+    noise = rng.standard_normal(tuple(int(d) for d in shape), dtype=np.float32)
+    noise *= np.float32(stddev)
+    return noise
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FastGaussianNoise(keras.layers.GaussianNoise):
+    """``keras.layers.GaussianNoise`` with its normal draws made by NumPy on the CPU.
+
+    TensorFlow's CPU normal sampler costs ~40 ns per value: 0.56 s per step for GRU A's
+    output at 384 units x batch 16 x 2400 samples, a seventh of a training step; NumPy's
+    ziggurat is ~10x faster. Same distribution N(0, stddev^2), same seed generator state
+    (saved in checkpoints, so resumed runs continue the stream); a different random stream
+    from Keras' for a given seed. On a GPU it is exactly ``keras.layers.GaussianNoise``.
+    """
+
+    def call(self, inputs, training=False):
+        if not (training and self.stddev > 0):
+            return inputs
+        import tensorflow as tf
+
+        if keras.backend.backend() != "tensorflow" or tf.config.list_logical_devices("GPU"):
+            return super().call(inputs, training=training)
+        noise = tf.numpy_function(_normal_noise, [tf.shape(inputs), self.seed_generator.next(),
+                                                  self.stddev], tf.float32, stateful=False,
+                                  name="numpy_normal")
+        noise = tf.ensure_shape(noise, inputs.shape)
+        return inputs + ops.cast(noise, inputs.dtype)
+
+
 # --- straightforward versions: the benchmark's plain-Keras baseline and test oracles ---
 class EinsumMDense(MDense):
     """MDense written the straightforward way: one einsum over (units, input, channels)."""

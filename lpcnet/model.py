@@ -18,7 +18,7 @@ import numpy as np
 
 from lpcnet.config import ModelConfig
 from lpcnet.errors import LpcnetError
-from lpcnet.layers import FusedGRU, MDense, PCMInit, QuantRegularizer, RepeatFrames, TreeToPdf, WeightClip
+from lpcnet.layers import FastGaussianNoise, FusedGRU, MDense, PCMInit, QuantRegularizer, RepeatFrames, TreeToPdf, WeightClip
 
 #: Layers holding weights, in the order of spec C.2.
 WEIGHT_LAYERS = ("embed_pitch", "feature_conv1", "feature_conv2", "feature_dense1",
@@ -148,7 +148,7 @@ def build_lpcnet(cfg: ModelConfig = ModelConfig(), *, training: bool = True, qua
     up = RepeatFrames(cfg.frame_size, name="upsample", **kw)(cfeat)
     cpcm = L.Reshape((-1, 3 * cfg.embed_size), name="pcm_reshape", **kw)(embed_sig(pcm))
     a_out, _ = gru_a(L.Concatenate(name="gru_a_in", **kw)([cpcm, up]))
-    a_out = L.GaussianNoise(cfg.noise_std, seed=seed, name="gru_a_noise", **kw)(a_out)
+    a_out = FastGaussianNoise(cfg.noise_std, seed=seed, name="gru_a_noise", **kw)(a_out)
     b_out, _ = gru_b(L.Concatenate(name="gru_b_in", **kw)([a_out, up]))
     pdf = tree(dual_fc(b_out))
     model = LPCNetModel([pcm, feat, pitch], pdf, name="lpcnet")

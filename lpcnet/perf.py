@@ -192,18 +192,20 @@ def plain_keras_model(model):
     """The benchmark baseline: ``model``'s network and weights written the straightforward way.
 
     A plain ``keras.Model`` (Keras' default train_step) with ``keras.layers.GRU`` loops,
-    the dual FC as one einsum and the probability tree by gathers (layers.EinsumMDense,
-    layers.GatherTreeToPdf): the same function as ``model`` (the tests check the loss),
-    the way one would first write it in Keras 3.
+    the dual FC as one einsum, the probability tree by gathers (layers.EinsumMDense,
+    layers.GatherTreeToPdf) and ``keras.layers.GaussianNoise``: the same function as
+    ``model`` (the tests check the loss), the way one would first write it in Keras 3.
     """
-    from lpcnet.layers import EinsumMDense, FusedGRU, GatherTreeToPdf, MDense, TreeToPdf
+    from lpcnet.layers import (EinsumMDense, FastGaussianNoise, FusedGRU, GatherTreeToPdf, MDense,
+                               TreeToPdf)
 
     def plain_layer(layer):
         config = layer.get_config()
         if isinstance(layer, FusedGRU):
             config.pop("fused")
             return keras.layers.GRU.from_config(config)
-        for ours, straight in ((MDense, EinsumMDense), (TreeToPdf, GatherTreeToPdf)):
+        for ours, straight in ((MDense, EinsumMDense), (TreeToPdf, GatherTreeToPdf),
+                               (FastGaussianNoise, keras.layers.GaussianNoise)):
             if isinstance(layer, ours):
                 return straight.from_config(config)
         return layer.__class__.from_config(config)
@@ -215,7 +217,7 @@ def plain_keras_model(model):
     return plain
 
 
-def bench_train(args=None, *, gru_a: int = 64, gru_b: int = 16, batch: int = 8, steps: int = 12,
+def bench_train(args=None, *, gru_a: int = 384, gru_b: int = 16, batch: int = 16, steps: int = 12,
                 warmup: int = 2, rounds: int = 3, jit_compile: bool = False, features=None,
                 data=None, variants=("ours_fp32", "keras_fit_fp32", "ours_amp_bf16")) -> dict:
     """Training throughput (sequences/s) on the real speech slice, one process, CPU or GPU.

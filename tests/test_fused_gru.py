@@ -53,7 +53,7 @@ def test_fused_gru_matches_keras_gru_forward_and_gradients(simd, batch, steps, i
             assert a.shape == b.shape, name
             assert np.abs(a - b).max() <= 1e-5 * max(1.0, np.abs(a).max()), name
     finally:
-        lib.lpcnet_gru_set_simd_level(2)
+        lib.lpcnet_gru_set_simd_level(3)          # back to the best the CPU has
 
 
 def test_fused_gru_threads_give_identical_results(monkeypatch):
@@ -133,3 +133,46 @@ def test_benchmark_baseline_is_the_same_network_written_plainly(slice_training_p
         compile_lpcnet(model, make_optimizer())
         losses.append(model.evaluate(x, y, verbose=0, return_dict=True)["loss"])
     assert abs(losses[0] - losses[1]) < 1e-5 * losses[0], losses
+
+
+def test_fast_gaussian_noise_is_seeded_normal_noise_only_in_training():
+    from lpcnet.layers import FastGaussianNoise
+
+    x = np.zeros((4, 600, 32), "float32")
+    draws = []
+    for _ in range(2):
+        layer = FastGaussianNoise(0.5, seed=11)
+        draws.append([np.asarray(layer(x, training=True)) for _ in range(2)])
+    (a1, a2), (b1, b2) = draws
+    np.testing.assert_array_equal(a1, b1)               # same seed, same stream
+    assert not np.array_equal(a1, a2)                  # the stream advances per call
+    assert abs(a1.std() - 0.5) < 0.01 and abs(a1.mean()) < 0.01
+    np.testing.assert_array_equal(np.asarray(FastGaussianNoise(0.5, seed=11)(x + 1, training=False)), x + 1)
+    # Gradients pass straight through the additive noise.
+    t = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(t)
+        y = tf.reduce_sum(FastGaussianNoise(0.1, seed=1)(t, training=True) * 3.0)
+    np.testing.assert_array_equal(tape.gradient(y, t).numpy(), np.full_like(x, 3.0))
+
+
+def test_bf16_products_stay_close_to_float32():
+    """AMP path: bfloat16 operands in the per-step products (AVX512-BF16), float32 sums."""
+    lib = fused_gru.load_library()
+    if lib.lpcnet_gru_simd_level() < 3:
+        pytest.skip("this CPU has no AVX512-BF16: the bf16 flag falls back to float32")
+    rng = np.random.default_rng(4)
+    B, T, H = 5, 200, 37                          # odd H: pair padding of the K dimension
+    xp = rng.standard_normal((B, T, 3 * H)).astype("float32")
+    U = (0.3 * rng.standard_normal((H, 3 * H))).astype("float32")
+    b = (0.1 * rng.standard_normal(3 * H)).astype("float32")
+    h0 = (0.5 * rng.standard_normal((B, H))).astype("float32")
+    dh = rng.standard_normal((B, T, H)).astype("float32")
+    out = {}
+    for bf16 in (False, True):
+        h, cache = fused_gru.forward(xp, U, b, h0, bf16=bf16)
+        out[bf16] = (h, *fused_gru.backward(dh, h, h0, cache, U, bf16=bf16))
+    assert not np.array_equal(out[False][0], out[True][0])      # the flag takes effect
+    for a, c in zip(out[False], out[True]):
+        # bfloat16 keeps 8 significant bits: ~0.4 % per product, sums in float32.
+        assert np.abs(a - c).max() <= 0.03 * np.abs(a).max()

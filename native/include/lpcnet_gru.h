@@ -14,13 +14,18 @@
  * Layouts (row-major float32): xp (B, T, 3H), U (H, 3H), b_rec (3H), h0 (B, H),
  * h_out (B, T, H), cache (B, T, 4H) = [z, r, n, hr_n] per step (forward -> backward).
  * Sequences are independent, so rows are split over `threads` POSIX threads.
+ *
+ * bf16 != 0 (mixed-precision training): the per-step products h . U and dL/dhr . U^T
+ * take bfloat16 operands (rounded to nearest even, as a bfloat16 Keras GRU would) with
+ * float32 sums (AVX512-BF16 vdpbf16ps); gates and states stay float32. Ignored (float32
+ * products) where the CPU lacks AVX512-BF16.
  */
 #ifndef LPCNET_GRU_H
 #define LPCNET_GRU_H
 
 /* Forward over T steps. Returns 0, or -1 for bad sizes / out of memory. */
 int lpcnet_gru_forward(int B, int T, int H, const float *xp, const float *U, const float *b_rec,
-                       const float *h0, float *h_out, float *cache, int threads);
+                       const float *h0, float *h_out, float *cache, int threads, int bf16);
 
 /* Backward (BPTT) given dh_out = dL/dh_out (B, T, H). Writes
  *   dxp (B, T, 3H) = dL/dxp = [dz_pre, dr_pre, dn_pre],
@@ -30,11 +35,11 @@ int lpcnet_gru_forward(int B, int T, int H, const float *xp, const float *U, con
  * outside. Returns 0, or -1 for bad sizes / out of memory. */
 int lpcnet_gru_backward(int B, int T, int H, const float *dh_out, const float *h_out,
                         const float *h0, const float *cache, const float *U, float *dxp,
-                        float *dhn, float *dh0, int threads);
+                        float *dhn, float *dh0, int threads, int bf16);
 
-/* 2: AVX-512 kernels in use, 0: portable C. */
+/* 3: AVX-512 + AVX512-BF16, 2: AVX-512, 0: portable C. */
 int lpcnet_gru_simd_level(void);
-/* Force a level (0 or 2, capped at what the CPU has); returns the level now in use. */
+/* Force a level (0, 2 or 3, capped at what the CPU has); returns the level now in use. */
 int lpcnet_gru_set_simd_level(int level);
 
 #endif

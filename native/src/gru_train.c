@@ -27,10 +27,15 @@ typedef void (*fwd_gates_fn)(int H, const float *xp, const float *hr, const floa
 typedef void (*bwd_gates_fn)(int H, const float *dh, const float *hprev, const float *cache,
                              float *dxp, float *dhn, float *dhr, float *dhz);
 
+/* Y (nb x Np) = bias + Xp . P with bfloat16 pairs (Kp = K/2 rounded up), float32 sums. */
+typedef void (*matmul_bf16_fn)(int nb, int Kp, int Np, const uint32_t *Xp, const uint32_t *P,
+                               const float *bias, float *Y, size_t ldy);
+
 typedef struct {
     matmul_fn matmul;
     fwd_gates_fn fwd_gates;
     bwd_gates_fn bwd_gates;
+    matmul_bf16_fn matmul_bf16; /* NULL where the CPU has no AVX512-BF16 */
     int max_rows;               /* rows per matmul call */
 } kernels;
 
@@ -46,6 +51,43 @@ static void pack_panels(const float *base, size_t sk, size_t sj, int K, int N, f
                 int j = jp * PANEL + c;
                 P[((size_t)jp * K + k) * PANEL + c] = j < N ? base[k * sk + j * sj] : 0.0f;
             }
+}
+
+/* float -> bfloat16, round to nearest even (as TensorFlow's cast), NaN kept quiet. */
+static uint16_t to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* bfloat16 pairs along k: P[jp][kk][c] = (M(2kk, j) low half, M(2kk+1, j) high half),
+ * j = jp*16 + c, zero past N and past K; the operand layout of vdpbf16ps. */
+static void pack_panels_bf16(const float *base, size_t sk, size_t sj, int K, int N, uint32_t *P)
+{
+    int Np = round_up(N, PANEL), Kp = (K + 1) / 2;
+    for (int jp = 0; jp < Np / PANEL; jp++)
+        for (int kk = 0; kk < Kp; kk++)
+            for (int c = 0; c < PANEL; c++) {
+                int j = jp * PANEL + c, k0 = 2 * kk, k1 = 2 * kk + 1;
+                uint32_t lo = (j < N) ? to_bf16(base[k0 * sk + j * sj]) : 0;
+                uint32_t hi = (j < N && k1 < K) ? to_bf16(base[k1 * sk + j * sj]) : 0;
+                P[((size_t)jp * Kp + kk) * PANEL + c] = lo | (hi << 16);
+            }
+}
+
+/* Rows of X (nb x K, row stride ldx) -> bfloat16 pairs (nb x Kp). */
+static void rows_to_bf16(int nb, int K, const float *X, size_t ldx, uint32_t *Xp)
+{
+    int Kp = (K + 1) / 2;
+    for (int b = 0; b < nb; b++)
+        for (int kk = 0; kk < Kp; kk++) {
+            uint32_t lo = to_bf16(X[b * ldx + 2 * kk]);
+            uint32_t hi = 2 * kk + 1 < K ? to_bf16(X[b * ldx + 2 * kk + 1]) : 0;
+            Xp[(size_t)b * Kp + kk] = lo | (hi << 16);
+        }
 }
 
 /* --- portable C ------------------------------------------------------------------ */
@@ -99,7 +141,7 @@ static void bwd_gates_c(int H, const float *dh, const float *hprev, const float 
     }
 }
 
-static const kernels kernels_c = { matmul_c, fwd_gates_c, bwd_gates_c, 1 << 30 };
+static const kernels kernels_c = { matmul_c, fwd_gates_c, bwd_gates_c, NULL, 1 << 30 };
 
 /* --- AVX-512 ----------------------------------------------------------------------- */
 #ifdef HAVE_X86
@@ -234,12 +276,64 @@ static void bwd_gates_512(int H, const float *dh, const float *hprev, const floa
 
 #pragma GCC pop_options
 
-static const kernels kernels_512 = { matmul_512, fwd_gates_512, bwd_gates_512, 16 };
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bf16,fma")
+#define DEFINE_MMBF16(NB)                                                                    \
+    static void mmbf16_##NB(int Kp, int Np, const uint32_t *Xp, const uint32_t *P,            \
+                            const float *bias, float *Y, size_t ldy)                          \
+    {                                                                                         \
+        for (int jp = 0; jp < Np / PANEL; jp++) {                                             \
+            const uint32_t *pp = P + (size_t)jp * Kp * PANEL;                                 \
+            __m512 acc[NB];                                                                   \
+            __m512 b0 = bias ? _mm512_loadu_ps(bias + jp * PANEL) : _mm512_setzero_ps();      \
+            for (int b = 0; b < NB; b++) acc[b] = b0;                                         \
+            for (int kk = 0; kk < Kp; kk++) {                                                 \
+                __m512bh m = (__m512bh)_mm512_loadu_si512(pp + (size_t)kk * PANEL);           \
+                for (int b = 0; b < NB; b++)                                                  \
+                    acc[b] = _mm512_dpbf16_ps(                                                \
+                        acc[b], (__m512bh)_mm512_set1_epi32((int)Xp[(size_t)b * Kp + kk]), m); \
+            }                                                                                 \
+            for (int b = 0; b < NB; b++) _mm512_storeu_ps(Y + b * ldy + jp * PANEL, acc[b]);  \
+        }                                                                                     \
+    }
+DEFINE_MMBF16(1)
+DEFINE_MMBF16(2)
+DEFINE_MMBF16(4)
+DEFINE_MMBF16(8)
+DEFINE_MMBF16(16)
+
+static void matmul_bf16_512(int nb, int Kp, int Np, const uint32_t *Xp, const uint32_t *P,
+                            const float *bias, float *Y, size_t ldy)
+{
+    while (nb > 0) {
+        int n = nb >= 16 ? 16 : nb >= 8 ? 8 : nb >= 4 ? 4 : nb >= 2 ? 2 : 1;
+        switch (n) {
+        case 16: mmbf16_16(Kp, Np, Xp, P, bias, Y, ldy); break;
+        case 8: mmbf16_8(Kp, Np, Xp, P, bias, Y, ldy); break;
+        case 4: mmbf16_4(Kp, Np, Xp, P, bias, Y, ldy); break;
+        case 2: mmbf16_2(Kp, Np, Xp, P, bias, Y, ldy); break;
+        default: mmbf16_1(Kp, Np, Xp, P, bias, Y, ldy); break;
+        }
+        Xp += (size_t)n * Kp;
+        Y += n * ldy;
+        nb -= n;
+    }
+}
+#pragma GCC pop_options
+
+static const kernels kernels_512 = { matmul_512, fwd_gates_512, bwd_gates_512, NULL, 16 };
+static const kernels kernels_512_bf16 = { matmul_512, fwd_gates_512, bwd_gates_512,
+                                          matmul_bf16_512, 16 };
 
 static int cpu_has_avx512(void)
 {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+}
+
+static int cpu_has_avx512_bf16(void)
+{
+    return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
 }
 #endif
 
@@ -249,7 +343,7 @@ static int simd_level = -1;
 int lpcnet_gru_set_simd_level(int level)
 {
 #ifdef HAVE_X86
-    simd_level = (level >= 2 && cpu_has_avx512()) ? 2 : 0;
+    simd_level = (level >= 3 && cpu_has_avx512_bf16()) ? 3 : (level >= 2 && cpu_has_avx512()) ? 2 : 0;
 #else
     (void)level;
     simd_level = 0;
@@ -259,13 +353,14 @@ int lpcnet_gru_set_simd_level(int level)
 
 int lpcnet_gru_simd_level(void)
 {
-    if (simd_level < 0) lpcnet_gru_set_simd_level(2);
+    if (simd_level < 0) lpcnet_gru_set_simd_level(3);
     return simd_level;
 }
 
 static const kernels *active_kernels(void)
 {
 #ifdef HAVE_X86
+    if (lpcnet_gru_simd_level() == 3) return &kernels_512_bf16;
     if (lpcnet_gru_simd_level() == 2) return &kernels_512;
 #endif
     return &kernels_c;
@@ -276,17 +371,23 @@ typedef struct {
     int forward, B, T, H, row0, row1, status;
     const kernels *k;
     const float *P, *bias;      /* packed U (forward) or U^T (backward); padded b_rec */
+    const uint32_t *P16;        /* the same as bfloat16 pairs, or NULL: float32 products */
     const float *xp, *h0, *dh_out, *h_out_c, *cache_c;
     float *h_out, *cache, *dxp, *dhn, *dh0;
 } job;
 
-static void forward_rows(job *j, int r0, int nb, float *hr, int Np)
+static void forward_rows(job *j, int r0, int nb, float *hr, int Np, uint32_t *xbf)
 {
     const int T = j->T, H = j->H;
     for (int t = 0; t < T; t++) {
         const float *X = t ? j->h_out + ((size_t)r0 * T + t - 1) * H : j->h0 + (size_t)r0 * H;
         size_t ldx = t ? (size_t)T * H : (size_t)H;
-        j->k->matmul(nb, H, Np, X, ldx, j->P, j->bias, hr, (size_t)Np);
+        if (j->P16) {
+            rows_to_bf16(nb, H, X, ldx, xbf);
+            j->k->matmul_bf16(nb, (H + 1) / 2, Np, xbf, j->P16, j->bias, hr, (size_t)Np);
+        } else {
+            j->k->matmul(nb, H, Np, X, ldx, j->P, j->bias, hr, (size_t)Np);
+        }
         for (int b = 0; b < nb; b++) {
             size_t bt = (size_t)(r0 + b) * T + t;
             j->k->fwd_gates(H, j->xp + bt * 3 * H, hr + (size_t)b * Np, X + b * ldx,
@@ -296,7 +397,7 @@ static void forward_rows(job *j, int r0, int nb, float *hr, int Np)
 }
 
 static void backward_rows(job *j, int r0, int nb, float *carry, float *dh, float *dhr, float *tmp,
-                          int Hp)
+                          int Hp, uint32_t *xbf)
 {
     const int T = j->T, H = j->H;
     memset(carry, 0, sizeof(float) * (size_t)nb * H);
@@ -310,7 +411,12 @@ static void backward_rows(job *j, int r0, int nb, float *carry, float *dh, float
             j->k->bwd_gates(H, dh, hprev, j->cache_c + bt * 4 * H, j->dxp + bt * 3 * H,
                             j->dhn + bt * H, dhr + (size_t)b * 3 * H, c);
         }
-        j->k->matmul(nb, 3 * H, Hp, dhr, (size_t)3 * H, j->P, NULL, tmp, (size_t)Hp);
+        if (j->P16) {
+            rows_to_bf16(nb, 3 * H, dhr, (size_t)3 * H, xbf);
+            j->k->matmul_bf16(nb, (3 * H + 1) / 2, Hp, xbf, j->P16, NULL, tmp, (size_t)Hp);
+        } else {
+            j->k->matmul(nb, 3 * H, Hp, dhr, (size_t)3 * H, j->P, NULL, tmp, (size_t)Hp);
+        }
         for (int b = 0; b < nb; b++)
             for (int i = 0; i < H; i++) carry[(size_t)b * H + i] += tmp[(size_t)b * Hp + i];
     }
@@ -325,19 +431,21 @@ static void *run_job(void *arg)
     float *buf;
     size_t need = j->forward ? (size_t)chunk * Np
                              : (size_t)chunk * H * 2 + (size_t)chunk * 3 * H + (size_t)chunk * Hp + H;
-    buf = malloc(sizeof(float) * (need ? need : 1));
+    size_t words = (size_t)chunk * ((3 * H + 1) / 2);      /* bfloat16 pairs of one step's rows */
+    buf = malloc(sizeof(float) * (need + words));
     if (!buf) {
         j->status = -1;
         return NULL;
     }
     for (int r0 = j->row0; r0 < j->row1; r0 += chunk) {
         int nb = j->row1 - r0 < chunk ? j->row1 - r0 : chunk;
+        uint32_t *xbf = (uint32_t *)(buf + need);
         if (j->forward) {
-            forward_rows(j, r0, nb, buf, Np);
+            forward_rows(j, r0, nb, buf, Np, xbf);
         } else {
             float *carry = buf, *dhr = carry + (size_t)chunk * H, *tmp = dhr + (size_t)chunk * 3 * H;
             float *dh = tmp + (size_t)chunk * Hp;
-            backward_rows(j, r0, nb, carry, dh, dhr, tmp, Hp);
+            backward_rows(j, r0, nb, carry, dh, dhr, tmp, Hp, xbf);
         }
     }
     free(buf);
@@ -378,20 +486,26 @@ static int run_threads(job *proto, int threads)
 static int sizes_ok(int B, int T, int H) { return B > 0 && T > 0 && H > 0 && H <= (1 << 16); }
 
 int lpcnet_gru_forward(int B, int T, int H, const float *xp, const float *U, const float *b_rec,
-                       const float *h0, float *h_out, float *cache, int threads)
+                       const float *h0, float *h_out, float *cache, int threads, int bf16)
 {
     if (!sizes_ok(B, T, H)) return -1;
+    const kernels *k = active_kernels();
+    bf16 = bf16 && k->matmul_bf16;
     int Np = round_up(3 * H, PANEL);
     float *P = malloc(sizeof(float) * ((size_t)H * Np + Np));
     if (!P) return -1;
     float *bias = P + (size_t)H * Np;
-    pack_panels(U, (size_t)3 * H, 1, H, 3 * H, P);
+    if (bf16)
+        pack_panels_bf16(U, (size_t)3 * H, 1, H, 3 * H, (uint32_t *)P);   /* needs half of P */
+    else
+        pack_panels(U, (size_t)3 * H, 1, H, 3 * H, P);
     for (int j = 0; j < Np; j++) bias[j] = j < 3 * H ? b_rec[j] : 0.0f;
     job proto = {0};
     proto.forward = 1;
     proto.B = B; proto.T = T; proto.H = H;
-    proto.k = active_kernels();
+    proto.k = k;
     proto.P = P; proto.bias = bias;
+    proto.P16 = bf16 ? (const uint32_t *)P : NULL;
     proto.xp = xp; proto.h0 = h0; proto.h_out = h_out; proto.cache = cache;
     int status = run_threads(&proto, threads);
     free(P);
@@ -400,18 +514,24 @@ int lpcnet_gru_forward(int B, int T, int H, const float *xp, const float *U, con
 
 int lpcnet_gru_backward(int B, int T, int H, const float *dh_out, const float *h_out,
                         const float *h0, const float *cache, const float *U, float *dxp,
-                        float *dhn, float *dh0, int threads)
+                        float *dhn, float *dh0, int threads, int bf16)
 {
     if (!sizes_ok(B, T, H)) return -1;
+    const kernels *k = active_kernels();
+    bf16 = bf16 && k->matmul_bf16;
     int Hp = round_up(H, PANEL);
-    float *P = malloc(sizeof(float) * (size_t)3 * H * Hp);
+    float *P = malloc(sizeof(float) * ((size_t)3 * H + 1) * Hp);
     if (!P) return -1;
-    pack_panels(U, 1, (size_t)3 * H, 3 * H, H, P);       /* U^T: (3H, H) */
+    if (bf16)
+        pack_panels_bf16(U, 1, (size_t)3 * H, 3 * H, H, (uint32_t *)P);   /* U^T as pairs */
+    else
+        pack_panels(U, 1, (size_t)3 * H, 3 * H, H, P);       /* U^T: (3H, H) */
     job proto = {0};
     proto.forward = 0;
     proto.B = B; proto.T = T; proto.H = H;
-    proto.k = active_kernels();
+    proto.k = k;
     proto.P = P;
+    proto.P16 = bf16 ? (const uint32_t *)P : NULL;
     proto.dh_out = dh_out; proto.h_out_c = h_out; proto.h0 = h0; proto.cache_c = cache;
     proto.dxp = dxp; proto.dhn = dhn; proto.dh0 = dh0;
     int status = run_threads(&proto, threads);
