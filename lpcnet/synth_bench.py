@@ -8,6 +8,11 @@ features of the bundled slice, tiled to ``--seconds``. Everything runs on one
 core (the process is pinned to one CPU). RTF = processing time / audio duration
 (lower is faster), by process CPU time (robust on a shared machine: time spent
 waiting for the CPU is not counted) and by wall-clock time.
+
+TensorFlow runs with one intra-op and one inter-op thread here: with the process pinned
+to one CPU, more threads only spin against each other, and that spinning counts as CPU
+time (with 2 threads the Keras engine's CPU RTF measured ~10 instead of ~4, which would
+flatter the ratio).
 """
 
 from __future__ import annotations
@@ -65,14 +70,29 @@ def _best_time(fn, repeat: int) -> tuple:
     return min((_timed(fn) for _ in range(max(1, repeat))), key=lambda t: t[1])
 
 
+def _one_tf_thread() -> int:
+    """Ask TensorFlow for one intra-op / inter-op thread -> intra-op threads in effect."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:                       # runtime already initialised in this process
+        pass
+    return tf.config.threading.get_intra_op_parallelism_threads()
+
+
 def bench_synth(args) -> dict:
     """Native float / int8 RTF on one core and the speed ratio to the Keras engine."""
     from lpcnet import synth
     from lpcnet.bench import OneCore
     from lpcnet.export import blob_from_weights, blob_to_bytes
 
+    threads = _one_tf_thread()
     with OneCore(pick=max) as cpu:
-        return _bench(args, synth, blob_from_weights, blob_to_bytes, cpu)
+        result = _bench(args, synth, blob_from_weights, blob_to_bytes, cpu)
+    result["keras_intra_op_threads"] = threads
+    return result
 
 
 def _bench(args, synth, blob_from_weights, blob_to_bytes, cpu) -> dict:

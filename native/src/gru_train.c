@@ -386,7 +386,10 @@ static void forward_rows(job *j, int r0, int nb, float *hr, int Np, uint32_t *xb
             rows_to_bf16(nb, H, X, ldx, xbf);
             j->k->matmul_bf16(nb, (H + 1) / 2, Np, xbf, j->P16, j->bias, hr, (size_t)Np);
         } else {
-            j->k->matmul(nb, H, Np, X, ldx, j->P, j->bias, hr, (size_t)Np);
+            /* Rows T*H floats apart share their L1 sets (4 KiB aliasing): copy them together. */
+            float *xc = (float *)xbf;
+            for (int b = 0; b < nb; b++) memcpy(xc + (size_t)b * H, X + b * ldx, sizeof(float) * H);
+            j->k->matmul(nb, H, Np, xc, (size_t)H, j->P, j->bias, hr, (size_t)Np);
         }
         for (int b = 0; b < nb; b++) {
             size_t bt = (size_t)(r0 + b) * T + t;

@@ -107,8 +107,9 @@ static void mdense_units_c(const float *w, const float *b, const float *f, const
 }
 
 const NNetKernels nnet_kernels_c = {0, sgemv_accum_c, sparse_sgemv_accum_c, sparse_i8_accum_c,
+                                    NULL,
                                     vec_sigmoid_c, vec_tanh_c, gru_update_c,
-                                    quantize_u8_c, NULL, mdense_units_c};
+                                    quantize_u8_c, NULL, mdense_units_c, NULL, NULL};
 
 static int cpu_level(void) {
 #if defined(NNET_HAVE_X86) && defined(__GNUC__)

@@ -10,6 +10,8 @@
  * blocks are 4 rows of 8, int8 blocks 8 outputs of 4 consecutive inputs. */
 #define NNET_BLOCK_ROWS 4
 #define NNET_BLOCK_COLS 8
+/* floats per 4-level sampling subtree table (tree4) */
+#define NNET_TREE_STRIDE (18 * 32)
 
 /** One set of kernels; every SIMD table has the same semantics as the scalar one. */
 typedef struct {
@@ -22,6 +24,10 @@ typedef struct {
   /* the same with scale * sum q * xq, xq unsigned (x quantised as 127 x + 127) */
   void (*sparse_i8_accum)(float *out, const float *bias, const int8_t *w, const int32_t *idx,
                           int ngroups, const uint8_t *x, float scale);
+  /* the same when every group's block count is even and >= 2 (padded with zero blocks);
+   * NULL where the general kernel is as fast (the padding would only add work) */
+  void (*sparse_i8_accum_even)(float *out, const float *bias, const int8_t *w, const int32_t *idx,
+                               int ngroups, const uint8_t *x, float scale);
   void (*vec_sigmoid)(float *y, const float *x, int n);
   void (*vec_tanh)(float *y, const float *x, int n);
   /* reset_after GRU update (spec C.3): the 3n input sums are in (+ in2 + in3 + in4 when
@@ -38,6 +44,18 @@ typedef struct {
                          float scale);
   void (*mdense_units)(const float *w, const float *b, const float *f, const float *v, int n,
                        const int *units, int count, float *out);
+  /* Four levels of the sampling tree at once (16 GRU B units only; NULL if absent): t is
+   * one subtree table (NNET_TREE_STRIDE floats, 64-byte aligned; rows 0-15: input i's
+   * weights, row 16 the biases, row 17 the output factors; lane j < 15 is channel 0 of
+   * the subtree's node j + 1 in heap order, lane 16 + j its channel 1). Bit of node h is
+   * gain * x_h > thr4[level of h]; returns the 4 bits of the path taken, MSB first. */
+  int (*tree4)(const float *t, const float *v, float gain, const float *thr4);
+  /* gru_update with faster, approximate activations (max error ~4e-5) for the int8
+   * engine, and when q is not NULL quantize_u8(q, h, n) of the new state; NULL where there
+   * is none (gru_update then quantize_u8 are used) */
+  void (*gru_update_fast)(float *h, const float *in, const float *in2, const float *in3,
+                          const float *in4, const float *rec, const float *diag, int n,
+                          uint8_t *q);
 } NNetKernels;
 
 extern const NNetKernels nnet_kernels_c;

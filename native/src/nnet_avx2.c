@@ -208,7 +208,8 @@ TGT void nnet_mdense_units_avx2(const float *w, const float *b, const float *f, 
 }
 
 const NNetKernels nnet_kernels_avx2 = {2, sgemv_accum_avx2, nnet_sparse_sgemv_accum_avx2,
-                                       sparse_i8_accum_avx2, vec_sigmoid_avx2, vec_tanh_avx2,
+                                       sparse_i8_accum_avx2, NULL,
+                                       vec_sigmoid_avx2, vec_tanh_avx2,
                                        nnet_gru_update_avx2, nnet_quantize_u8_avx2, NULL,
-                                       nnet_mdense_units_avx2};
+                                       nnet_mdense_units_avx2, NULL, NULL};
 #endif

@@ -36,6 +36,12 @@ typedef struct {
   int rows, cols;
 } Dense;
 
+/* GRU A's recurrent product for sample t+1 depends only on GRU A's state after sample t,
+ * not on the sampled value: it is computed in GA_CHUNKS pieces interleaved with the
+ * latency-bound rest of sample t (GRU B, the bit-by-bit sampling), so that the core
+ * overlaps the two. Same arithmetic, same results. */
+#define GA_CHUNKS 6
+
 struct LPCNetSynthModel {
   unsigned char *mem;
   size_t len;
@@ -50,7 +56,19 @@ struct LPCNetSynthModel {
   const int8_t *gb_wq;
   /* GRU B's input matrix is usually dense: int8 copy repacked at load (owned) */
   int8_t *gb_dense_q; /* (na/4, 3nb/8, 8, 4) */
+  /* GRU A's recurrent groups in GA_CHUNKS pieces of about equal block counts: first
+   * group, offset in ga_idx and first block of each piece */
+  int ga_cg[GA_CHUNKS + 1];
+  long ga_ci[GA_CHUNKS + 1], ga_cb[GA_CHUNKS + 1];
+  /* int8 copy of GRU A's recurrent blocks with every group's count padded to an even
+   * number >= 2 by zero blocks (same sums, simpler loops; owned), and its piece offsets */
+  int32_t *ga_pidx;
+  int8_t *ga_pwq;
+  long ga_pci[GA_CHUNKS + 1], ga_pcb[GA_CHUNKS + 1];
   const float *md_w, *md_b, *md_f;
+  /* dual FC regrouped for tree4 (16 GRU B units only; owned, NULL otherwise): subtree 0 is
+   * rooted at node 1 (levels 0-3), subtree 1 + p at node 16 + p (levels 4-7) */
+  float *tree_t;
   FreqTables freq;
 };
 
@@ -64,23 +82,54 @@ struct LPCNetSynthState {
   float *conv1_mem, *conv2_mem, *x1, *c1, *c2, *d1, *cfeat;
   float *cond_a, *cond_b, *ha, *hb, *rec_a, *in_b, *rec_b;
   uint8_t *ha_q;
+  int next_chunk; /* pieces of GRU A's next recurrent product already in rec_a */
   double hist[ORDER], deemph;
   int sig, exc;
   float *probs;
   const uint8_t *forced;
 };
 
+/* Per-section cycle counts of the per-sample loop (build with -DSYNTH_PROFILE; development only). */
+#if defined(SYNTH_PROFILE) && defined(SYNTH_X86)
+#include <x86intrin.h>
+unsigned long long synth_prof[8];
+#define PROF_START unsigned long long prof_t_ = __rdtsc()
+#define PROF(k) do { unsigned long long t_ = __rdtsc(); synth_prof[k] += t_ - prof_t_; prof_t_ = t_; } while (0)
+#else
+#define PROF_START
+#define PROF(k)
+#endif
+
 static int g_level = -1;
 static double g_ulaw2lin[LEVELS];
+/* g_ulaw_edge[j]: |x| at which the exact mu-law value u crosses j + 0.5 (j < 128), then +inf */
+static double g_ulaw_edge[LEVELS];
 static float g_thresh[LEVELS], g_logit[LEVELS];
 static int g_tables_ready = 0;
 
 /* ---- mu-law (spec A.6, exact: natural log, round half to even) ---------------- */
-static int lin2ulaw(double x) {
+static int lin2ulaw_exact(double x) {
   double u = 128.0 * log1p(fabs(x) * (255.0 / 32768.0)) / log(256.0);
   double r = 128.0 + nearbyint(x < 0 ? -u : u);
   if (r != r) return 128; /* NaN */
   return r < 0 ? 0 : (r > 255 ? 255 : (int)r);
+}
+
+/* The same code without a logarithm: |u| rounds to k = number of edges <= |x|, found by a
+ * branch-free binary search. Where |x| is within 1e-9 (relative) of an edge, the rounding
+ * of the formula itself decides: lin2ulaw_exact() (practically never taken). */
+static int lin2ulaw(double x) {
+  const double a = fabs(x);
+  int k = 0, s;
+  for (s = 128; s >= 1; s >>= 1) k += (g_ulaw_edge[k + s - 1] <= a) ? s : 0;
+  k = k > 128 ? 128 : k; /* a = +inf passes the +inf padding too */
+  /* k in [0, 128]: edge k-1 <= a < edge k (NaN: k = 0) */
+  if ((k > 0 && a - g_ulaw_edge[k - 1] <= 1e-9 * g_ulaw_edge[k - 1]) ||
+      (k < 128 && g_ulaw_edge[k] - a <= 1e-9 * g_ulaw_edge[k]))
+    return lin2ulaw_exact(x);
+  k = x < 0 ? -k : k;
+  k += 128;
+  return k > 255 ? 255 : k;
 }
 
 static void init_tables(void) {
@@ -94,6 +143,7 @@ static void init_tables(void) {
     g_thresh[i] = 0.025f + 0.95f * (float)i / 255.f;
     /* sigmoid(x) > t  <=>  x > logit(t): no sigmoid on the sampling path */
     g_logit[i] = (float)log((double)g_thresh[i] / (1.0 - (double)g_thresh[i]));
+    g_ulaw_edge[i] = i < 128 ? (32768.0 / 255.0) * expm1((i + 0.5) / 128.0 * log(256.0)) : HUGE_VAL;
   }
   g_tables_ready = 1;
 }
@@ -257,6 +307,81 @@ static void repack_dense_gru_b(LPCNetSynthModel *m) {
   }
 }
 
+/* The padded int8 copy of GRU A's recurrent blocks (ga_pidx); absent on failure. */
+static void pad_gru_a(LPCNetSynthModel *m, int ngroups) {
+  long pos = 0, n = 0, b = 0, pb = 0;
+  int g, c = 1, j;
+  int32_t *pi;
+  int8_t *pw;
+  for (g = 0; g < ngroups; g++) {
+    const int cnt = m->ga_idx[pos];
+    n += cnt < 2 ? 2 : cnt + (cnt & 1);
+    pos += 1 + cnt;
+  }
+  m->ga_pidx = malloc(sizeof(int32_t) * (size_t)(n + ngroups));
+  m->ga_pwq = malloc((size_t)32 * n);
+  if (!m->ga_pidx || !m->ga_pwq) {
+    free(m->ga_pidx), free(m->ga_pwq);
+    m->ga_pidx = NULL, m->ga_pwq = NULL;
+    return;
+  }
+  pi = m->ga_pidx, pw = m->ga_pwq;
+  m->ga_pci[0] = m->ga_pcb[0] = 0;
+  for (pos = 0, g = 0; g < ngroups; g++) {
+    const int cnt = m->ga_idx[pos], pc = cnt < 2 ? 2 : cnt + (cnt & 1);
+    *pi++ = pc;
+    for (j = 0; j < pc; j++) *pi++ = j < cnt ? m->ga_idx[pos + 1 + j] : 0;
+    memcpy(pw, m->ga_wq + 32 * b, (size_t)32 * cnt);
+    memset(pw + 32 * cnt, 0, (size_t)32 * (pc - cnt));
+    pw += 32 * pc, b += cnt, pb += pc, pos += 1 + cnt;
+    while (c <= GA_CHUNKS && m->ga_cg[c] == g + 1) m->ga_pci[c] = pi - m->ga_pidx, m->ga_pcb[c] = pb, c++;
+  }
+}
+
+/* Split GRU A's recurrent block list into GA_CHUNKS pieces of about equal block counts. */
+static void chunk_gru_a(LPCNetSynthModel *m, int ngroups) {
+  long pos = 0, b = 0, nblk = 0;
+  int g, k = 1;
+  for (g = 0; g < ngroups; g++) {
+    nblk += m->ga_idx[pos];
+    pos += 1 + m->ga_idx[pos];
+  }
+  pos = 0;
+  m->ga_cg[0] = 0, m->ga_ci[0] = m->ga_cb[0] = 0;
+  for (g = 0; g < ngroups; g++) {
+    b += m->ga_idx[pos];
+    pos += 1 + m->ga_idx[pos];
+    while (k < GA_CHUNKS && b * GA_CHUNKS >= nblk * k) m->ga_cg[k] = g + 1, m->ga_ci[k] = pos, m->ga_cb[k] = b, k++;
+  }
+  for (; k <= GA_CHUNKS; k++) m->ga_cg[k] = ngroups, m->ga_ci[k] = pos, m->ga_cb[k] = b;
+}
+
+/* Tables of the 17 four-level subtrees of the sampling tree (layout: nnet.h, tree4). */
+static void build_tree_tables(LPCNetSynthModel *m) {
+  const int nb = m->nb;
+  int s, h, i, c;
+  if (nb != 16) return;
+  if (posix_memalign((void **)&m->tree_t, ALIGN, sizeof(float) * 17 * NNET_TREE_STRIDE)) {
+    m->tree_t = NULL;
+    return;
+  }
+  memset(m->tree_t, 0, sizeof(float) * 17 * NNET_TREE_STRIDE);
+  for (s = 0; s < 17; s++) {
+    float *t = m->tree_t + (size_t)s * NNET_TREE_STRIDE;
+    const int root = s == 0 ? 1 : 16 + (s - 1);
+    for (h = 1; h < 16; h++) {
+      const int l = h >= 8 ? 3 : (h >= 4 ? 2 : (h >= 2 ? 1 : 0));
+      const int u = (root << l) + (h - (1 << l));
+      for (c = 0; c < 2; c++) {
+        const int lane = 16 * c + h - 1;
+        for (i = 0; i < nb; i++) t[32 * i + lane] = m->md_w[((size_t)u * 2 + c) * nb + i];
+        t[32 * 16 + lane] = m->md_b[2 * u + c];
+        t[32 * 17 + lane] = m->md_f[2 * u + c];
+      }
+    }
+  }
+}
+
 LPCNetSynthModel *lpcnet_synth_model_load(const void *data, size_t len, char *err, size_t errlen) {
   const unsigned char *raw = data;
   LPCNetSynthModel *m;
@@ -347,12 +472,18 @@ LPCNetSynthModel *lpcnet_synth_model_load(const void *data, size_t len, char *er
   }
   freq_init(&m->freq);
   repack_dense_gru_b(m);
+  chunk_gru_a(m, 3 * na / NNET_BLOCK_COLS);
+  if (m->ga_wq) pad_gru_a(m, 3 * na / NNET_BLOCK_COLS);
+  build_tree_tables(m);
   return m;
 }
 
 void lpcnet_synth_model_free(LPCNetSynthModel *m) {
   if (!m) return;
   free(m->gb_dense_q);
+  free(m->tree_t);
+  free(m->ga_pidx);
+  free(m->ga_pwq);
   free(m->mem);
   free(m);
 }
@@ -444,6 +575,25 @@ static int bit_of(const LPCNetSynthState *st, float x, int r) {
   return (st->flags & LPCNET_SYNTH_ARGMAX) ? x > 0.f : x > g_logit[r];
 }
 
+/* Piece c of GRU A's recurrent product (bias + W h) into rec_a, from the current state. */
+static void ga_chunk(LPCNetSynthState *st) {
+  const LPCNetSynthModel *m = st->m;
+  const int c = st->next_chunk, g0 = m->ga_cg[c], ng = m->ga_cg[c + 1] - g0;
+  if (c >= GA_CHUNKS) return;
+  st->next_chunk = c + 1;
+  /* (the int8 products read ha_q, the quantised state made for GRU B) */
+  if (!(st->flags & LPCNET_SYNTH_INT8))
+    st->k->sparse_sgemv_accum(st->rec_a + 8 * g0, m->ga_rbias + 8 * g0, m->ga_w + 32 * m->ga_cb[c],
+                              m->ga_idx + m->ga_ci[c], ng, st->ha);
+  else if (m->ga_pidx && st->k->sparse_i8_accum_even)
+    st->k->sparse_i8_accum_even(st->rec_a + 8 * g0, m->ga_subias + 8 * g0,
+                                m->ga_pwq + 32 * m->ga_pcb[c], m->ga_pidx + m->ga_pci[c], ng,
+                                st->ha_q, 1.f / (128.f * 127.f));
+  else
+    st->k->sparse_i8_accum(st->rec_a + 8 * g0, m->ga_subias + 8 * g0, m->ga_wq + 32 * m->ga_cb[c],
+                           m->ga_idx + m->ga_ci[c], ng, st->ha_q, 1.f / (128.f * 127.f));
+}
+
 /* One output sample (spec E.1 steps b-g with the E.3 sampling rule). */
 static int16_t sample_step(LPCNetSynthState *st, const float *lpc, float gain) {
   const LPCNetSynthModel *m = st->m;
@@ -452,33 +602,32 @@ static int16_t sample_step(LPCNetSynthState *st, const float *lpc, float gain) {
   const float *e0, *e1, *e2;
   double pred = 0.0, pcm, y;
   int i, b, pred_code, v = 0;
+  PROF_START;
 
   for (i = 0; i < ORDER; i++) pred -= (double)lpc[i] * st->hist[i];
   pred_code = lin2ulaw(pred);
 
-  /* GRU A: input = frame conditioning + three embedding-table rows. The rows live
-   * in a table larger than L2: prefetch them, then do the recurrent product. */
+  /* GRU A: input = frame conditioning + three embedding-table rows (speech keeps to a
+   * few hundred of the 768 rows, which stay in L2: explicit prefetching brought nothing) */
   e0 = m->ga_embed + (size_t)st->sig * 3 * na;
   e1 = m->ga_embed + ((size_t)LEVELS + pred_code) * 3 * na;
   e2 = m->ga_embed + ((size_t)2 * LEVELS + st->exc) * 3 * na;
-  for (i = 0; i < 3 * na; i += 16) {
-    __builtin_prefetch(e0 + i);
-    __builtin_prefetch(e1 + i);
-    __builtin_prefetch(e2 + i);
-  }
-  if (int8) {
-    /* ha_q already holds the quantised state: made for GRU B at the previous sample */
-    k->sparse_i8_accum(st->rec_a, m->ga_subias, m->ga_wq, m->ga_idx, 3 * na / 8, st->ha_q,
-                       1.f / (128.f * 127.f));
+  PROF(0);
+  while (st->next_chunk < GA_CHUNKS) ga_chunk(st); /* what is left of the product */
+  PROF(1);
+  if (int8 && k->gru_update_fast) {
+    k->gru_update_fast(st->ha, st->cond_a, e0, e1, e2, st->rec_a, m->ga_diag, na, st->ha_q);
   } else {
-    k->sparse_sgemv_accum(st->rec_a, m->ga_rbias, m->ga_w, m->ga_idx, 3 * na / 8, st->ha);
+    k->gru_update(st->ha, st->cond_a, e0, e1, e2, st->rec_a, m->ga_diag, na);
+    if (int8) k->quantize_u8(st->ha_q, st->ha, na);
   }
-  k->gru_update(st->ha, st->cond_a, e0, e1, e2, st->rec_a, m->ga_diag, na);
+  st->next_chunk = 0; /* rec_a consumed: start on the next sample's product */
+  PROF(2);
 
   /* GRU B: input = GRU A state (block matrix) + frame conditioning */
   memcpy(st->in_b, st->cond_b, sizeof(float) * 3 * nb);
   if (int8) {
-    k->quantize_u8(st->ha_q, st->ha, na);
+    /* ha_q: the quantised new state (made with the update above) */
     if (m->gb_dense_q && k->dense_i8_accum)
       k->dense_i8_accum(st->in_b, m->gb_dense_q, na / 4, 3 * nb / 8, st->ha_q, 1.f / (128.f * 127.f));
     else
@@ -487,25 +636,47 @@ static int16_t sample_step(LPCNetSynthState *st, const float *lpc, float gain) {
   } else {
     k->sparse_sgemv_accum(st->in_b, NULL, m->gb_w, m->gb_idx, 3 * nb / 8, st->ha);
   }
+  ga_chunk(st);
+  PROF(3);
   memcpy(st->rec_b, m->gb_rbias, sizeof(float) * 3 * nb);
   k->sgemv_accum(st->rec_b, m->gb_rec_w, nb, 3 * nb, st->hb);
-  k->gru_update(st->hb, st->in_b, NULL, NULL, NULL, st->rec_b, NULL, nb);
-
+  if (int8 && k->gru_update_fast)
+    k->gru_update_fast(st->hb, st->in_b, NULL, NULL, NULL, st->rec_b, NULL, nb, NULL);
+  else
+    k->gru_update(st->hb, st->in_b, NULL, NULL, NULL, st->rec_b, NULL, nb);
+  ga_chunk(st);
+  PROF(4);
   if (st->probs) mdense_all(st, st->hb, st->probs + st->t * LEVELS);
 
-  /* binary tree, MSB first: node 2^b + bits so far (spec C.5). Two levels per step:
-   * the node and both of its children are evaluated together (shorter dependency chain). */
-  for (b = 0; b < 8; b += 2) {
-    int units[3], bit;
-    float x[3];
-    units[0] = (1 << b) + v;
-    units[1] = (1 << (b + 1)) + 2 * v;
-    units[2] = units[1] + 1;
-    k->mdense_units(m->md_w, m->md_b, m->md_f, st->hb, nb, units, 3, x);
-    bit = bit_of(st, gain * x[0], (int)(rng_next(st) >> 56));
-    v = 2 * v + bit;
-    v = 2 * v + bit_of(st, gain * x[1 + bit], (int)(rng_next(st) >> 56));
+  if (m->tree_t && k->tree4) {
+    /* four levels per step: the 15 nodes of a subtree evaluated and decided together */
+    float thr[8];
+    for (b = 0; b < 8; b++) {
+      const int r = (int)(rng_next(st) >> 56);
+      thr[b] = (st->flags & LPCNET_SYNTH_ARGMAX) ? 0.f : g_logit[r]; /* as bit_of() */
+    }
+    v = k->tree4(m->tree_t, st->hb, gain, thr);
+    ga_chunk(st);
+    ga_chunk(st);
+    ga_chunk(st);
+    v = 16 * v + k->tree4(m->tree_t + (size_t)(1 + v) * NNET_TREE_STRIDE, st->hb, gain, thr + 4);
+  } else {
+    /* binary tree, MSB first: node 2^b + bits so far (spec C.5). Two levels per step:
+     * the node and both of its children are evaluated together (shorter dependency chain). */
+    for (b = 0; b < 8; b += 2) {
+      int units[3], bit;
+      float x[3];
+      units[0] = (1 << b) + v;
+      units[1] = (1 << (b + 1)) + 2 * v;
+      units[2] = units[1] + 1;
+      k->mdense_units(m->md_w, m->md_b, m->md_f, st->hb, nb, units, 3, x);
+      bit = bit_of(st, gain * x[0], (int)(rng_next(st) >> 56));
+      v = 2 * v + bit;
+      v = 2 * v + bit_of(st, gain * x[1 + bit], (int)(rng_next(st) >> 56));
+      if (b < 6) ga_chunk(st); /* the last piece waits for the next sample's LPC prediction */
+    }
   }
+  PROF(5);
   if (st->forced) v = st->forced[st->t];
   st->exc = v;
   pcm = pred + g_ulaw2lin[v];
@@ -515,6 +686,7 @@ static int16_t sample_step(LPCNetSynthState *st, const float *lpc, float gain) {
   st->deemph = 0.85 * st->deemph + pcm;
   y = nearbyint(st->deemph);
   if (y != y) y = 0.0; /* non-finite features (C callers): no undefined conversion */
+  PROF(6);
   st->t++;
   return (int16_t)(y > 32767.0 ? 32767 : (y < -32768.0 ? -32768 : y));
 }
