@@ -341,15 +341,19 @@ class FastGaussianNoise(keras.layers.GaussianNoise):
     output at 384 units x batch 16 x 2400 samples, a seventh of a training step; NumPy's
     ziggurat is ~10x faster. Same distribution N(0, stddev^2), same seed generator state
     (saved in checkpoints, so resumed runs continue the stream); a different random stream
-    from Keras' for a given seed. On a GPU it is exactly ``keras.layers.GaussianNoise``.
+    from Keras' for a given seed. On a GPU, or with ``numpy_draws = False`` (what
+    ``lpcnet.model.use_native_ops(model, False)`` sets for XLA), it is ``keras.layers.GaussianNoise``.
     """
+
+    numpy_draws = True     # False: keras.layers.GaussianNoise's draws (e.g. under XLA)
 
     def call(self, inputs, training=False):
         if not (training and self.stddev > 0):
             return inputs
         import tensorflow as tf
 
-        if keras.backend.backend() != "tensorflow" or tf.config.list_logical_devices("GPU"):
+        if (not self.numpy_draws or keras.backend.backend() != "tensorflow"
+                or tf.config.list_logical_devices("GPU")):
             return super().call(inputs, training=training)
         noise = tf.numpy_function(_normal_noise, [tf.shape(inputs), self.seed_generator.next(),
                                                   self.stddev], tf.float32, stateful=False,

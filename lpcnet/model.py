@@ -168,15 +168,18 @@ def build_lpcnet(cfg: ModelConfig = ModelConfig(), *, training: bool = True, qua
     return LPCNetModels(model, encoder, decoder)
 
 
-def set_fused(model: keras.Model, fused: bool) -> None:
-    """Switch the native fused GRU loop on or off for every FusedGRU layer of ``model``.
+def use_native_ops(model: keras.Model, on: bool) -> None:
+    """Switch the kit's CPU ops (not XLA ops) on or off in every layer of ``model`` that has one.
 
-    Off is needed for XLA (``jit_compile``): the native op has no XLA kernel. Takes
-    effect when the train / predict function is next traced.
+    FusedGRU's native loop and FastGaussianNoise's NumPy draws run as ``tf.numpy_function``;
+    XLA (``jit_compile``) needs them off (then the layers are exactly keras.layers.GRU and
+    GaussianNoise). Takes effect when the train / predict function is next traced.
     """
     for layer in model.layers:
         if isinstance(layer, FusedGRU):
-            layer.fused = bool(fused)
+            layer.fused = bool(on)
+        elif isinstance(layer, FastGaussianNoise):
+            layer.numpy_draws = bool(on)
 
 
 # --- optimizer and compile (spec D.2, D.9) ---------------------------------------

@@ -355,7 +355,7 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig) -> dict:
             M.compile_lpcnet(model, M.make_optimizer(lr, tcfg.lr_decay,
                                                      loss_scale=amp == "float16"))
     model.jit_compile = tcfg.jit_compile
-    M.set_fused(model, not tcfg.jit_compile)   # the native GRU op is not an XLA op
+    M.use_native_ops(model, not tcfg.jit_compile)   # numpy_function ops are not XLA ops
     if initial_epoch >= tcfg.epochs:
         raise LpcnetError(f"{model_dir}: the run already reached epoch {initial_epoch} of "
                           f"{tcfg.epochs}; raise --epochs to train further")

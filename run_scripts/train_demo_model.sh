@@ -2,7 +2,8 @@
 # Reproduce the kit's demo model (docs/demo-model.md): GRU A 256 / GRU B 16 trained on the
 # Debian Asterisk English prompts (one female speaker), 8 prompts held out for evaluation.
 #
-# Usage: run_scripts/train_demo_model.sh [WORK_DIR]          (default $OUTPUT_DIR/demo_model)
+# Usage: run_scripts/train_demo_model.sh [WORK_DIR [extra `lpcnet train` flags...]]
+#   (WORK_DIR default $OUTPUT_DIR/demo_model)
 #   Re-run it to continue the run (--resume) for as long as you like; stop it any time
 #   (Ctrl-C): the last finished epoch is kept. Then export and evaluate as the doc shows.
 set -euo pipefail
@@ -29,11 +30,11 @@ EOF
   python -m lpcnet.cli dump-data -train --seed 1 --max-frames 600000 train.s16 features.f32 data.u8
 fi
 
-RESUME=()
-ls model/demo_256_*.keras >/dev/null 2>&1 && RESUME=(--resume True)
+# Continue the run if it has a checkpoint (extra `lpcnet train` flags may follow the folder).
+ls model/demo_256_*.keras >/dev/null 2>&1 && set -- --resume True "${@:2}" || set -- "${@:2}"
 # Dense GRU A (the sparsification schedule starts after the run): the best quality for the
 # few thousand steps a CPU gives in hours. One intra-op thread per core in TF_NUM_INTRAOP_THREADS.
-exec python -m lpcnet.cli train --features features.f32 --data data.u8 --model_dir model \
+exec python -m lpcnet.train --features features.f32 --data data.u8 --model_dir model \
   --output demo --grua-size 256 --batch_size 16 --epochs 60 --steps_per_epoch 250 \
   --sparsify-schedule 100000 200000 400 --use_performance True --enable_tensorboard True \
-  --seed 7 "${RESUME[@]}"
+  --use_horovod False --seed 7 "$@"

@@ -238,22 +238,39 @@ TGT static inline __m512 tanh16(__m512 x) {
                        _mm512_add_ps(_mm512_loadu_ps(in3 + (o)), _mm512_loadu_ps(in4 + (o)))) \
        : _mm512_loadu_ps(in + (o)))
 
+/* Units i..i+15 of a GRU update: the state hv, the update / reset gate pre-activations
+ * (input + recurrent sums, the diagonal included), the recurrent candidate sum rh and the
+ * candidate's input sum xh. Shared by the exact and the spline updates. */
+typedef struct {
+  __m512 hv, zpre, rpre, rh, xh;
+} GruPre16;
+
+TGT static inline GruPre16 gru_pre16(const float *h, const float *in, const float *in2,
+                                     const float *in3, const float *in4, const float *rec,
+                                     const float *diag, int n, int i) {
+  GruPre16 g;
+  __m512 rz = _mm512_loadu_ps(rec + i), rr = _mm512_loadu_ps(rec + n + i);
+  g.hv = _mm512_loadu_ps(h + i);
+  g.rh = _mm512_loadu_ps(rec + 2 * n + i);
+  if (diag) {
+    rz = _mm512_fmadd_ps(_mm512_loadu_ps(diag + i), g.hv, rz);
+    rr = _mm512_fmadd_ps(_mm512_loadu_ps(diag + n + i), g.hv, rr);
+    g.rh = _mm512_fmadd_ps(_mm512_loadu_ps(diag + 2 * n + i), g.hv, g.rh);
+  }
+  g.zpre = _mm512_add_ps(LOAD_IN16(i), rz);
+  g.rpre = _mm512_add_ps(LOAD_IN16(n + i), rr);
+  g.xh = LOAD_IN16(2 * n + i);
+  return g;
+}
+
 TGT static void gru_update_avx512(float *h, const float *in, const float *in2, const float *in3,
                                   const float *in4, const float *rec, const float *diag, int n) {
   int i = 0;
   for (; i + 16 <= n; i += 16) {
-    __m512 hv = _mm512_loadu_ps(h + i);
-    __m512 rz = _mm512_loadu_ps(rec + i), rr = _mm512_loadu_ps(rec + n + i);
-    __m512 rh = _mm512_loadu_ps(rec + 2 * n + i), z, r, hh;
-    if (diag) {
-      rz = _mm512_fmadd_ps(_mm512_loadu_ps(diag + i), hv, rz);
-      rr = _mm512_fmadd_ps(_mm512_loadu_ps(diag + n + i), hv, rr);
-      rh = _mm512_fmadd_ps(_mm512_loadu_ps(diag + 2 * n + i), hv, rh);
-    }
-    z = sigmoid16(_mm512_add_ps(LOAD_IN16(i), rz));
-    r = sigmoid16(_mm512_add_ps(LOAD_IN16(n + i), rr));
-    hh = tanh16(_mm512_fmadd_ps(r, rh, LOAD_IN16(2 * n + i)));
-    _mm512_storeu_ps(h + i, _mm512_fmadd_ps(z, _mm512_sub_ps(hv, hh), hh));
+    GruPre16 g = gru_pre16(h, in, in2, in3, in4, rec, diag, n, i);
+    __m512 z = sigmoid16(g.zpre), r = sigmoid16(g.rpre);
+    __m512 hh = tanh16(_mm512_fmadd_ps(r, g.rh, g.xh));
+    _mm512_storeu_ps(h + i, _mm512_fmadd_ps(z, _mm512_sub_ps(g.hv, hh), hh));
   }
   if (i < n) nnet_gru_update_avx2_from(h, in, in2, in3, in4, rec, diag, n, i);
 }
@@ -334,19 +351,13 @@ TGT static void gru_update_fast_avx512(float *h, const float *in, const float *i
     return;
   }
   for (; i < n; i += 16) {
-    __m512 hv = _mm512_loadu_ps(h + i);
-    __m512 rz = _mm512_loadu_ps(rec + i), rr = _mm512_loadu_ps(rec + n + i);
-    __m512 rh = _mm512_loadu_ps(rec + 2 * n + i), z, r, hh;
-    if (diag) {
-      rz = _mm512_fmadd_ps(_mm512_loadu_ps(diag + i), hv, rz);
-      rr = _mm512_fmadd_ps(_mm512_loadu_ps(diag + n + i), hv, rr);
-      rh = _mm512_fmadd_ps(_mm512_loadu_ps(diag + 2 * n + i), hv, rh);
-    }
-    z = sig_spline16(&t, _mm512_fmadd_ps(_mm512_add_ps(LOAD_IN16(i), rz), s1, c16));
-    r = sig_spline16(&t, _mm512_fmadd_ps(_mm512_add_ps(LOAD_IN16(n + i), rr), s1, c16));
-    hh = sig_spline16(&t, _mm512_fmadd_ps(_mm512_fmadd_ps(r, rh, LOAD_IN16(2 * n + i)), s2, c16));
+    GruPre16 g = gru_pre16(h, in, in2, in3, in4, rec, diag, n, i);
+    __m512 z = sig_spline16(&t, _mm512_fmadd_ps(g.zpre, s1, c16));
+    __m512 r = sig_spline16(&t, _mm512_fmadd_ps(g.rpre, s1, c16));
+    __m512 hh = sig_spline16(&t, _mm512_fmadd_ps(_mm512_fmadd_ps(r, g.rh, g.xh), s2, c16));
+    __m512 hv;
     hh = _mm512_fmsub_ps(two, hh, one);
-    hv = _mm512_fmadd_ps(z, _mm512_sub_ps(hv, hh), hh);
+    hv = _mm512_fmadd_ps(z, _mm512_sub_ps(g.hv, hh), hh);
     _mm512_storeu_ps(h + i, hv);
     if (q) { /* as nnet_quantize_u8_avx2 */
       __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(hv, q127), qm127), q127);
