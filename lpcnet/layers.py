@@ -280,9 +280,10 @@ class FusedGRU(keras.layers.GRU):
     same maths and the same cell for step-by-step decoding; only the whole-sequence
     call differs: ``x . kernel`` for all T steps as one matmul in the layer's compute
     dtype, then the recurrence forward/backward in C (``lpcnet.fused_gru``). With
-    ``fused=False``, with a mask, dropout, ``go_backwards`` or another activation, or when
-    the kernel is not built, it is exactly ``keras.layers.GRU``. The native op is not an
-    XLA op: the layer reports ``supports_jit = False`` when it takes the fused path.
+    ``fused=False``, with a mask, dropout, ``go_backwards`` or another activation, on a
+    GPU (cuDNN), or when the kernel is not built, it is exactly ``keras.layers.GRU``. The
+    native op is not an XLA op: the layer reports ``supports_jit = False`` when it takes
+    the fused path.
     """
 
     def __init__(self, units, fused: bool = True, **kwargs):
@@ -290,15 +291,19 @@ class FusedGRU(keras.layers.GRU):
         self.fused = bool(fused)
 
     def _can_fuse(self, mask) -> bool:
-        from lpcnet import fused_gru
-
         cell = self.cell
-        return (self.fused and mask is None and not self.go_backwards and cell.reset_after
+        if not (self.fused and mask is None and not self.go_backwards and cell.reset_after
                 and not cell.dropout and not cell.recurrent_dropout and not self.stateful
                 and cell.use_bias and keras.backend.backend() == "tensorflow"
                 and cell.activation is keras.activations.tanh
-                and cell.recurrent_activation is keras.activations.sigmoid
-                and fused_gru.available())
+                and cell.recurrent_activation is keras.activations.sigmoid):
+            return False
+        import tensorflow as tf
+
+        from lpcnet import fused_gru
+
+        # On a GPU, Keras' cuDNN GRU is the fast path (and the native op would run on the host).
+        return not tf.config.list_logical_devices("GPU") and fused_gru.available()
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if isinstance(initial_state, (list, tuple)):
