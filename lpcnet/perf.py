@@ -290,6 +290,13 @@ def bench_train(args=None, *, gru_a: int = 384, gru_b: int = 16, batch: int = 16
     for name, r in results.items():
         print(f"  {name:15s} {r['seq_per_s']:7.2f} seq/s  median {r['s_per_step_median']:6.3f} s/step "
               f"(p90 {r['s_per_step_p90']:.3f})")
+    ratios = {}
+    for key, (num, den), target in (("ours_over_plain_fp32", ("ours_fp32", "keras_fit_fp32"), 1.5),
+                                    ("amp_bf16_over_fp32", ("ours_amp_bf16", "ours_fp32"), 1.3)):
+        if num in results and den in results:
+            ratios[key] = results[num]["seq_per_s"] / results[den]["seq_per_s"]
+            print(f"  {num} / {den}: {ratios[key]:.2f}x (issue 5 target >= {target}x)")
+    out["ratios"] = ratios
     return out
 
 

@@ -288,3 +288,6 @@ def test_bench_train_smoke(slice_training_pair):
                     variants=("ours_fp32", "keras_fit_fp32"))
     assert set(r["variants"]) == {"ours_fp32", "keras_fit_fp32"}
     assert all(v["seq_per_s"] > 0 and v["steps"] == 2 for v in r["variants"].values())
+    v = r["variants"]
+    assert set(r["ratios"]) == {"ours_over_plain_fp32"}
+    assert abs(r["ratios"]["ours_over_plain_fp32"] - v["ours_fp32"]["seq_per_s"] / v["keras_fit_fp32"]["seq_per_s"]) < 1e-9
