@@ -176,3 +176,15 @@ def test_bf16_products_stay_close_to_float32():
     for a, c in zip(out[False], out[True]):
         # bfloat16 keeps 8 significant bits: ~0.4 % per product, sums in float32.
         assert np.abs(a - c).max() <= 0.03 * np.abs(a).max()
+
+
+def test_kernel_under_address_and_undefined_behaviour_sanitizers(tmp_path):
+    """native/tests/test_gru_asan.c: all SIMD levels, bf16, threads, odd sizes vs a double reference."""
+    import subprocess
+    from pathlib import Path
+
+    native = Path(__file__).resolve().parents[1] / "native"
+    res = subprocess.run(["make", "-s", "-C", str(native), "asan-gru", f"BUILD={tmp_path}"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert res.stdout.strip().endswith("ok")
