@@ -86,6 +86,23 @@ TGT static void sparse_sgemv_accum_avx512(float *out, const float *bias, const f
   }
 }
 
+/* Two int8 4x8 blocks (inputs idx[0..1]) into two independent VNNI accumulators. */
+TGT static inline void vnni_two_blocks(__m256i *a0, __m256i *a1, const uint8_t *x,
+                                       const int32_t *idx, const int8_t *w) {
+  int32_t x0, x1;
+  memcpy(&x0, x + idx[0], 4);
+  memcpy(&x1, x + idx[1], 4);
+  *a0 = _mm256_dpbusd_epi32(*a0, _mm256_set1_epi32(x0), _mm256_loadu_si256((const __m256i *)w));
+  *a1 = _mm256_dpbusd_epi32(*a1, _mm256_set1_epi32(x1), _mm256_loadu_si256((const __m256i *)(w + 32)));
+}
+
+/* out[8 outputs] = init + scale * (a0 + a1) */
+TGT static inline void vnni_store_group(float *out, const float *init, __m256i a0, __m256i a1,
+                                        __m256 sc) {
+  a0 = _mm256_add_epi32(a0, a1);
+  _mm256_storeu_ps(out, _mm256_fmadd_ps(_mm256_cvtepi32_ps(a0), sc, _mm256_loadu_ps(init)));
+}
+
 TGT static void sparse_i8_accum_vnni(float *out, const float *bias, const int8_t *w,
                                      const int32_t *idx, int ngroups, const uint8_t *x, float scale) {
   int g, b;
@@ -94,22 +111,18 @@ TGT static void sparse_i8_accum_vnni(float *out, const float *bias, const int8_t
   for (g = 0; g < ngroups; g++) {
     int count = *idx++;
     __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
-    int32_t x0, x1;
     for (b = 0; b + 2 <= count; b += 2) {
-      memcpy(&x0, x + idx[0], 4);
-      memcpy(&x1, x + idx[1], 4);
-      a0 = _mm256_dpbusd_epi32(a0, _mm256_set1_epi32(x0), _mm256_loadu_si256((const __m256i *)w));
-      a1 = _mm256_dpbusd_epi32(a1, _mm256_set1_epi32(x1), _mm256_loadu_si256((const __m256i *)(w + 32)));
+      vnni_two_blocks(&a0, &a1, x, idx, w);
       idx += 2;
       w += 64;
     }
     if (b < count) {
+      int32_t x0;
       memcpy(&x0, x + *idx++, 4);
       a0 = _mm256_dpbusd_epi32(a0, _mm256_set1_epi32(x0), _mm256_loadu_si256((const __m256i *)w));
       w += 32;
     }
-    a0 = _mm256_add_epi32(a0, a1);
-    _mm256_storeu_ps(out + 8 * g, _mm256_fmadd_ps(_mm256_cvtepi32_ps(a0), sc, _mm256_loadu_ps(init + 8 * g)));
+    vnni_store_group(out + 8 * g, init + 8 * g, a0, a1, sc);
   }
 }
 
@@ -125,16 +138,11 @@ TGT static void sparse_i8_accum_even_vnni(float *out, const float *bias, const i
     __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
     idx++;
     do {
-      int32_t x0, x1;
-      memcpy(&x0, x + idx[0], 4);
-      memcpy(&x1, x + idx[1], 4);
-      a0 = _mm256_dpbusd_epi32(a0, _mm256_set1_epi32(x0), _mm256_loadu_si256((const __m256i *)w));
-      a1 = _mm256_dpbusd_epi32(a1, _mm256_set1_epi32(x1), _mm256_loadu_si256((const __m256i *)(w + 32)));
+      vnni_two_blocks(&a0, &a1, x, idx, w);
       idx += 2;
       w += 64;
     } while (idx < end);
-    a0 = _mm256_add_epi32(a0, a1);
-    _mm256_storeu_ps(out + 8 * g, _mm256_fmadd_ps(_mm256_cvtepi32_ps(a0), sc, _mm256_loadu_ps(init + 8 * g)));
+    vnni_store_group(out + 8 * g, init + 8 * g, a0, a1, sc);
   }
 }
 
