@@ -20,10 +20,12 @@ if [ ! -f data.u8 ]; then
 import sys
 from pathlib import Path
 from lpcnet.data import DEFAULT_EXCLUDES, collect_inputs
-held = set(Path(sys.argv[2]).read_text().split())
-files = collect_inputs([Path(sys.argv[1])], DEFAULT_EXCLUDES)
-Path("train.list").write_text("".join(f"{f}\n" for f in files if f.name not in held))
-Path("heldout.list").write_text("".join(f"{f}\n" for f in files if f.name in held))
+root = Path(sys.argv[1])
+held = set(Path(sys.argv[2]).read_text().split())       # paths relative to the prompt folder
+files = collect_inputs([root], DEFAULT_EXCLUDES)
+rel = lambda f: str(Path(f).relative_to(root))
+Path("train.list").write_text("".join(f"{f}\n" for f in files if rel(f) not in held))
+Path("heldout.list").write_text("".join(f"{f}\n" for f in files if rel(f) in held))
 EOF
   python -m lpcnet.cli prepare --list train.list -o train.s16
   # Four passes of training-mode augmentation over the 24 min of speech (600 000 frames).
