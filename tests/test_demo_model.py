@@ -20,24 +20,27 @@ def test_demo_model_files_are_small_and_the_blob_is_the_export_of_the_checkpoint
     assert blob_to_bytes(blob_from_weights(weights, cfg, int8=True)) == DEMO_BLOB.read_bytes()
 
 
+# Floors a little under the scores of docs/demo-model.md (float / int8, seed 0: a0007 STOI 0.81 /
+# 0.82, PESQ-WB 1.14 / 1.13; a0009 STOI 0.91 / 0.89, PESQ-WB 1.50 / 1.38, gross pitch error 0.7 %).
+# The male a0007's pitch is not reproduced (GPE ~50 %: the model only heard a female voice), so
+# only the female utterance has a pitch floor.
+FLOORS = {"arctic_a0007.wav": dict(stoi=0.76, pesq_wb=1.06, gpe_pct=None),
+          "arctic_a0009.wav": dict(stoi=0.84, pesq_wb=1.25, gpe_pct=5.0)}
+
+
 @pytest.mark.parametrize("wav", [HELDOUT_WAV, SLICE_TRAIN_WAV], ids=["male_a0007", "female_a0009"])
 def test_demo_model_copy_synthesis_is_the_same_speech(wav):
-    """Neither ARCTIC speaker was trained on: intelligibility and pitch must carry over."""
+    """Neither ARCTIC speaker was trained on: the speech must stay intelligible."""
     from lpcnet.audio import load_speech
     from lpcnet.quality import score_pair
     from lpcnet.synth import copy_synthesis
 
     ref, _ = load_speech(wav)
-    scores = {}
-    for name, model in (("demo", DEMO_BLOB), ("demo_int8", DEMO_BLOB)):
-        syn = copy_synthesis(wav, model, seed=0, int8=name.endswith("int8"))
+    floor = FLOORS[wav.name]
+    for int8 in (False, True):
+        syn = copy_synthesis(wav, DEMO_BLOB, seed=0, int8=int8)
         assert len(syn) == len(ref) // 160 * 160 and np.isfinite(syn).all()
-        scores[name] = score_pair(ref, syn, use_dnsmos=False)
-    for s in scores.values():
-        assert s["stoi"] >= STOI_MIN, scores
-        assert s["gpe_pct"] <= GPE_MAX_PCT, scores
-        assert s["pesq_wb"] >= PESQ_MIN, scores
-
-
-# Floors a little under what docs/demo-model.md reports for these two utterances.
-STOI_MIN, GPE_MAX_PCT, PESQ_MIN = 0.0, 100.0, 1.0
+        s = score_pair(ref, syn, use_dnsmos=False)
+        assert s["stoi"] >= floor["stoi"] and s["pesq_wb"] >= floor["pesq_wb"], (int8, s)
+        if floor["gpe_pct"] is not None:
+            assert s["gpe_pct"] <= floor["gpe_pct"], (int8, s)
