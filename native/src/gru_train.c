@@ -41,6 +41,15 @@ typedef struct {
 
 static int round_up(int n, int m) { return (n + m - 1) / m * m; }
 
+/* Rows per register-blocked matmul call: the largest of 16, 8, 4, 2, 1 not above nb; *k is
+ * its index in the kernel tables (0 for 1 row ... 4 for 16 rows). */
+static inline int row_block(int nb, int *k)
+{
+    int n = 16;
+    for (*k = 4; n > nb; n >>= 1) --*k;
+    return n;
+}
+
 /* P[jp][k][c] = M(k, jp*16 + c) with M(k, j) = base[k*sk + j*sj], zero past N. */
 static void pack_panels(const float *base, size_t sk, size_t sj, int K, int N, float *P)
 {
@@ -206,15 +215,11 @@ DEFINE_MM512(16)
 static void matmul_512(int nb, int K, int Np, const float *X, size_t ldx, const float *P,
                        const float *bias, float *Y, size_t ldy)
 {
+    static void (*const mm[5])(int, int, const float *, size_t, const float *, const float *,
+                               float *, size_t) = { mm512_1, mm512_2, mm512_4, mm512_8, mm512_16 };
     while (nb > 0) {
-        int n = nb >= 16 ? 16 : nb >= 8 ? 8 : nb >= 4 ? 4 : nb >= 2 ? 2 : 1;
-        switch (n) {
-        case 16: mm512_16(K, Np, X, ldx, P, bias, Y, ldy); break;
-        case 8: mm512_8(K, Np, X, ldx, P, bias, Y, ldy); break;
-        case 4: mm512_4(K, Np, X, ldx, P, bias, Y, ldy); break;
-        case 2: mm512_2(K, Np, X, ldx, P, bias, Y, ldy); break;
-        default: mm512_1(K, Np, X, ldx, P, bias, Y, ldy); break;
-        }
+        int k, n = row_block(nb, &k);
+        mm[k](K, Np, X, ldx, P, bias, Y, ldy);
         X += n * ldx;
         Y += n * ldy;
         nb -= n;
@@ -305,15 +310,11 @@ DEFINE_MMBF16(16)
 static void matmul_bf16_512(int nb, int Kp, int Np, const uint32_t *Xp, const uint32_t *P,
                             const float *bias, float *Y, size_t ldy)
 {
+    static void (*const mm[5])(int, int, const uint32_t *, const uint32_t *, const float *,
+                               float *, size_t) = { mmbf16_1, mmbf16_2, mmbf16_4, mmbf16_8, mmbf16_16 };
     while (nb > 0) {
-        int n = nb >= 16 ? 16 : nb >= 8 ? 8 : nb >= 4 ? 4 : nb >= 2 ? 2 : 1;
-        switch (n) {
-        case 16: mmbf16_16(Kp, Np, Xp, P, bias, Y, ldy); break;
-        case 8: mmbf16_8(Kp, Np, Xp, P, bias, Y, ldy); break;
-        case 4: mmbf16_4(Kp, Np, Xp, P, bias, Y, ldy); break;
-        case 2: mmbf16_2(Kp, Np, Xp, P, bias, Y, ldy); break;
-        default: mmbf16_1(Kp, Np, Xp, P, bias, Y, ldy); break;
-        }
+        int k, n = row_block(nb, &k);
+        mm[k](Kp, Np, Xp, P, bias, Y, ldy);
         Xp += (size_t)n * Kp;
         Y += n * ldy;
         nb -= n;
