@@ -1,0 +1,380 @@
+"""Quality tracked while training: held-out speech copy-synthesised and scored beside training.
+
+Every ``--eval-every`` steps and at each epoch end, rank 0 hands the current weights (as a
+native weight blob) to a scoring process. That process copy-synthesises each held-out
+utterance with the native engine, scores it against the recording with the kit's metrics
+(:mod:`lpcnet.quality`: STOI, PESQ-WB, gross pitch error, f0 RMSE, DNSMOS, ...) and writes
+
+* ``<model_dir>/eval/quality.jsonl`` and ``quality.csv``: one row per (step, utterance);
+* TensorBoard scalars ``quality/<metric>`` (mean over utterances) and ``quality_<group>/<metric>``
+  (per voice), and the synthesised audio of the first utterances, in ``<model_dir>/tensorboard/eval``;
+* ``<model_dir>/eval/step_<step>/<utterance>.wav``, the synthesised audio.
+
+Training never waits for scoring: the scoring process runs at a lower priority, and an
+evaluation that falls due while the previous one is still being scored is skipped (and
+counted). The time the callback itself takes (a weight snapshot and a blob export) is
+reported at the end of training. ``score_checkpoints`` scores saved checkpoints the same way
+after the fact (e.g. a run started without ``--eval-audio``).
+
+Utterance names: the file stem; the *group* (voice) is the part before ``__`` in the stem
+(``it_IT_m_Carlo__vm-intro`` -> ``it_IT_m_Carlo``), else the stem itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing as mp
+import os
+import queue
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lpcnet.errors import LpcnetError
+from lpcnet.formats import SAMPLE_RATE, atomic_output
+
+EVAL_DIR = "eval"
+ROWS_JSONL = "quality.jsonl"
+ROWS_CSV = "quality.csv"
+#: Metrics written to TensorBoard and plotted (all of lpcnet.quality's are kept in the rows).
+TRACKED = ("stoi", "pesq_wb", "gpe_pct", "f0_rmse_cents", "dnsmos_ovrl", "lsd_db")
+#: Utterances whose audio goes to TensorBoard at every evaluation.
+TB_AUDIO_UTTERANCES = 4
+
+
+def utterance_group(path) -> str:
+    """Voice group of an evaluation file: the stem's part before ``__`` (else the stem)."""
+    stem = Path(path).stem
+    return stem.split("__", 1)[0]
+
+
+def eval_files(inputs) -> list[Path]:
+    """Evaluation audio from files and folders (folders: audio files, sorted); at least one."""
+    from lpcnet.data import collect_inputs
+
+    files = collect_inputs(list(inputs), exclude=())
+    if not files:
+        raise LpcnetError(f"--eval-audio {' '.join(map(str, inputs))}: no audio files found")
+    names = [Path(f).stem for f in files]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise LpcnetError(f"--eval-audio: utterance names must be unique, repeated: {dup[:5]}")
+    return [Path(f) for f in files]
+
+
+# --- scoring (runs in the scoring process, or directly) -------------------------------------
+def score_blob(blob_path, files, *, step: int, sequences: int, epoch: int | None = None,
+               audio_dir=None, seed: int = 0, use_dnsmos: bool = True) -> list[dict]:
+    """Copy-synthesise every file with the native engine from ``blob_path`` and score it.
+
+    Returns one row per file: ``step``, ``sequences``, ``epoch``, ``utterance``, ``group``,
+    the metrics of :func:`lpcnet.quality.score_pair` (any pair is scored: an early
+    model's output need not resemble speech), ``synth_s`` (wall seconds of synthesis + scoring).
+    With ``audio_dir`` the synthesised speech is written there as ``<utterance>.wav``.
+    """
+    from lpcnet.audio import load_speech, write_wav
+    from lpcnet.quality import score_pair
+    from lpcnet.synth import copy_synthesis
+
+    rows = []
+    for f in files:
+        t0 = time.perf_counter()
+        syn = copy_synthesis(f, blob_path, engine="native", align=True, seed=seed)
+        ref, _ = load_speech(f)
+        n = min(len(ref), len(syn))
+        row = {"step": int(step), "sequences": int(sequences), "epoch": epoch,
+               "utterance": Path(f).stem, "group": utterance_group(f)}
+        try:
+            row.update(score_pair(ref[:n], syn[:n].astype(np.float32) / 32768.0,
+                                  use_dnsmos=use_dnsmos, min_envelope_corr=-1.0))
+        except LpcnetError as exc:            # e.g. a silent synthesis: keep the row, say why
+            row["error"] = str(exc)
+        row["synth_s"] = round(time.perf_counter() - t0, 3)
+        if audio_dir is not None:
+            write_wav(Path(audio_dir) / f"{Path(f).stem}.wav", syn)
+        rows.append(row)
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Rows of one evaluation -> ``{"all": {metric: mean}, group: {metric: mean}, ...}``."""
+    out = {}
+    for name, mine in [("all", rows)] + [(g, [r for r in rows if r["group"] == g])
+                                         for g in dict.fromkeys(r["group"] for r in rows)]:
+        means = {}
+        for m in TRACKED:
+            vals = [r[m] for r in mine if isinstance(r.get(m), float) and np.isfinite(r[m])]
+            if vals:
+                means[m] = float(np.mean(vals))
+        out[name] = means
+    return out
+
+
+def append_rows(eval_dir, rows: list[dict]) -> None:
+    """Append rows to ``quality.jsonl`` and rewrite ``quality.csv`` from it (atomically)."""
+    eval_dir = Path(eval_dir)
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    jsonl = eval_dir / ROWS_JSONL
+    old = jsonl.read_text() if jsonl.is_file() else ""
+    with atomic_output(jsonl, "w") as f:
+        f.write(old + "".join(json.dumps(r) + "\n" for r in rows))
+    all_rows = load_rows(eval_dir)
+    keys = list(dict.fromkeys(k for r in all_rows for k in r))
+    with atomic_output(eval_dir / ROWS_CSV, "w") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(all_rows)
+
+
+def load_rows(path) -> list[dict]:
+    """Rows of ``quality.jsonl`` (``path``: the file, its eval folder, or the model_dir)."""
+    p = Path(path)
+    for cand in (p, p / ROWS_JSONL, p / EVAL_DIR / ROWS_JSONL):
+        if cand.is_file():
+            return [json.loads(line) for line in cand.read_text().splitlines() if line.strip()]
+    raise LpcnetError(f"{path}: no {ROWS_JSONL} (expected a training run evaluated with --eval-audio)")
+
+
+def history(rows: list[dict], group: str = "all") -> list[dict]:
+    """Per-evaluation means: ``[{"step", "sequences", metric: mean, ...}]`` sorted by step."""
+    out = []
+    for step in sorted({r["step"] for r in rows}):
+        mine = [r for r in rows if r["step"] == step]
+        means = summarize(mine).get(group)
+        if means is not None:
+            out.append({"step": step, "sequences": mine[0]["sequences"], **means})
+    return out
+
+
+def _tb_write(writer, rows: list[dict], files, audio_dir) -> None:
+    import tensorflow as tf
+
+    from lpcnet.audio import load_speech
+
+    step = rows[0]["step"]
+    with writer.as_default(step=step):
+        for group, means in summarize(rows).items():
+            prefix = "quality" if group == "all" else f"quality_{group}"
+            for m, v in means.items():
+                tf.summary.scalar(f"{prefix}/{m}", v)
+        for f in list(files)[:TB_AUDIO_UTTERANCES]:
+            wav = Path(audio_dir) / f"{Path(f).stem}.wav"
+            if wav.is_file():
+                x, _ = load_speech(wav)
+                tf.summary.audio(f"audio/{Path(f).stem}", x[None, :, None], SAMPLE_RATE, max_outputs=1)
+    writer.flush()
+
+
+def _scoring_process(jobs, done, files, model_dir, use_dnsmos: bool, tensorboard: bool) -> None:
+    """Body of the scoring process: score each job's blob until ``None`` arrives."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for k in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ[k] = "1"
+    try:
+        os.nice(10)                   # training keeps priority on a busy machine
+    except OSError:
+        pass
+    eval_dir = Path(model_dir) / EVAL_DIR
+    writer = None
+    while True:
+        job = jobs.get()
+        if job is None:
+            break
+        audio_dir = eval_dir / f"step_{job['step']:07d}"
+        audio_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            rows = score_blob(job["blob"], files, step=job["step"], sequences=job["sequences"],
+                              epoch=job["epoch"], audio_dir=audio_dir, use_dnsmos=use_dnsmos)
+            append_rows(eval_dir, rows)
+            if tensorboard:
+                if writer is None:
+                    import tensorflow as tf
+
+                    writer = tf.summary.create_file_writer(str(Path(model_dir) / "tensorboard" / "eval"))
+                _tb_write(writer, rows, files, audio_dir)
+            done.put({"step": job["step"], "ok": True, "all": summarize(rows)["all"]})
+        except Exception as exc:                       # report, keep serving the next jobs
+            done.put({"step": job["step"], "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+        finally:
+            Path(job["blob"]).unlink(missing_ok=True)
+    if writer is not None:
+        writer.close()
+
+
+class QualityTracker:
+    """Owns the scoring process and its queues; the training side only calls :meth:`submit`.
+
+    ``submit`` exports the given weights to a blob file and queues it, unless a previous
+    evaluation is still waiting (then it returns False: skipped). ``close`` waits for the
+    queued evaluations to finish (``timeout`` seconds at most) and stops the process.
+    """
+
+    def __init__(self, files, model_dir, *, use_dnsmos: bool = True, tensorboard: bool = True):
+        self.files = [str(f) for f in files]
+        self.model_dir = Path(model_dir)
+        (self.model_dir / EVAL_DIR).mkdir(parents=True, exist_ok=True)
+        ctx = mp.get_context("spawn")                  # no fork of a TensorFlow process
+        self.jobs, self.done = ctx.Queue(), ctx.Queue()
+        self.proc = ctx.Process(target=_scoring_process, name="lpcnet-quality",
+                                args=(self.jobs, self.done, self.files, str(self.model_dir),
+                                      use_dnsmos, tensorboard), daemon=True)
+        self.proc.start()
+        self.pending = 0
+        self.submitted = self.skipped = 0
+        self.callback_s = 0.0
+        self.results: list[dict] = []
+
+    def _collect(self) -> None:
+        while True:
+            try:
+                r = self.done.get_nowait()
+            except queue.Empty:
+                return
+            self.pending -= 1
+            self.results.append(r)
+            if not r["ok"]:
+                print(f"quality evaluation at step {r['step']} failed: {r['error']}", flush=True)
+
+    def submit(self, weights: dict, cfg, *, step: int, sequences: int, epoch: int | None) -> bool:
+        """Queue an evaluation of ``weights`` (``{layer: {var: array}}``); False when skipped."""
+        from lpcnet.export import blob_from_weights, write_blob
+
+        t0 = time.perf_counter()
+        self._collect()
+        if self.pending > 0 or not self.proc.is_alive():
+            self.skipped += 1
+            self.callback_s += time.perf_counter() - t0
+            return False
+        blob = self.model_dir / EVAL_DIR / f".step_{step:07d}.bin"
+        write_blob(blob, blob_from_weights(weights, cfg))
+        self.jobs.put({"blob": str(blob), "step": int(step), "sequences": int(sequences), "epoch": epoch})
+        self.pending += 1
+        self.submitted += 1
+        self.callback_s += time.perf_counter() - t0
+        return True
+
+    def close(self, timeout: float = 600.0) -> None:
+        """Finish the queued evaluations (at most ``timeout`` s), then stop the process."""
+        deadline = time.monotonic() + timeout
+        while self.pending > 0 and self.proc.is_alive() and time.monotonic() < deadline:
+            try:
+                self.results.append(self.done.get(timeout=1.0))
+                self.pending -= 1
+            except queue.Empty:
+                pass
+        self.jobs.put(None)
+        self.proc.join(timeout=max(1.0, deadline - time.monotonic()))
+        if self.proc.is_alive():
+            self.proc.terminate()
+        self._collect()
+
+    def report(self, train_s: float) -> str:
+        """One line: evaluations done / skipped and the training-side time they cost."""
+        share = 100.0 * self.callback_s / train_s if train_s > 0 else 0.0
+        ok = sum(1 for r in self.results if r["ok"])
+        return (f"quality: {ok} evaluations scored, {self.skipped} skipped (scorer busy); "
+                f"training-side cost {self.callback_s:.2f} s ({share:.2f} % of {train_s:.0f} s)")
+
+
+# --- after the fact: score saved checkpoints --------------------------------------------------
+def score_checkpoints(checkpoints, files, model_dir, *, steps_per_epoch: int, global_batch: int,
+                      use_dnsmos: bool = True, progress: bool = True) -> list[dict]:
+    """Score saved checkpoints (``<prefix>_<grua>_<epoch>.keras``) not yet in ``quality.jsonl``.
+
+    Step of a checkpoint = epoch x ``steps_per_epoch``; sequences = step x ``global_batch``.
+    Returns the new rows (also appended to ``<model_dir>/eval``).
+    """
+    from tqdm.auto import tqdm
+
+    from lpcnet.export import blob_from_weights, write_blob
+    from lpcnet.model import config_from_weights, read_checkpoint_weights
+
+    eval_dir = Path(model_dir) / EVAL_DIR
+    try:
+        seen = {r["step"] for r in load_rows(eval_dir)}
+    except LpcnetError:
+        seen = set()
+    new = []
+    for ckpt in tqdm(list(checkpoints), desc="score checkpoints", unit="ckpt", disable=not progress):
+        epoch = int(Path(ckpt).stem.rsplit("_", 1)[1])
+        step = epoch * steps_per_epoch
+        if step in seen:
+            continue
+        weights = read_checkpoint_weights(ckpt)
+        blob = eval_dir / f".step_{step:07d}.bin"
+        eval_dir.mkdir(parents=True, exist_ok=True)
+        write_blob(blob, blob_from_weights(weights, config_from_weights(weights)))
+        try:
+            rows = score_blob(blob, files, step=step, sequences=step * global_batch, epoch=epoch,
+                              audio_dir=eval_dir / f"step_{step:07d}", use_dnsmos=use_dnsmos)
+        finally:
+            blob.unlink(missing_ok=True)
+        append_rows(eval_dir, rows)
+        new += rows
+    return new
+
+
+def plot_time_to_quality(rows: list[dict], metrics=("stoi", "pesq_wb", "gpe_pct", "dnsmos_ovrl"),
+                         by_group: bool = True, reference: dict | None = None):
+    """Quality against training sequences seen -> Figure, one panel per metric.
+
+    ``by_group`` adds one thin line per voice group under the bold mean; ``reference``
+    (``{metric: value}``, e.g. the recordings' own DNSMOS or a target) draws dashed lines.
+    """
+    from matplotlib.figure import Figure
+
+    from lpcnet.quality import METRICS
+
+    if not rows:
+        raise LpcnetError("no quality rows to plot")
+    metrics = [m for m in metrics if any(m in r for r in rows)]
+    fig = Figure(figsize=(4.2 * len(metrics), 3.2), layout="constrained")
+    groups = list(dict.fromkeys(r["group"] for r in rows)) if by_group else []
+    for i, m in enumerate(metrics):
+        ax = fig.add_subplot(1, len(metrics), i + 1)
+        for g in groups:
+            h = [p for p in history(rows, g) if m in p]
+            ax.plot([p["sequences"] for p in h], [p[m] for p in h], lw=0.8, alpha=0.6, label=g)
+        h = [p for p in history(rows) if m in p]
+        ax.plot([p["sequences"] for p in h], [p[m] for p in h], "k-o", lw=2, ms=3, label="mean")
+        if reference and m in reference:
+            ax.axhline(reference[m], ls="--", c="gray", lw=1)
+        ax.set(xlabel="training sequences seen", title=f"{m} ({'higher' if METRICS[m] else 'lower'} is better)")
+        ax.grid(alpha=0.3)
+    if groups:
+        fig.axes[0].legend(fontsize=7)
+    return fig
+
+
+def main(argv=None) -> int:
+    """``python -m lpcnet.train_eval MODEL_DIR --eval-audio WAV...``: score saved checkpoints."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m lpcnet.train_eval",
+                                 description="score the saved checkpoints of a training run on held-out speech")
+    ap.add_argument("model_dir")
+    ap.add_argument("--eval-audio", nargs="+", required=True, help="held-out wavs or folders")
+    ap.add_argument("--every", type=int, default=1, help="score every N-th checkpoint (default all)")
+    ap.add_argument("--no-dnsmos", action="store_true")
+    args = ap.parse_args(argv)
+    model_dir = Path(args.model_dir)
+    configs = sorted(model_dir.glob("*_config.json"))
+    if not configs:
+        raise LpcnetError(f"{model_dir}: no *_config.json (expected a training run folder)")
+    train = json.loads(configs[0].read_text()).get("train", {})
+    prefix = configs[0].name[: -len("_config.json")]
+    ckpts = sorted(model_dir.glob(f"{prefix}_*.keras"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    ckpts = [c for c in ckpts if int(c.stem.rsplit("_", 1)[1]) % args.every == 0]
+    world = int(train.get("world_size", 1) or 1)
+    rows = score_checkpoints(ckpts, eval_files(args.eval_audio), model_dir,
+                             steps_per_epoch=int(train["steps_per_epoch"]),
+                             global_batch=int(train["batch_size"]) * world, use_dnsmos=not args.no_dnsmos)
+    for p in history(rows):
+        print(f"step {p['step']:7d}  " + "  ".join(f"{m} {p[m]:.3f}" for m in TRACKED if m in p))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

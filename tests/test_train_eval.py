@@ -1,0 +1,99 @@
+"""Quality tracked while training (lpcnet.train_eval): scoring, rows, TensorBoard, skipping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lpcnet import train_eval as TE
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_BLOB = ROOT / "models" / "demo" / "lpcnet_demo_256.bin"
+
+
+def test_groups_and_file_collection(slice_dir, tmp_path):
+    assert TE.utterance_group("x/it_IT_m_Carlo__vm-intro.wav") == "it_IT_m_Carlo"
+    assert TE.utterance_group("arctic_a0007.wav") == "arctic_a0007"
+    files = TE.eval_files([slice_dir])
+    assert [f.name for f in files] == ["arctic_a0007.wav", "arctic_a0009.wav"]
+    with pytest.raises(Exception, match="unique"):
+        TE.eval_files([slice_dir / "arctic_a0007.wav", slice_dir / "arctic_a0007.wav"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="no audio files"):
+        TE.eval_files([tmp_path / "empty"])
+
+
+@pytest.mark.skipif(not DEMO_BLOB.is_file(), reason="demo model not carried")
+def test_score_blob_demo_model_beats_noise(heldout_wav, tmp_path):
+    """The trained demo model scores far above an untrained tiny model on unseen speech."""
+    from lpcnet.config import ModelConfig
+    from lpcnet.export import blob_from_weights, write_blob
+    from lpcnet.model import build_lpcnet, model_weights
+
+    good = TE.score_blob(DEMO_BLOB, [heldout_wav], step=7, sequences=112, audio_dir=tmp_path / "a",
+                         use_dnsmos=False)
+    cfg = ModelConfig(gru_a=16, gru_b=8)
+    write_blob(tmp_path / "tiny.bin", blob_from_weights(model_weights(build_lpcnet(cfg).model), cfg))
+    bad = TE.score_blob(tmp_path / "tiny.bin", [heldout_wav], step=0, sequences=0, use_dnsmos=False)
+    assert good[0]["step"] == 7 and good[0]["group"] == "arctic_a0007"
+    assert (tmp_path / "a" / "arctic_a0007.wav").is_file()
+    assert good[0]["stoi"] > 0.6 > bad[0]["stoi"]
+    assert good[0]["gpe_pct"] < 60
+
+
+def test_tracker_writes_rows_csv_tensorboard_and_skips_when_busy(slice_dir, tmp_path):
+    from lpcnet.config import ModelConfig
+    from lpcnet.model import build_lpcnet, model_weights
+
+    cfg = ModelConfig(gru_a=16, gru_b=8)
+    weights = model_weights(build_lpcnet(cfg).model)
+    files = TE.eval_files([slice_dir])
+    tracker = TE.QualityTracker(files, tmp_path, use_dnsmos=False)
+    assert tracker.submit(weights, cfg, step=10, sequences=80, epoch=None)
+    # Scoring two utterances takes seconds: an evaluation due right away is skipped, not queued.
+    assert not tracker.submit(weights, cfg, step=20, sequences=160, epoch=None)
+    tracker.close(timeout=300)
+    assert tracker.skipped == 1 and tracker.submitted == 1
+    assert all(r["ok"] for r in tracker.results), tracker.results
+    assert "1 evaluations scored, 1 skipped" in tracker.report(100.0)
+
+    rows = TE.load_rows(tmp_path)
+    assert {r["utterance"] for r in rows} == {"arctic_a0007", "arctic_a0009"}
+    assert all(r["step"] == 10 and r["sequences"] == 80 for r in rows)
+    assert all(np.isfinite(r["stoi"]) and 0 <= r["stoi"] <= 1 for r in rows)
+    csv_text = (tmp_path / "eval" / "quality.csv").read_text().splitlines()
+    assert csv_text[0].startswith("step,sequences,epoch,utterance,group") and len(csv_text) == 3
+    assert sorted(p.name for p in (tmp_path / "eval" / "step_0000010").iterdir()) == [
+        "arctic_a0007.wav", "arctic_a0009.wav"]
+    assert not list((tmp_path / "eval").glob(".step_*.bin"))          # blobs removed after use
+
+    import tensorflow as tf
+
+    tags = set()
+    for ev in (tmp_path / "tensorboard" / "eval").glob("events.*"):
+        for e in tf.compat.v1.train.summary_iterator(str(ev)):
+            tags |= {v.tag for v in e.summary.value}
+    assert {"quality/stoi", "quality/pesq_wb", "quality_arctic_a0007/gpe_pct"} <= tags
+    assert any(t.startswith("audio/arctic_a0007") for t in tags)
+
+    hist = TE.history(rows)
+    assert hist[0]["step"] == 10 and "stoi" in hist[0]
+    fig = TE.plot_time_to_quality(rows)
+    assert len(fig.axes) == 3          # dnsmos_ovrl was not scored
+
+
+def test_load_rows_missing_is_one_line_error(tmp_path):
+    with pytest.raises(Exception, match="quality.jsonl"):
+        TE.load_rows(tmp_path)
+
+
+def test_append_rows_accumulates(tmp_path):
+    TE.append_rows(tmp_path, [{"step": 1, "sequences": 2, "utterance": "u", "group": "g", "stoi": 0.5}])
+    TE.append_rows(tmp_path, [{"step": 2, "sequences": 4, "utterance": "u", "group": "g", "stoi": 0.7}])
+    rows = TE.load_rows(tmp_path)
+    assert [r["stoi"] for r in rows] == [0.5, 0.7]
+    assert [h["stoi"] for h in TE.history(rows)] == [0.5, 0.7]
+    assert json.loads((tmp_path / "quality.jsonl").read_text().splitlines()[1])["step"] == 2
