@@ -59,6 +59,37 @@ VOICES = (
 PACKAGES = tuple(v.package for v in VOICES)
 
 
+#: Voices never trained on (evaluation only): Debian ``pocketsphinx-testdata`` (CMU, BSD; male
+#: speakers, 16 kHz; ``.raw`` = headerless int16) -> ``group__name`` of the written wav.
+POCKETSPHINX_DIR = Path("/usr/share/pocketsphinx/test/data")
+POCKETSPHINX_FILES = {"cards/001.wav": "psx_cards__001", "cards/002.wav": "psx_cards__002",
+                      "cards/003.wav": "psx_cards__003", "cards/004.wav": "psx_cards__004",
+                      "cards/005.wav": "psx_cards__005", "goforward.raw": "psx_an4__goforward",
+                      "numbers.raw": "psx_an4__numbers", "something.raw": "psx_an4__something"}
+
+
+def unseen_sources(slice_dir, pocketsphinx_dir=POCKETSPHINX_DIR):
+    """``(name, (samples,) float32 at 16 kHz)`` of every unseen-voice utterance that is installed.
+
+    The bundled CMU ARCTIC pair (``arctic_a0007`` male, ``arctic_a0009`` female) and, when
+    Debian's ``pocketsphinx-testdata`` is installed, its male 16 kHz recordings.
+    """
+    import numpy as np
+
+    from lpcnet.audio import load_speech
+
+    for wav in sorted(Path(slice_dir).glob("arctic_*.wav")):
+        yield wav.stem, load_speech(wav)[0]
+    for rel, name in POCKETSPHINX_FILES.items():
+        path = Path(pocketsphinx_dir) / rel
+        if not path.is_file():
+            continue
+        if path.suffix == ".raw":
+            yield name, np.fromfile(path, "<i2").astype(np.float32) / 32768.0
+        else:
+            yield name, load_speech(path)[0]
+
+
 def _score(rel: str) -> str:
     """A stable pseudo-random order of prompts (independent of the file system)."""
     return hashlib.sha1(rel.encode()).hexdigest()

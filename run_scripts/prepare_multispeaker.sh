@@ -7,14 +7,16 @@
 #   WORK_DIR default $OUTPUT_DIR/multispeaker; MAX_FRAMES default 3200000 (about four passes of
 #   training-mode augmentation over the 2.2 h of speech: 2.0 GB data.u8, 0.46 GB features.f32).
 # Writes WORK_DIR/{train,heldout}.list, heldout_voices.json, train.s16(+.json), features.f32,
-# data.u8 and heldout/*.wav (the held-out prompts as 16 kHz wav, for --eval-audio and lpcnet eval).
+# data.u8, heldout/*.wav (the held-out prompts as 16 kHz wav, for --eval-audio and lpcnet eval) and
+# unseen/*.wav (voices never trained on: both CMU ARCTIC utterances of data/slice and the male
+# speakers of Debian's pocketsphinx-testdata; evaluation only).
 # Re-running skips what exists. Only this script needs the four extra packages; `make demo` and
 # `make test` do not.
 set -euo pipefail
 source "$(dirname "$0")/../env.sh"
 WORK="${1:-$OUTPUT_DIR/multispeaker}"
 MAX_FRAMES="${2:-3200000}"
-PACKAGES=$(python -c "from lpcnet.corpus import PACKAGES; print(' '.join(PACKAGES))")
+PACKAGES="$(python -c "from lpcnet.corpus import PACKAGES; print(' '.join(PACKAGES))") pocketsphinx-testdata"
 
 missing=()
 for pkg in $PACKAGES; do
@@ -41,6 +43,18 @@ for path, voice in json.loads(Path("heldout_voices.json").read_text()).items():
     x, _ = load_speech(path)
     write_wav(out / f"{voice}__{Path(path).stem}.wav", x)
 out.rename("heldout")
+PY
+fi
+if [ ! -d unseen ]; then
+  python - "$LPCNET_SLICE_DIR" <<'PY'
+import sys
+from pathlib import Path
+from lpcnet.audio import load_speech, write_wav
+from lpcnet.corpus import unseen_sources
+out = Path("unseen.tmp"); out.mkdir(exist_ok=True)
+for name, x in unseen_sources(Path(sys.argv[1])):
+    write_wav(out / f"{name}.wav", x)
+out.rename("unseen")
 PY
 fi
 [ -f data.u8 ] || python -m lpcnet.cli dump-data -train --seed 2 --max-frames "$MAX_FRAMES" \
