@@ -1,49 +1,43 @@
-"""Build hook for the native feature extractor (metadata lives in pyproject.toml).
+"""Build hook for the native libraries (metadata lives in pyproject.toml).
 
-The C library in native/ is plain C99 + libm and is loaded with ctypes (it has no
-Python C-API code), so it is built as an extension-shaped shared library
-``lpcnet/_lpcnet_features*.so``. Works for ``pip install -e .`` and
-``python setup.py build_ext --inplace``.
+The C libraries in native/ are plain C99 + libm and are loaded with ctypes
+(lpcnet/native.py; they have no Python C-API code), so each is built as an
+extension-shaped shared library ``lpcnet/_lpcnet_<name>*.so``. Sources and
+compiler flags come from native/build.mk, which native/Makefile includes too, so
+both builds compile the same files with the same flags. Works for
+``pip install -e .`` and ``python setup.py build_ext --inplace``.
 """
 
+import re
 from pathlib import Path
 
 from setuptools import Extension, setup
 
 NATIVE = Path("native")
-SOURCES = [str(NATIVE / "src" / name) for name in ("enc.c", "freq.c", "fft.c", "xcorr.c")]
 
-setup(
-    ext_modules=[
-        Extension(
-            "lpcnet._lpcnet_features",
-            sources=SOURCES,
-            include_dirs=[str(NATIVE / "include")],
-            depends=[str(p) for p in sorted(NATIVE.glob("*/*.h"))],
-            # Exact, reproducible float arithmetic: no FMA contraction, no fast-math.
-            extra_compile_args=["-std=c99", "-D_DEFAULT_SOURCE", "-O3", "-ffp-contract=off"],
-            libraries=["m"],
-        ),
-        # Native synthesis engine (lpcnet synth): SIMD kernels are chosen at run time
-        # (function target attributes), so no -march flag; it reuses freq.c's B.6 LPC.
-        Extension(
-            "lpcnet._lpcnet_synth",
-            sources=[str(NATIVE / "src" / name) for name in (
-                "synth.c", "nnet.c", "nnet_avx2.c", "nnet_avx512.c", "freq.c", "fft.c")],
-            include_dirs=[str(NATIVE / "include")],
-            depends=[str(p) for p in sorted(NATIVE.glob("*/*.h"))],
-            extra_compile_args=["-std=c99", "-D_DEFAULT_SOURCE", "-O3", "-ffp-contract=off"],
-            libraries=["m"],
-        ),
-        # Fused GRU recurrence for training (lpcnet.fused_gru): AVX-512 chosen at run time,
-        # rows of the batch split over POSIX threads.
-        Extension(
-            "lpcnet._lpcnet_gru",
-            sources=[str(NATIVE / "src" / "gru_train.c")],
-            include_dirs=[str(NATIVE / "include")],
-            depends=[str(NATIVE / "include" / "lpcnet_gru.h")],
-            extra_compile_args=["-std=c99", "-D_DEFAULT_SOURCE", "-O3"],
-            libraries=["m", "pthread"],
-        ),
-    ]
-)
+
+def read_build_mk(path: Path = NATIVE / "build.mk") -> dict:
+    """The plain ``NAME = words`` assignments of build.mk, as lists of words."""
+    found = {}
+    for line in path.read_text().splitlines():
+        m = re.match(r"^([A-Z_]+)\s*=\s*(.*)$", line)
+        if m:
+            found[m.group(1)] = m.group(2).split()
+    return found
+
+
+def native_extension(name: str, mk: dict) -> Extension:
+    """Extension ``lpcnet._lpcnet_<name>`` from build.mk's <NAME>_SRC and <NAME>_LIBS."""
+    key = name.upper()
+    return Extension(
+        f"lpcnet._lpcnet_{name}",
+        sources=[str(NATIVE / src) for src in mk[f"{key}_SRC"]],
+        include_dirs=[str(NATIVE / "include")],
+        depends=[str(p) for p in sorted(NATIVE.glob("*/*.h"))] + [str(NATIVE / "build.mk")],
+        extra_compile_args=mk["BASE_CFLAGS"],
+        libraries=[lib[2:] for lib in mk[f"{key}_LIBS"]],
+    )
+
+
+MK = read_build_mk()
+setup(ext_modules=[native_extension(name, MK) for name in ("features", "synth", "gru")])

@@ -1,6 +1,7 @@
 """Audio input: any file soundfile, PyAV or librosa reads -> float samples at 16 kHz mono.
 
-Never reads a container header as samples (spec G.13): WAV/FLAC/OGG/MP3 go through
+Never reads a container header as samples (the seed's tools read a WAV header as 22 samples):
+WAV/FLAC/OGG/MP3 go through
 soundfile, raw G.722 (Asterisk prompts) through PyAV, anything else through librosa.
 """
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from lpcnet.errors import AudioError
-from lpcnet.formats import SAMPLE_RATE
+from lpcnet.formats import PCM_SCALE, SAMPLE_RATE
 
 #: Extensions decoded with PyAV using an explicit raw container format.
 RAW_CODEC_FORMATS = {".g722": "g722"}
@@ -98,7 +99,7 @@ def write_wav(path, samples, rate: int = SAMPLE_RATE) -> Path:
 
     samples = np.asarray(samples)
     if np.issubdtype(samples.dtype, np.floating):
-        samples = np.clip(np.round(samples * 32768.0), -32768, 32767).astype(np.int16)
+        samples = np.clip(np.round(samples * PCM_SCALE), -32768, 32767).astype(np.int16)
     with atomic_output(path) as f:
         sf.write(f, samples, rate, subtype="PCM_16", format="WAV")
     return Path(path)

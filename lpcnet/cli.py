@@ -19,7 +19,7 @@ COMMANDS = {
     "prepare": ("lpcnet.data", "audio files or folders -> one 16 kHz mono input.s16 + manifest"),
     "info": ("lpcnet.info", "validate and summarise .s16 / .f32 / .u8 files"),
     "demo": ("lpcnet.demo", "run the whole chain on the bundled speech and print the outputs"),
-    "bench": ("lpcnet.bench", "benchmarks (features, ...): speed in x real time / samples per second"),
+    "bench": ("lpcnet.bench.cli", "benchmarks (features, train, scaling, synth): speed ratios measured side by side"),
     "dump-data": ("lpcnet.features", "speech -> features.f32 (-test) or features.f32 + data.u8 (-train), native C"),
     "train": ("lpcnet.train", "train LPCNet on features.f32 + data.u8 (checkpoints, sparsity, AMP)"),
     "synth": ("lpcnet.synth", "features (.f32) or speech (copy-synthesis) -> speech, native C or Keras engine"),
@@ -33,11 +33,6 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def register(name: str, module: str, help_text: str) -> None:
-    """Add a sub-command (used by stage modules added later)."""
-    COMMANDS[name] = (module, help_text)
 
 
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:

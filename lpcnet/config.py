@@ -1,14 +1,20 @@
-"""Configuration dataclasses: one source for model sizes and training options.
+"""Configuration dataclasses: one source for model sizes, training options and their flags.
 
-``ModelConfig`` fixes the shapes of the network (spec C.2); it is saved as JSON
-next to every checkpoint so that later stages (export, synthesis) rebuild the
-same model without hard-coded sizes. ``TrainConfig`` holds the options of
-``lpcnet train`` (spec D.2, D.6). Both are frozen and round-trip through
-``to_dict`` / ``from_dict``.
+``ModelConfig`` fixes the shapes of the network (docs/model.md); it is saved as JSON next
+to every checkpoint so that later stages (export, synthesis) rebuild the same model without
+hard-coded sizes. ``TrainConfig`` holds the options of ``lpcnet train`` (docs/training.md).
+Both are frozen and round-trip through ``to_dict`` / ``from_dict``.
+
+The command line of ``lpcnet train`` is generated from the fields: a field made with
+:func:`option` is a flag, and its metadata holds the flag's spelling, help, group and
+argparse details. :func:`add_flags` builds the parser, :func:`from_flags` turns the parsed
+arguments back into a config. Defaults live in the field (shown by ``--help``) or, where
+they depend on the training mode, in the constants below. A new flag is one field.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -17,11 +23,55 @@ from pathlib import Path
 from lpcnet.errors import LpcnetError
 from lpcnet.formats import FRAME_SIZE, NB_FEATURES
 
-#: Frames of audio per training sequence and frames of feature context (spec 0.2, C.7).
+#: Frames of audio per training sequence and frames of feature context (docs/training.md, Data).
 SEQ_FRAMES = 15
 FEATURE_CONTEXT = 2          # frames on each side consumed by the two 'valid' 3-tap convs
 SEQ_FEATURE_FRAMES = SEQ_FRAMES + 2 * FEATURE_CONTEXT   # 19
 SEQ_SAMPLES = SEQ_FRAMES * FRAME_SIZE                   # 2400
+
+#: Defaults of the seed's training (docs/training.md): learning rate and inverse-time decay per
+#: step, from scratch and in quantisation-aware mode.
+LR, DECAY = 1e-3, 2.5e-5
+QUANTIZE_LR, QUANTIZE_DECAY = 3e-5, 0.0
+#: Sparsification schedules (t_start, t_end, interval) in steps, by training mode.
+SCHEDULES = {"scratch": (2000, 40000, 400), "finetune": (0, 0, 1), "quantize": (10000, 30000, 100)}
+#: Final per-gate (update, reset, state) block densities of GRU A's recurrent kernel and of
+#: GRU B's input kernel (rows fed by GRU A).
+GRU_A_DENSITY = (0.05, 0.05, 0.2)
+GRU_B_DENSITY = (1.0, 1.0, 1.0)
+
+#: Help groups of ``lpcnet train --help``, in order.
+GROUPS = ("data and output", "model", "training", "devices and precision")
+
+
+def str2bool(v) -> bool:
+    """The seed's boolean parser: yes/true/t/y/1 and no/false/f/n/0, any case."""
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("yes", "true", "t", "y", "1"):
+        return True
+    if s in ("no", "false", "f", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"boolean value expected, got {v!r}")
+
+
+def option(default, help: str, *names: str, group: str = "training", kind: str = "value", **argparse_kw):
+    """A dataclass field that is also a flag of ``lpcnet train``.
+
+    Args:
+        default: the field's default (``--help`` shows it).
+        help: one line; mode-dependent defaults are spelt out here.
+        names: option strings (default ``--<field name>``).
+        group: one of :data:`GROUPS`.
+        kind: ``"value"`` (an option with a value), ``"bool"`` (the seed's ``--flag [BOOL]``,
+            parsed by :func:`str2bool`) or ``"negate"`` (a switch that sets the field False).
+        argparse_kw: ``type``, ``nargs``, ``metavar``, ``choices``, ``required``, and two of ours:
+            ``exclusive`` (name of a mutually exclusive set of flags) and ``shortcut`` (the
+            option of a one-number density ``d`` standing for ``(d/2, d/2, 2d)``).
+    """
+    meta = {"names": names, "help": help, "group": group, "kind": kind, **argparse_kw}
+    return dataclasses.field(default=default, metadata={"flag": meta})
 
 
 class _Dictable:
@@ -49,7 +99,7 @@ def _plain(v):
 
 @dataclass(frozen=True)
 class ModelConfig(_Dictable):
-    """Sizes of the LPCNet network (spec C.2).
+    """Sizes of the LPCNet network (docs/model.md).
 
     Args:
         gru_a: units of GRU A (384 in the paper); a multiple of 8 (4x8 sparse blocks).
@@ -64,15 +114,16 @@ class ModelConfig(_Dictable):
         weight_clip: WeightClip constant (0.992).
     """
 
-    gru_a: int = 384
-    gru_b: int = 16
-    cond_size: int = 128
+    gru_a: int = option(384, "GRU A units", "--grua-size", group="model", type=int)
+    gru_b: int = option(16, "GRU B units", "--grub-size", group="model", type=int)
+    cond_size: int = option(128, "conditioning width", "--cond-size", group="model", type=int)
     nb_features: int = NB_FEATURES
     frame_size: int = FRAME_SIZE
     embed_size: int = 128
     pitch_embed: int = 64
     pcm_levels: int = 256
-    noise_std: float = 0.005
+    noise_std: float = option(0.005, "GaussianNoise on GRU A's output in training (0 = off, for exact "
+                              "comparisons)", "--noise-std", group="model", type=float)
     weight_clip: float = 0.992
 
     def __post_init__(self):
@@ -88,65 +139,92 @@ class ModelConfig(_Dictable):
             raise LpcnetError("pcm_levels must be 256 (8-bit µ-law binary tree)")
 
 
+def _schedule_help() -> str:
+    s = {k: " ".join(map(str, v)) for k, v in SCHEDULES.items()}
+    return (f"sparsification schedule in steps (default {s['scratch']}; {s['finetune']} with "
+            f"--retrain/--finetune; {s['quantize']} with --quantize)")
+
+
+_IO, _MODEL, _TRAIN, _DEV = GROUPS
+
+
 @dataclass(frozen=True)
 class TrainConfig(_Dictable):
-    """Options of ``lpcnet train`` (spec D.2 / D.6). Paths are strings."""
+    """Options of ``lpcnet train`` (docs/training.md, Flags). Paths are strings."""
 
-    features: str = ""
-    data: str = ""
-    output: str = "lpcnet"
-    model_dir: str = "lpcnet_model"
-    batch_size: int = 128
-    epochs: int = 120
-    steps_per_epoch: int = 0
-    lr: float | None = None
-    decay: float | None = None
-    density_split: tuple = (0.05, 0.05, 0.2)
-    grub_density_split: tuple = (1.0, 1.0, 1.0)
-    finetune: str | None = None
-    retrain: str | None = None
-    quantize: str | None = None
-    start_epoch: int = 0
-    resume: bool = False
-    use_amp: bool = False
-    amp_dtype: str | None = None
-    enable_tensorboard: bool = False
-    use_horovod: bool = False
-    use_performance: bool = False
-    num_gpus: int = 0
-    num_mlus: int = 0
-    seed: int | None = None
-    progress: bool = True
-    #: Sparsify schedule (t_start, t_end, interval); None -> chosen from the mode (spec D.2).
-    sparsify_schedule: tuple | None = None
+    features: str = option("", "features.f32 (36 float32 per frame)", group=_IO, required=True)
+    data: str = option("", "data.u8 (4 µ-law bytes per sample)", group=_IO, required=True)
+    output: str = option("lpcnet", "checkpoint file-name prefix", group=_IO)
+    model_dir: str = option("lpcnet_model", "checkpoints, config, logs, summary/", group=_IO)
+    batch_size: int = option(128, "sequences per batch per process", type=int)
+    epochs: int = option(120, "number of epochs", type=int)
+    steps_per_epoch: int = option(0, "steps per epoch (0 = one pass over the data)", type=int)
+    lr: float | None = option(None, f"learning rate (default {LR:g}; {QUANTIZE_LR:g} with --quantize)",
+                              type=float)
+    decay: float | None = option(None, f"inverse-time decay per step (default {DECAY:g}; "
+                                       f"{QUANTIZE_DECAY:g} with --quantize)", type=float)
+    density_split: tuple = option(GRU_A_DENSITY, "GRU A per-gate densities", "--density-split",
+                                  group=_MODEL, type=float, nargs=3, metavar=("Z", "R", "H"),
+                                  shortcut="--density")
+    grub_density_split: tuple = option(GRU_B_DENSITY, "GRU B per-gate input densities",
+                                       "--grub-density-split", group=_MODEL, type=float, nargs=3,
+                                       metavar=("Z", "R", "H"), shortcut="--grub-density")
+    finetune: str | None = option(None, "start from this model (.keras or .h5; sizes from the file) "
+                                  "with a fresh optimizer", metavar="CKPT", exclusive="init")
+    retrain: str | None = option(None, "start from these weights", metavar="CKPT", exclusive="init")
+    quantize: str | None = option(None, "quantisation-aware training from these weights",
+                                  metavar="CKPT", exclusive="init")
+    start_epoch: int = option(0, "first epoch (with --finetune)", type=int)
+    resume: bool = option(False, "continue the run in model_dir from its last checkpoint",
+                          kind="bool", exclusive="init")
+    use_amp: bool = option(False, "mixed precision", group=_DEV, kind="bool")
+    amp_dtype: str | None = option(None, "AMP compute dtype (default bfloat16 on CPU, float16 on GPU)",
+                                   group=_DEV, choices=("float16", "bfloat16"))
+    enable_tensorboard: bool = option(False, "TensorBoard logs in model_dir/tensorboard", group=_DEV,
+                                      kind="bool")
+    use_horovod: bool = option(False, "Horovod data parallel (launch with horovodrun or "
+                               "lpcnet.distributed.launch)", group=_DEV, kind="bool")
+    use_performance: bool = option(False, "write model_dir/summary/summary.json (and "
+                                   "./summary/summary.json)", group=_DEV, kind="bool")
+    num_gpus: int = option(0, "GPUs to use (0 = CPU)", group=_DEV, type=int)
+    num_mlus: int = option(0, "Cambricon MLUs (not supported)", group=_DEV, type=int)
+    seed: int | None = option(None, "seed of weights and data order (default random)", type=int)
+    progress: bool = option(True, "hide progress bars", "--no-progress", group=_DEV, kind="negate")
+    sparsify_schedule: tuple | None = option(None, _schedule_help(), "--sparsify-schedule",
+                                             group=_MODEL, type=int, nargs=3,
+                                             metavar=("T_START", "T_END", "INTERVAL"))
+    #: Steps between TensorBoard batch scalars.
     log_every: int = 10
-    #: Compile the train step with XLA (faster for small models on CPU; see docs/training.md).
-    jit_compile: bool = False
-    #: With Horovod: multiply the learning rate by the world size (off, as in the seed).
-    scale_lr: bool = False
+    jit_compile: bool = option(False, "compile the train step with XLA (helps small models on CPU)",
+                               group=_DEV, kind="bool")
+    scale_lr: bool = option(False, "multiply --lr by the Horovod world size (off, as in the seed)",
+                            group=_DEV, kind="bool")
+    callbacks_module: str | None = option(None, "import this module and add the Keras callbacks its "
+                                          "callbacks(rank, world) returns", "--callbacks-module",
+                                          metavar="MODULE")
 
     @property
     def learning_rate(self) -> float:
         if self.lr is not None:
             return self.lr
-        return 3e-5 if self.quantize else 1e-3
+        return QUANTIZE_LR if self.quantize else LR
 
     @property
     def lr_decay(self) -> float:
         if self.decay is not None:
             return self.decay
-        return 0.0 if self.quantize else 2.5e-5
+        return QUANTIZE_DECAY if self.quantize else DECAY
 
     @property
     def schedule(self) -> tuple:
-        """(t_start, t_end, interval) of Sparsify / SparsifyGRUB (spec D.2)."""
+        """(t_start, t_end, interval) of Sparsify / SparsifyGRUB."""
         if self.sparsify_schedule is not None:
             return tuple(self.sparsify_schedule)
         if self.quantize:
-            return (10000, 30000, 100)
+            return SCHEDULES["quantize"]
         if self.retrain or self.finetune:
-            return (0, 0, 1)
-        return (2000, 40000, 400)
+            return SCHEDULES["finetune"]
+        return SCHEDULES["scratch"]
 
 
 def density_split(density: float | None, split, default) -> tuple:
@@ -163,6 +241,67 @@ def density_split(density: float | None, split, default) -> tuple:
     return tuple(default)
 
 
+# --- the command line, generated from the fields -----------------------------------------------
+def _dest(option_string: str) -> str:
+    return option_string.lstrip("-").replace("-", "_")
+
+
+def _flag_fields(cls):
+    """(field, flag metadata) in field order, the members of an exclusive set pulled together."""
+    fields = [(f, f.metadata["flag"]) for f in dataclasses.fields(cls) if "flag" in f.metadata]
+    out = []
+    for f, meta in fields:
+        key = meta.get("exclusive")
+        if key is None:
+            out.append((f, meta))
+        elif not any(m.get("exclusive") == key for _, m in out):
+            out += [(g, m) for g, m in fields if m.get("exclusive") == key]
+    return out
+
+
+def add_flags(parser, *classes) -> dict:
+    """Add the flags of the config ``classes`` to ``parser``, in :data:`GROUPS`; returns the groups."""
+    groups = {name: parser.add_argument_group(name) for name in GROUPS}
+    exclusive: dict = {}
+    for cls in classes:
+        for f, meta in _flag_fields(cls):
+            meta = dict(meta)
+            names = meta.pop("names") or (f"--{f.name}",)
+            group = groups[meta.pop("group")]
+            kind, shortcut = meta.pop("kind"), meta.pop("shortcut", None)
+            if "exclusive" in meta:
+                key = meta.pop("exclusive")
+                if key not in exclusive:
+                    exclusive[key] = group.add_mutually_exclusive_group()
+                group = exclusive[key]
+            if kind == "bool":
+                meta.update(type=str2bool, nargs="?", const=True)
+            elif kind == "negate":
+                meta.update(action="store_false")
+            # No default shown for required flags and None (the help says what None means);
+            # from_flags then takes the field's default.
+            default = argparse.SUPPRESS if f.default is None or meta.get("required") else f.default
+            group.add_argument(*names, dest=f.name, default=default, **meta)
+            if shortcut:
+                group.add_argument(shortcut, dest=_dest(shortcut), type=float, default=argparse.SUPPRESS,
+                                   help=f"density d -> (d/2, d/2, 2d); overrides {names[0]}")
+    return groups
+
+
+def from_flags(cls, args):
+    """``cls`` from parsed arguments (missing attributes keep the field defaults)."""
+    values = {}
+    for f, meta in _flag_fields(cls):
+        value = getattr(args, f.name, f.default)
+        if isinstance(value, list):
+            value = tuple(value)
+        if meta.get("shortcut"):
+            value = density_split(getattr(args, _dest(meta["shortcut"]), None), value, f.default)
+        values[f.name] = value
+    return cls(**values)
+
+
+# --- files ---------------------------------------------------------------------------------------
 def save_config(path, model_cfg: ModelConfig, train_cfg: TrainConfig | None = None) -> Path:
     """Write ``{"model": ..., "train": ...}`` as JSON (atomically)."""
     from lpcnet.formats import atomic_output
@@ -185,4 +324,5 @@ def load_model_config(path) -> ModelConfig:
 
 
 __all__ = ["ModelConfig", "TrainConfig", "density_split", "save_config", "load_model_config",
-           "SEQ_FRAMES", "SEQ_FEATURE_FRAMES", "SEQ_SAMPLES", "FEATURE_CONTEXT"]
+           "add_flags", "from_flags", "option", "str2bool", "SEQ_FRAMES", "SEQ_FEATURE_FRAMES",
+           "SEQ_SAMPLES", "FEATURE_CONTEXT", "GRU_A_DENSITY", "GRU_B_DENSITY", "SCHEDULES"]

@@ -20,9 +20,9 @@ import numpy as np
 
 from lpcnet.audio import AUDIO_EXTENSIONS, load_speech
 from lpcnet.errors import AudioError, LpcnetError
-from lpcnet.formats import SAMPLE_RATE, atomic_output, to_int16
+from lpcnet.formats import PCM_SCALE, SAMPLE_RATE, atomic_output, to_int16
 
-#: Asterisk prompt files that are not speech (spec'd in the foundation issue).
+#: Asterisk prompt files that are not speech (silence, beeps, tones).
 DEFAULT_EXCLUDES = ("silence/*", "beep*", "*-2tone*", "tt-monkeys*")
 DEFAULT_LEVEL_DB = {"peak": -1.0, "rms": -26.0}
 
@@ -161,7 +161,7 @@ def prepare(inputs, output, *, list_files=(), exclude=DEFAULT_EXCLUDES, normaliz
                 man.skipped.append({"path": str(path), "reason": f"silent (peak below {silence_db} dBFS)"})
                 continue
             gain = _gain(x, normalize, level_db)
-            scaled = x.astype(np.float64) * (gain * 32768.0)
+            scaled = x.astype(np.float64) * (gain * PCM_SCALE)
             pcm = to_int16(scaled)
             pcm.astype("<i2").tofile(out)
             man.sources.append(SourceEntry(
@@ -223,7 +223,7 @@ if __name__ == "__main__":
 
 
 # =============================================================================
-# Training loader (spec C.7 / D.2): memory-mapped features.f32 + data.u8 -> batches
+# Training loader (docs/training.md, Data): memory-mapped features.f32 + data.u8 -> batches
 # =============================================================================
 #
 # Sequence s (0 <= s < N) is
@@ -243,7 +243,7 @@ class TrainingLoader:
     gets the same number of batches). Batch ``i`` of rank ``k`` is
     ``perm[(i * world_size + k) * B:(i * world_size + k + 1) * B]``: the ranks'
     shards are disjoint and together cover all ``N`` sequences exactly once per
-    epoch (fixes spec G.8), and global batch ``i`` of W ranks at batch B holds the
+    epoch (the seed's ranks shuffled independently), and global batch ``i`` of W ranks at batch B holds the
     same sequences as batch ``i`` of one process at batch ``W * B``.
     Global step ``g`` of a run maps to batch ``g % batches_per_rank`` of data
     epoch ``g // batches_per_rank``, so a resumed run sees exactly the batches
@@ -278,9 +278,9 @@ class TrainingLoader:
         if batches // world_size < 1:
             need = SEQ_FRAMES * (batch_size * world_size + 1)
             raise LpcnetError(
-                f"{features_path}: {frames} frames ({frames * FRAME_SIZE / 16000:.1f} s) are too short "
+                f"{features_path}: {frames} frames ({frames * FRAME_SIZE / SAMPLE_RATE:.1f} s) are too short "
                 f"for one batch of {batch_size} sequences x {world_size} rank(s); need at least "
-                f"{need} frames ({need * FRAME_SIZE / 16000:.1f} s)")
+                f"{need} frames ({need * FRAME_SIZE / SAMPLE_RATE:.1f} s)")
         self.features_path, self.data_path = str(features_path), str(data_path)
         self.batch_size, self.seed = int(batch_size), int(seed)
         self.rank, self.world_size = int(rank), int(world_size)

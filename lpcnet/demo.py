@@ -103,7 +103,7 @@ def run_demo(out_dir, max_files: int | None = None, steps: int = 60, gru_a: int 
     speech = synth.synthesize(held_feats, result["checkpoint"], engine="native", seed=seed)
     outputs["synthesis_wav"] = str(write_wav(out_dir / "heldout_lpcnet.wav", speech))
     outputs["reference_wav"] = str(write_wav(out_dir / "heldout_reference.wav", heldout))
-    lag = synth.COPY_SYNTHESIS_LAG  # output sample t reproduces input sample t - lag (spec A.7)
+    lag = synth.COPY_SYNTHESIS_LAG  # output sample t reproduces input sample t - lag
     rows = {"held-out reference (CMU ARCTIC a0007)": heldout[:len(speech) - lag]}
     if DEMO_BLOB.is_file():
         # The kit's demo model, trained for hours (docs/demo-model.md): what LPCNet sounds like

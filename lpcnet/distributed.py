@@ -70,11 +70,6 @@ def init(pin_gpu: bool = True):
     return hvd
 
 
-def active() -> bool:
-    """True after :func:`init` in a Horovod run."""
-    return _hvd is not None
-
-
 def rank() -> int:
     return _hvd.rank() if _hvd else 0
 
@@ -85,11 +80,6 @@ def size() -> int:
 
 def local_rank() -> int:
     return _hvd.local_rank() if _hvd else 0
-
-
-def is_chief() -> bool:
-    """Rank 0 alone writes files, logs and progress."""
-    return rank() == 0
 
 
 def allreduce_gradients(grads):
@@ -129,13 +119,6 @@ def average_logs(logs: dict) -> dict:
     vals = [tf.cast(tf.convert_to_tensor(logs[k]), tf.float32) for k in keys]
     reduced = _hvd.grouped_allreduce(vals, op=_hvd.Average, name="lpcnet_metrics")
     return dict(zip(keys, reduced))
-
-
-def average(value, name: str | None = None):
-    """Average a scalar/tensor across ranks (for logged metrics)."""
-    if not _hvd or _hvd.size() == 1:
-        return value
-    return _hvd.allreduce(value, op=_hvd.Average, name=name)
 
 
 def broadcast_variables(variables, root_rank: int = 0) -> None:
@@ -220,6 +203,64 @@ _FAILURE_HINTS = ("Horovod has been shut down", "Terminating remaining workers",
 _ERROR_LINE = re.compile(r"^\s*((?:[\w.]+(?:Error|Exception)|KeyboardInterrupt)\b.*|.*: error: .*)$")
 
 
+class _RankOutput:
+    """Reads the launched run's output: rank 0's lines to ``out``, every rank's tail, failure signs."""
+
+    def __init__(self, out, log, plain: bool):
+        self.out, self.log, self.plain = out, log, plain   # plain: np=1, no horovodrun prefixes
+        self.tails: dict[int, deque] = {}
+        self.errors: dict[int, str] = {}            # rank -> last error-looking line
+        self.exits: list[tuple[int, int]] = []      # (rank, status) of ranks that exited non-zero
+        self.failed_at: list[float] = []            # monotonic time of each failure sign
+
+    def feed(self, line: str) -> None:
+        if self.log:
+            self.log.write(line)
+            self.log.flush()
+        text = line.rstrip("\n")
+        m = _RANK_PREFIX.match(text)
+        if m:
+            r, text = int(m.group(1)), m.group(3)
+        else:
+            r = 0 if self.plain else -1          # -1: horovodrun's own messages
+        self.tails.setdefault(r, deque(maxlen=20)).append(text)
+        if _ERROR_LINE.match(text):
+            self.errors[r] = text.strip()
+        pm = _PROC_EXIT.match(text) if r == -1 else None
+        if pm and int(pm.group(2)) != 0:
+            self.exits.append((int(pm.group(1)), int(pm.group(2))))
+        if (pm and int(pm.group(2)) != 0) or any(h in text for h in _FAILURE_HINTS):
+            self.failed_at.append(time.monotonic())
+        if r == 0:
+            print(text, file=self.out, flush=True)
+
+    def show_other_ranks(self) -> None:
+        for r in sorted(self.tails):
+            if r != 0:
+                name = "horovodrun" if r < 0 else f"rank {r}"
+                print(f"--- last lines of {name} ---", file=self.out)
+                print("\n".join(self.tails[r]), file=self.out, flush=True)
+
+
+def _wait(proc: subprocess.Popen, ranks: _RankOutput, t0: float, timeout: float,
+          failure_grace: float) -> tuple:
+    """(exit status, why it was stopped or None): wait, killing the group on timeout or a failed rank."""
+    while True:
+        try:
+            return proc.wait(timeout=0.5), None
+        except subprocess.TimeoutExpired:
+            now = time.monotonic()
+            why = None
+            if now - t0 > timeout:
+                why = f"timed out after {timeout:.0f} s and was stopped"
+            elif ranks.failed_at and now - ranks.failed_at[0] > failure_grace:
+                why = (f"had a failed rank and did not exit within {failure_grace:.0f} s; "
+                       f"the process group was killed")
+            if why:
+                _kill_group(proc)
+                return proc.returncode, why
+
+
 def launch(np_: int, train_args, *, hosts: str | None = None, hostfile: str | None = None,
            timeout: float = 3600, out=None, threads: int | None = None, env: dict | None = None,
            log_file=None, failure_grace: float = 20.0, cwd=None) -> dict:
@@ -238,8 +279,8 @@ def launch(np_: int, train_args, *, hosts: str | None = None, hostfile: str | No
 
     Returns the parsed ``<model_dir>/summary/summary.json`` (pass ``--use_performance True``),
     or ``{}`` if the run wrote none; relative paths are taken from ``cwd`` (default: the current
-    directory), where the run also writes the seed's ``./summary/summary.json``. Raises LpcnetError on failure or timeout, naming the
-    first rank that failed and its last error line.
+    directory), where the run also writes the seed's ``./summary/summary.json``. Raises
+    LpcnetError on failure or timeout, naming the first rank that failed and its last error line.
     """
     out = out or sys.stdout
     cmd = train_command(np_, train_args, hosts, hostfile)
@@ -248,57 +289,15 @@ def launch(np_: int, train_args, *, hosts: str | None = None, hostfile: str | No
                "TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1",
                "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1",
                "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    tails: dict[int, deque] = {}
-    errors: dict[int, str] = {}            # rank -> last error-looking line
-    exits: list[tuple[int, int]] = []      # (rank, status) of ranks that exited non-zero
-    failed_at = []                         # monotonic time of the first failure sign
     log = open(log_file, "w") if log_file else None
+    ranks = _RankOutput(out, log, plain=cmd[1:3] == ["-m", "lpcnet.train"])
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=run_env, start_new_session=True, bufsize=1, cwd=cwd)
-    plain = cmd[1:3] == ["-m", "lpcnet.train"]   # np=1: no horovodrun prefixes
-
-    def pump():
-        for line in proc.stdout:
-            if log:
-                log.write(line)
-                log.flush()
-            text = line.rstrip("\n")
-            m = _RANK_PREFIX.match(text)
-            if m:
-                r, text = int(m.group(1)), m.group(3)
-            else:
-                r = 0 if plain else -1          # -1: horovodrun's own messages
-            tails.setdefault(r, deque(maxlen=20)).append(text)
-            if _ERROR_LINE.match(text):
-                errors[r] = text.strip()
-            pm = _PROC_EXIT.match(text) if r == -1 else None
-            if pm and int(pm.group(2)) != 0:
-                exits.append((int(pm.group(1)), int(pm.group(2))))
-            if (pm and int(pm.group(2)) != 0) or any(h in text for h in _FAILURE_HINTS):
-                failed_at.append(time.monotonic())
-            if r == 0:
-                print(text, file=out, flush=True)
-
-    reader = threading.Thread(target=pump, daemon=True)
+    reader = threading.Thread(target=lambda: [ranks.feed(line) for line in proc.stdout], daemon=True)
     reader.start()
-    why = None
     try:
-        while True:
-            try:
-                rc = proc.wait(timeout=0.5)
-                break
-            except subprocess.TimeoutExpired:
-                now = time.monotonic()
-                if now - t0 > timeout:
-                    why = f"timed out after {timeout:.0f} s and was stopped"
-                elif failed_at and now - failed_at[0] > failure_grace:
-                    why = (f"had a failed rank and did not exit within {failure_grace:.0f} s; "
-                           f"the process group was killed")
-                if why:
-                    _kill_group(proc)
-                    rc = proc.returncode
-                    break
+        rc, why = _wait(proc, ranks, t0, timeout, failure_grace)
     except BaseException:
         _kill_group(proc)        # e.g. KeyboardInterrupt in a notebook: no orphaned ranks
         raise
@@ -307,13 +306,10 @@ def launch(np_: int, train_args, *, hosts: str | None = None, hostfile: str | No
         if log:
             log.close()
     if rc != 0 or why:
-        for r in sorted(tails):
-            if r != 0:
-                name = "horovodrun" if r < 0 else f"rank {r}"
-                print(f"--- last lines of {name} ---", file=out)
-                print("\n".join(tails[r]), file=out, flush=True)
+        ranks.show_other_ranks()
         raise LpcnetError(f"training with np={np_} " + (why or f"failed (exit {rc})") +
-                          f" after {time.monotonic() - t0:.0f} s" + _failure_reason(exits, errors))
+                          f" after {time.monotonic() - t0:.0f} s" +
+                          _failure_reason(ranks.exits, ranks.errors))
     model_dir = _arg_value(train_args, "--model_dir", ".")
     summary = Path(cwd or ".") / model_dir / "summary" / "summary.json"
     return json.loads(summary.read_text()) if summary.exists() else {}

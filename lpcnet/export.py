@@ -4,7 +4,7 @@
 or a seed-style ``.h5`` and writes the blob documented in docs/weights-format.md:
 a fixed header (magic, version, model sizes), a table of named tensors, the
 64-byte aligned tensor data and a CRC-32 trailer. It precomputes what the C
-decoder needs per sample (spec E.4): the embedding x GRU-A input-kernel tables,
+decoder needs per sample: the embedding x GRU-A input-kernel tables,
 the conditioning parts of both GRU input kernels, GRU A's recurrent matrix as
 4x8 blocks with the three gate diagonals stored apart, and (``--int8``) int8
 copies of the block matrices with the "subias" compensation of the unsigned
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from lpcnet.errors import FormatError, LpcnetError
+from lpcnet.formats import INT8_WEIGHT_SCALE
 
 MAGIC = b"LPCNWGT\0"
 VERSION = 1
@@ -177,7 +178,7 @@ def load_embedding(tensors: dict, prefix: str):
 
 
 def pack_blocks(w, keep_diagonal_out: bool):
-    """(in, out) matrix -> 4x8 block-sparse form (spec E.4 item 5, our layout).
+    """(in, out) matrix -> 4x8 block-sparse form (docs/weights-format.md).
 
     For each group of 8 output columns: ``idx`` holds the number of non-zero
     4-row blocks, then the first row of each. ``blocks`` (nblocks, 4, 8) holds
@@ -222,13 +223,13 @@ def quantize_blocks(blocks):
     consecutive inputs) so that one 32-bit lane of a u8 x s8 dot product holds
     one output's 4 products.
     """
-    q = np.clip(np.round(128.0 * np.asarray(blocks, np.float64)), -128, 127).astype(np.int8)
+    q = np.clip(np.round(INT8_WEIGHT_SCALE * np.asarray(blocks, np.float64)), -128, 127).astype(np.int8)
     return np.ascontiguousarray(q.transpose(0, 2, 1))
 
 
 def dump_gru(prefix: str, kernel, recurrent_kernel, bias, *, input_rows: int | None = None,
              sparse_recurrent: bool = False, int8: bool = False) -> dict:
-    """A reset_after GRU -> tensors (spec C.3, E.4).
+    """A reset_after GRU (docs/model.md) -> tensors (docs/weights-format.md).
 
     ``input_rows``: when given, the first ``input_rows`` rows of the input kernel
     (the sample-rate input) are packed as 4x8 blocks (``prefix_in_idx``,
@@ -279,7 +280,7 @@ def _qcolsum(idx, q, n_out: int) -> np.ndarray:
         for _ in range(c):
             sums[g * BLOCK_COLS:(g + 1) * BLOCK_COLS] += q[b].astype(np.float64).sum(axis=1)
             b += 1
-    return (sums / 128.0).astype(np.float32)
+    return (sums / INT8_WEIGHT_SCALE).astype(np.float32)
 
 
 def load_gru(tensors: dict, prefix: str, n: int, input_rows: int | None = None):

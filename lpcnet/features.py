@@ -1,11 +1,11 @@
-"""Native LPCNet feature extraction: ``lpcnet dump-data`` (spec B), Python API.
+"""Native LPCNet feature extraction: ``lpcnet dump-data`` (docs/features.md), Python API.
 
 The C library in ``native/`` computes, per 160-sample frame, the 36 floats of
-spec A.2 (18 cepstra, pitch, pitch correlation, 16 LPCs) and, in training mode,
-the 160 four-byte ``data.u8`` records of spec A.3/B.10. It is loaded with
+``features.f32`` (18 cepstra, pitch, pitch correlation, 16 LPCs) and, in training mode,
+the 160 four-byte ``data.u8`` records (docs/formats.md). It is loaded with
 ctypes (the call releases the GIL) and fed NumPy buffers without copies.
 
-Timing (spec A.5/A.7): record k describes input frame k-1 (record 0 is an
+Timing (docs/features.md): record k describes input frame k-1 (record 0 is an
 all-zero frame); N complete input frames give N records. ``-test`` dithers
 with a fixed seed by default, so the same input always gives the same
 features. Deviations from the original tool are listed in docs/features.md.
@@ -14,19 +14,17 @@ features. Deviations from the original tool are listed in docs/features.md.
 from __future__ import annotations
 
 import ctypes
-import glob
-import os
 import secrets
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 
+from lpcnet import native
 from lpcnet.errors import FormatError, LpcnetError
 from lpcnet.formats import (DATA_CHANNELS, FRAME_SIZE, LAYOUT, NB_TOTAL_FEATURES,  # noqa: F401
                             RAW_PCM_SUFFIXES, SAMPLE_RATE, atomic_output, check_s16,
-                            to_int16)
+                            float_to_int16, to_int16)
 
 MODES = {"test": 0, "train": 1}
 #: Seed of the ``-test`` dither when none is given (reproducible features).
@@ -34,55 +32,23 @@ DEFAULT_TEST_SEED = 0
 #: Frames per native call when streaming a file (~2.6 MB of int16 input).
 CHUNK_FRAMES = 8192
 
-_ROOT = Path(__file__).resolve().parent
-_lib = None
-
 
 # --- native library ----------------------------------------------------------
-def _candidates() -> list[Path]:
-    env = os.environ.get("LPCNET_NATIVE_LIB")
-    found = [Path(env)] if env else []
-    found += [Path(p) for p in sorted(glob.glob(str(_ROOT / "_lpcnet_features*.so")))]
-    found.append(_ROOT.parent / "native" / "build" / "liblpcnet_features.so")
-    return found
-
-
-def _build_with_make() -> None:
-    """Development fallback: build native/build/liblpcnet_features.so with make."""
-    native = _ROOT.parent / "native"
-    if (native / "Makefile").is_file():
-        subprocess.run(["make", "-s", "-C", str(native), "build/liblpcnet_features.so"],
-                       check=False, capture_output=True, timeout=300)
+_SIGNATURES = {
+    "lpcnet_feat_get_size": ([], ctypes.c_size_t),
+    "lpcnet_feat_init": ([ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64], ctypes.c_int),
+    "lpcnet_feat_process": ([ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p,
+                             ctypes.c_void_p], None),
+    "lpcnet_simd_level": ([], ctypes.c_int),
+    "lpcnet_set_simd_level": ([ctypes.c_int], ctypes.c_int),
+    "lpcnet_lin2ulaw": ([ctypes.c_double], ctypes.c_int),
+    "lpcnet_ulaw2lin": ([ctypes.c_int], ctypes.c_double),
+}
 
 
 def load_library() -> ctypes.CDLL:
-    """Load (once) the native feature library and declare its functions."""
-    global _lib
-    if _lib is not None:
-        return _lib
-    paths = [p for p in _candidates() if p.is_file()]
-    if not paths:
-        _build_with_make()
-        paths = [p for p in _candidates() if p.is_file()]
-    if not paths:
-        raise LpcnetError("native feature library not built (run `pip install -e .` or "
-                          "`python setup.py build_ext --inplace` in the kit folder)")
-    lib = ctypes.CDLL(str(paths[0]))
-    lib.lpcnet_feat_get_size.restype = ctypes.c_size_t
-    lib.lpcnet_feat_init.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64]
-    lib.lpcnet_feat_init.restype = ctypes.c_int
-    lib.lpcnet_feat_process.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long,
-                                        ctypes.c_void_p, ctypes.c_void_p]
-    lib.lpcnet_feat_process.restype = None
-    lib.lpcnet_simd_level.restype = ctypes.c_int
-    lib.lpcnet_set_simd_level.argtypes = [ctypes.c_int]
-    lib.lpcnet_set_simd_level.restype = ctypes.c_int
-    lib.lpcnet_lin2ulaw.argtypes = [ctypes.c_double]
-    lib.lpcnet_lin2ulaw.restype = ctypes.c_int
-    lib.lpcnet_ulaw2lin.argtypes = [ctypes.c_int]
-    lib.lpcnet_ulaw2lin.restype = ctypes.c_double
-    _lib = lib
-    return lib
+    """Load (once) the native feature library and declare its functions (lpcnet.native)."""
+    return native.load("features", _SIGNATURES)
 
 
 def simd_level() -> str:
@@ -161,7 +127,7 @@ def extract(samples, mode: str = "test", seed: int | None = None) -> np.ndarray:
     """Speech samples (int16, or float at int16 scale) -> ``(frames, 36)`` float32 features.
 
     ``frames = len(samples) // 160``; record 0 describes an all-zero frame
-    (spec A.7). ``mode="train"`` applies the training augmentation too.
+    (docs/features.md, Timing). ``mode="train"`` applies the training augmentation too.
     """
     pcm = _as_int16(samples)
     n = len(pcm) // FRAME_SIZE
@@ -172,7 +138,7 @@ def extract(samples, mode: str = "test", seed: int | None = None) -> np.ndarray:
 def extract_training(samples, seed: int | None = None, max_frames: int | None = None):
     """Training mode: -> ``(features (frames, 36) float32, data (frames*160, 4) uint8)``.
 
-    The input wraps around (spec B.2 steps 1/3) until ``max_frames`` records are
+    The input wraps around until ``max_frames`` records are
     made; the default is one pass (``len(samples) // 160`` records).
     """
     pcm = _as_int16(samples)
@@ -231,7 +197,7 @@ def _open_source(path: Path):
     if not path.is_file():
         raise FormatError(f"{path}: file not found (expected an audio file or headerless .s16)")
     x, _ = load_speech(path)
-    return _ArraySource(to_int16(x.astype(np.float64) * 32768.0))
+    return _ArraySource(float_to_int16(x))
 
 
 def dump_data(input_path, features_path, data_path=None, mode: str = "test",

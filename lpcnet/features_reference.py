@@ -1,4 +1,4 @@
-"""Readable NumPy reference of ``dump-data -test`` (spec B.2-B.8), for checking the C code.
+"""Readable NumPy reference of ``dump-data -test`` (docs/features.md, Algorithm), for checking the C code.
 
 Written for clarity, not speed: float64 throughout, whole-signal filters with
 SciPy, one FFT per frame, and the pitch tracker's dynamic programming as a
@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import lfilter
 
-from lpcnet.formats import FRAME_SIZE, LPC_ORDER, NB_BANDS, NB_TOTAL_FEATURES
+from lpcnet.formats import (FRAME_SIZE, LPC_ORDER, NB_BANDS, NB_TOTAL_FEATURES, PITCH_MAX_PERIOD,
+                            PITCH_MIN_PERIOD, PRE_EMPHASIS)
 
 WINDOW_SIZE = 2 * FRAME_SIZE
-PITCH_MIN, PITCH_MAX = 32, 256
+PITCH_MIN, PITCH_MAX = PITCH_MIN_PERIOD, PITCH_MAX_PERIOD
 NB_CANDIDATES = PITCH_MAX - PITCH_MIN          # 224 candidate lags: 256 down to 33
 EBAND5MS = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 34, 40])
 COMPENSATION = np.array([0.8, 1, 1, 1, 1, 1, 1, 1, 0.666667, 0.5, 0.5, 0.5, 0.333333, 0.25,
@@ -46,13 +47,13 @@ def pcg32_uniform(seed: int, n: int) -> np.ndarray:
 
 # --- spectral tables -------------------------------------------------------------------
 def half_window() -> np.ndarray:
-    """Vorbis power-complementary window, first half (B.3)."""
+    """Vorbis power-complementary window, first half (Algorithm step 5)."""
     s = np.sin(0.5 * np.pi * (np.arange(FRAME_SIZE) + 0.5) / FRAME_SIZE)
     return np.sin(0.5 * np.pi * s * s)
 
 
 def band_matrix() -> np.ndarray:
-    """(18, 160) triangular band weights over FFT bins 0..159 (B.4), edges doubled."""
+    """(18, 160) triangular band weights over FFT bins 0..159 (step 6), edges doubled."""
     m = np.zeros((NB_BANDS, WINDOW_SIZE // 2))
     for i in range(NB_BANDS - 1):
         width = 4 * (EBAND5MS[i + 1] - EBAND5MS[i])
@@ -66,7 +67,7 @@ def band_matrix() -> np.ndarray:
 
 
 def dct_matrix() -> np.ndarray:
-    """Orthonormal DCT-II: ``c = D @ L`` (B.5); its transpose is the inverse (B.6)."""
+    """Orthonormal DCT-II: ``c = D @ L`` (step 7); its transpose is the inverse (step 8)."""
     k, i = np.meshgrid(np.arange(NB_BANDS), np.arange(NB_BANDS), indexing="ij")
     d = np.sqrt(2.0 / NB_BANDS) * np.cos(np.pi * (i + 0.5) * k / NB_BANDS)
     d[0] *= np.sqrt(0.5)
@@ -74,7 +75,7 @@ def dct_matrix() -> np.ndarray:
 
 
 def interp_matrix() -> np.ndarray:
-    """(160, 18) linear interpolation of band values to bins 0..159 (B.6 step 3)."""
+    """(160, 18) linear interpolation of band values to bins 0..159 (step 8)."""
     m = np.zeros((WINDOW_SIZE // 2, NB_BANDS))
     for i in range(NB_BANDS - 1):
         width = 4 * (EBAND5MS[i + 1] - EBAND5MS[i])
@@ -87,7 +88,7 @@ def interp_matrix() -> np.ndarray:
 
 # --- per-frame pieces ------------------------------------------------------------------
 def cepstrum(band_energy: np.ndarray) -> np.ndarray:
-    """Band energies -> 18 cepstra: log10 with floor, DCT, c0 -= 4 (B.5)."""
+    """Band energies -> 18 cepstra: log10 with floor, DCT, c0 -= 4 (step 7)."""
     ly = np.log10(1e-2 + band_energy)
     log_max = follow = -2.0
     for i in range(NB_BANDS):
@@ -100,7 +101,7 @@ def cepstrum(band_energy: np.ndarray) -> np.ndarray:
 
 
 def levinson(ac: np.ndarray, order: int = LPC_ORDER) -> np.ndarray:
-    """Levinson-Durbin with the reference's 30 dB early stop (B.6 step 7)."""
+    """Levinson-Durbin with the reference's 30 dB early stop (step 8)."""
     a = np.zeros(order)
     if ac[0] == 0:
         return a
@@ -116,7 +117,7 @@ def levinson(ac: np.ndarray, order: int = LPC_ORDER) -> np.ndarray:
 
 
 def lpc_from_cepstrum(c: np.ndarray) -> np.ndarray:
-    """Cepstrum -> 16 LPCs via band energies, interpolated spectrum, autocorrelation (B.6)."""
+    """Cepstrum -> 16 LPCs via band energies, interpolated spectrum, autocorrelation (step 8)."""
     c = c.copy()
     c[0] += 4
     bands = 10.0 ** (dct_matrix().T @ c) * COMPENSATION
@@ -130,7 +131,7 @@ def lpc_from_cepstrum(c: np.ndarray) -> np.ndarray:
 
 
 def normalized_xcorr(exc: np.ndarray, offset: int):
-    """Half-frame normalised correlations xc[0..255] and weight (B.7 step 5).
+    """Half-frame normalised correlations xc[0..255] and weight (step 9).
 
     ``exc`` is the 416-sample excitation buffer; lag L = 256 - i.
     """
@@ -142,7 +143,7 @@ def normalized_xcorr(exc: np.ndarray, offset: int):
 
 
 class PitchTracker:
-    """Online Viterbi-like pitch tracker over half-frames (B.8), state carried."""
+    """Online Viterbi-like pitch tracker over half-frames (step 10), state carried."""
 
     def __init__(self):
         self.path = np.zeros(NB_CANDIDATES)   # renormalised scores (max 0)
@@ -151,7 +152,7 @@ class PitchTracker:
         i = np.arange(NB_CANDIDATES)[:, None]
         k = np.arange(NB_CANDIDATES)[None, :]
         j = k - i
-        # allowed transitions k = i + j with j from min(0, 4 - i) to 4 (spec G.2)
+        # allowed transitions k = i + j with j from min(0, 4 - i) to 4 (asymmetric, as the original)
         self.allowed = (j >= np.minimum(0, 4 - i)) & (j <= 4)
         self.penalty = 0.02 * j ** 2
 
@@ -217,10 +218,10 @@ def dc_block_float32(x: np.ndarray) -> np.ndarray:
 
 
 def preprocess(samples: np.ndarray, seed: int = 0, float32_dc_block: bool = True) -> np.ndarray:
-    """int16 speech -> DC-blocked, pre-emphasised, dithered float signal (B.2 steps 5-9)."""
+    """int16 speech -> DC-blocked, pre-emphasised, dithered float signal (steps 2-4)."""
     x = samples.astype(np.float64)
     x = dc_block_float32(x) if float32_dc_block else lfilter(HP_B, HP_A, x)
-    x = lfilter([1.0, -0.85], [1.0], x)
+    x = lfilter([1.0, -PRE_EMPHASIS], [1.0], x)
     return x + (pcg32_uniform(seed, len(x)) - 0.5)
 
 
@@ -250,7 +251,7 @@ def reference_features(samples, seed: int = 0, float32_dc_block: bool = True) ->
         energy = bands @ (np.abs(spectrum[:WINDOW_SIZE // 2]) ** 2)
         c = cepstrum(energy)
         lpc = lpc_from_cepstrum(c)
-        # LPC residual of the half-frame-aligned input, then ex = r + 0.7 r[n-1] (B.7)
+        # LPC residual of the half-frame-aligned input, then ex = r + 0.7 r[n-1] (step 9)
         a_in = aligned_all[k * FRAME_SIZE:(k + 1) * FRAME_SIZE]
         hist = np.concatenate([residual_hist, a_in])
         r = a_in + np.array([np.dot(lpc, hist[LPC_ORDER + n - 1::-1][:LPC_ORDER])

@@ -1,4 +1,4 @@
-"""LPCNet file formats (36-float generation, spec section A) and exact µ-law.
+"""LPCNet file formats (36-float generation, docs/formats.md), shared constants and exact µ-law.
 
 Files handled here:
 
@@ -24,9 +24,16 @@ import numpy as np
 
 from lpcnet.errors import FormatError
 
-# --- global constants (spec 0.2) -------------------------------------------
+# --- global constants (docs/formats.md) --------------------------------------
 SAMPLE_RATE = 16000          # Hz
 FRAME_SIZE = 160             # samples per 10 ms frame
+#: int16 full scale: float speech in [-1, 1) <-> int16 samples.
+PCM_SCALE = 32768.0
+#: Pre-emphasis x[n] - 0.85 x[n-1] before analysis and in the training data; synthesis undoes it
+#: with the de-emphasis y[n] = x[n] + 0.85 y[n-1] (docs/features.md, docs/synthesis.md).
+PRE_EMPHASIS = 0.85
+#: int8 weights are q = round(128 w): steps of 1/128 (export, quantisation-aware training).
+INT8_WEIGHT_SCALE = 128.0
 NB_BANDS = 18
 LPC_ORDER = 16
 NB_TOTAL_FEATURES = 36       # floats per frame in features.f32
@@ -34,7 +41,7 @@ NB_FEATURES = 20             # floats per frame fed to the network
 PITCH_MIN_PERIOD = 32
 PITCH_MAX_PERIOD = 256
 
-# --- feature layout (spec A.2) ---------------------------------------------
+# --- feature layout (docs/formats.md) ------------------------------------------
 CEPSTRUM = slice(0, 18)      # 18 cepstral coefficients (c0 has 4 subtracted)
 PITCH_INDEX = 18             # pitch feature f_p = 0.01 * (P0 + P1 - 200)
 PITCH_CORR_INDEX = 19        # pitch correlation f_c = corr - 0.5
@@ -49,7 +56,7 @@ LAYOUT = {
     "lpc": (20, 36),
 }
 
-# --- data.u8 layout (spec A.3) ---------------------------------------------
+# --- data.u8 layout (docs/formats.md) ------------------------------------------
 DATA_CHANNELS = 4
 DATA_SIGNAL, DATA_PREDICTION, DATA_EXC_IN, DATA_EXC_OUT = range(4)
 DATA_FIELDS = ("signal", "prediction", "input_excitation", "output_excitation")
@@ -60,15 +67,15 @@ S16_BYTES_PER_SAMPLE = 2
 #: File name suffixes of headerless int16 PCM (anything else is decoded as audio).
 RAW_PCM_SUFFIXES = frozenset({".s16", ".sw", ".pcm", ".raw"})
 
-# --- µ-law (spec A.6): mu = 255, scale = 255/32768, exact log, round-half-even
-_ULAW_SCALE = 255.0 / 32768.0
+# --- µ-law (docs/formats.md): mu = 255, scale = 255/32768, exact log, round-half-even
+_ULAW_SCALE = 255.0 / PCM_SCALE
 _LN256 = np.log(256.0)
 
 
 def lin2ulaw(x) -> np.ndarray:
     """Linear sample values (int16 scale) -> µ-law codes 0..255 as int16.
 
-    Exact formula of spec A.6: ``clip(128 + round(sign(x) * 128 *
+    The exact formula (docs/formats.md): ``clip(128 + round(sign(x) * 128 *
     ln(1 + |x| * 255/32768) / ln 256), 0, 255)`` with NumPy's
     round-half-to-even. Accepts scalars or arrays; returns an int16 array.
     """
@@ -81,20 +88,13 @@ def ulaw2lin(u) -> np.ndarray:
     """µ-law codes 0..255 -> linear values (float64, int16 scale).
 
     ``sign(u - 128) * (32768/255) * (exp(|u - 128| / 128 * ln 256) - 1)``;
-    ulaw2lin(0) = -32768, ulaw2lin(128) = 0, ulaw2lin(255) = 31373.3 (spec A.6's "~31443" is a
-    slip; the formula is normative).
+    ulaw2lin(0) = -32768, ulaw2lin(128) = 0, ulaw2lin(255) = 31373.3 (docs/formats.md).
     """
     d = np.asarray(u, dtype=np.float64) - 128.0
     return np.sign(d) * (1.0 / _ULAW_SCALE) * np.expm1(np.abs(d) / 128.0 * _LN256)
 
 
-# --- pitch period (spec A.4) -------------------------------------------------
-def encode_pitch(p0, p1) -> np.ndarray:
-    """Two half-frame periods in samples -> pitch feature f_p (float32)."""
-    total = np.clip(np.asarray(p0) + np.asarray(p1), 66, 510)
-    return (0.01 * (total - 200)).astype(np.float32)
-
-
+# --- pitch period (docs/formats.md) -------------------------------------------
 def decode_pitch(fp) -> np.ndarray:
     """Pitch feature f_p -> period index 33..255 for the pitch embedding (int32).
 
@@ -249,6 +249,11 @@ def to_int16(samples) -> np.ndarray:
     return np.clip(np.round(np.asarray(samples, dtype=np.float64)), -32768, 32767).astype(np.int16)
 
 
+def float_to_int16(samples) -> np.ndarray:
+    """Float speech in [-1, 1) (e.g. from :func:`lpcnet.audio.load_speech`) -> int16, rounded, clipped."""
+    return to_int16(np.asarray(samples, dtype=np.float64) * PCM_SCALE)
+
+
 def write_features(path, feats) -> Path:
     """Write ``(frames, 36)`` float features as ``features.f32`` (atomically)."""
     feats = np.asarray(feats, dtype=np.float32)
@@ -294,5 +299,5 @@ def describe(path) -> dict:
         s = read_s16(path)
         return {"file": str(path), "kind": "s16", "samples": len(s),
                 "seconds": len(s) / SAMPLE_RATE,
-                "peak_dbfs": float(20 * np.log10(max(1, int(np.abs(s.astype(np.int32)).max())) / 32768))}
+                "peak_dbfs": float(20 * np.log10(max(1, int(np.abs(s.astype(np.int32)).max())) / PCM_SCALE))}
     raise FormatError(f"{path}: unknown kit file type '{suffix}' (expected .s16, .f32 or .u8)")

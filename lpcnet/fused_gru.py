@@ -11,35 +11,25 @@ gradient of the recurrent matrix is one more large matmul. Same maths as
 from __future__ import annotations
 
 import ctypes
-import glob
 import os
-from pathlib import Path
 
 import numpy as np
 
+from lpcnet import native
 from lpcnet.errors import LpcnetError
 
-_ROOT = Path(__file__).resolve().parent
-_lib = None
+_i, _p = ctypes.c_int, ctypes.c_void_p
+_SIGNATURES = {
+    "lpcnet_gru_forward": ([_i, _i, _i, _p, _p, _p, _p, _p, _p, _i, _i], _i),
+    "lpcnet_gru_backward": ([_i, _i, _i, _p, _p, _p, _p, _p, _p, _p, _p, _i, _i], _i),
+    "lpcnet_gru_simd_level": ([], _i),
+    "lpcnet_gru_set_simd_level": ([_i], _i),
+}
 
 
 def load_library() -> ctypes.CDLL:
-    """Load (once) ``_lpcnet_gru*.so`` built by the package install."""
-    global _lib
-    if _lib is not None:
-        return _lib
-    paths = sorted(glob.glob(str(_ROOT / "_lpcnet_gru*.so")))
-    if not paths:
-        raise LpcnetError("native GRU kernel not built (run `pip install -e .` in the kit folder)")
-    lib = ctypes.CDLL(paths[0])          # ctypes releases the GIL during the calls
-    i, p = ctypes.c_int, ctypes.c_void_p
-    lib.lpcnet_gru_forward.argtypes = [i, i, i, p, p, p, p, p, p, i, i]
-    lib.lpcnet_gru_backward.argtypes = [i, i, i, p, p, p, p, p, p, p, p, i, i]
-    lib.lpcnet_gru_forward.restype = lib.lpcnet_gru_backward.restype = i
-    lib.lpcnet_gru_set_simd_level.argtypes = [i]
-    lib.lpcnet_gru_set_simd_level.restype = lib.lpcnet_gru_simd_level.restype = i
-    _lib = lib
-    return lib
+    """Load (once) the native GRU kernel library (lpcnet.native)."""
+    return native.load("gru", _SIGNATURES)
 
 
 def available() -> bool:

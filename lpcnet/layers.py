@@ -1,9 +1,10 @@
-"""Custom Keras 3 layers, initialiser, constraint and regulariser of LPCNet (spec C.4-C.6).
+"""Custom Keras 3 layers, initialiser, constraint and regulariser of LPCNet (docs/model.md).
 
-Everything here is registered for serialisation under the ``lpcnet`` package,
-so ``keras.saving.load_model`` restores checkpoints without ``custom_objects``.
-Layers compute in ``self.compute_dtype`` (mixed precision safe); variables stay
-float32.
+Everything here is registered for serialisation under the ``lpcnet`` package, so
+``keras.saving.load_model`` restores checkpoints without ``custom_objects`` (the
+registered names are part of the checkpoint format: never rename them). Layers compute
+in ``self.compute_dtype`` (mixed precision safe); variables stay float32. Each has a
+full ``get_config``.
 
 References:
     J.-M. Valin, J. Skoglund, "LPCNet: improving neural speech synthesis through
@@ -20,11 +21,14 @@ import keras
 import numpy as np
 from keras import ops
 
+from lpcnet.formats import INT8_WEIGHT_SCALE
+
+#: Registration package of every serialisable object here (checkpoints store "lpcnet>Name").
 PACKAGE = "lpcnet"
 
 
-def _tree_tables(levels: int = 256):
-    """(nodes, bits) int arrays of shape (depth, levels) for the binary tree of spec C.5.
+def tree_tables(levels: int = 256):
+    """(nodes, bits) int arrays of shape (depth, levels) for the binary tree (docs/model.md).
 
     At depth b the node of code v is ``2**b + (v >> (depth - b))`` and the bit
     taken is ``(v >> (depth - 1 - b)) & 1`` (MSB first).
@@ -39,7 +43,7 @@ def _tree_tables(levels: int = 256):
 def tree_to_pdf_numpy(q: np.ndarray) -> np.ndarray:
     """Reference binary tree -> pdf in NumPy (float64): P(v) = prod_b (bit ? q[node] : 1 - q[node])."""
     q = np.asarray(q, dtype=np.float64)
-    nodes, bits = _tree_tables(q.shape[-1])
+    nodes, bits = tree_tables(q.shape[-1])
     p = np.ones(q.shape, dtype=np.float64)
     for b in range(nodes.shape[0]):
         g = q[..., nodes[b]]
@@ -53,7 +57,7 @@ class PCMInit(keras.initializers.Initializer):
     """Embedding initialiser for µ-law codes: a linear ramp plus unit-variance noise.
 
     ``W[i, j] = gain * (U(-sqrt 3, sqrt 3) + sqrt(12) * (i - (R - 1) / 2) / R)``
-    for an (R, C) matrix, i.e. ``(i - 127.5) / 256`` for the 256 codes (spec C.6).
+    for an (R, C) matrix, i.e. ``(i - 127.5) / 256`` for the 256 codes.
 
     Args:
         gain: overall scale (0.1).
@@ -83,7 +87,7 @@ class PCMInit(keras.initializers.Initializer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class WeightClip(keras.constraints.Constraint):
-    """Pairwise column clip: ``|w[r, 2k]| + |w[r, 2k+1]| <= c`` for every row r (spec C.6).
+    """Pairwise column clip: ``|w[r, 2k]| + |w[r, 2k+1]| <= c`` for every row r.
 
     Both entries of a pair are scaled by ``c / max(c, |w[r, 2k]| + |w[r, 2k+1]|)``,
     which keeps the int8 SIMD dot products of the C decoder from saturating.
@@ -108,7 +112,7 @@ class WeightClip(keras.constraints.Constraint):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class QuantRegularizer(keras.regularizers.Regularizer):
-    """Pulls weights towards multiples of 1/128 for int8 export (spec C.6).
+    """Pulls weights towards multiples of 1/128 for int8 export (quantisation-aware training).
 
     ``strength * mean((1.0001 - cos(2 pi (128 w - round(128 w))))**(1/4))``.
 
@@ -121,7 +125,7 @@ class QuantRegularizer(keras.regularizers.Regularizer):
 
     def __call__(self, x):
         x = ops.cast(x, "float32")
-        frac = 128.0 * x - ops.round(128.0 * x)
+        frac = INT8_WEIGHT_SCALE * x - ops.round(INT8_WEIGHT_SCALE * x)
         return self.strength * ops.mean(ops.power(1.0001 - ops.cos(2.0 * np.pi * frac), 0.25))
 
     def get_config(self):
@@ -131,7 +135,7 @@ class QuantRegularizer(keras.regularizers.Regularizer):
 # --- layers ----------------------------------------------------------------------
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class MDense(keras.layers.Layer):
-    """Dual fully-connected layer (LPCNet paper eq. 3-4, spec C.4).
+    """Dual fully-connected layer (LPCNet paper eq. 3-4; docs/model.md).
 
     ``t[u, c] = tanh(sum_i v_i K[u, i, c] + bias[u, c])``;
     ``out[u] = act(sum_c factor[u, c] t[u, c])``.
@@ -202,13 +206,13 @@ class MDense(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class TreeToPdf(keras.layers.Layer):
-    """Binary-tree conditional bit probabilities -> pdf over the 256 µ-law codes (spec C.5).
+    """Binary-tree conditional bit probabilities -> pdf over the 256 µ-law codes (docs/model.md).
 
     Input ``q[..., 1:256]`` holds P(bit = 1) of each tree node (``q[..., 0]`` is
     unused); output ``P(v) = prod_{b=0..7} (bit_b(v) ? q[node_b(v)] : 1 - q[node_b(v)])``.
     Works for any leading shape (no hard-coded sequence length, fixing the
     training/inference split of the original Lambda). Use ``dtype="float32"``
-    under mixed precision so that small probabilities do not underflow (spec G.15).
+    under mixed precision so that small probabilities do not underflow.
 
     Call arguments:
         inputs: tensor (..., 256) of probabilities in [0, 1].
@@ -225,7 +229,7 @@ class TreeToPdf(keras.layers.Layer):
     def call(self, inputs):
         # Level by level: the pdf over the 2^b prefixes seen so far times (1 - q, q) of their
         # nodes q[2^b : 2^(b+1)] gives the pdf over 2^(b+1) prefixes (MSB first), i.e. the same
-        # products f_0 * f_1 * ... * f_7 as the tables of spec C.5, with slices and reshapes
+        # products f_0 * f_1 * ... * f_7 as tree_tables gives, with slices and reshapes
         # instead of gathers (whose gradients are slow scatters on the CPU).
         lead = tuple(ops.shape(inputs)[:-1])
         pdf = None
@@ -346,11 +350,17 @@ class FastGaussianNoise(keras.layers.GaussianNoise):
     output at 384 units x batch 16 x 2400 samples, a seventh of a training step; NumPy's
     ziggurat is ~10x faster. Same distribution N(0, stddev^2), same seed generator state
     (saved in checkpoints, so resumed runs continue the stream); a different random stream
-    from Keras' for a given seed. On a GPU, or with ``numpy_draws = False`` (what
+    from Keras' for a given seed. On a GPU, or with ``numpy_draws=False`` (what
     ``lpcnet.model.use_native_ops(model, False)`` sets for XLA), it is ``keras.layers.GaussianNoise``.
+
+    Args:
+        stddev, seed: as ``keras.layers.GaussianNoise``.
+        numpy_draws: draw with NumPy (True) or with Keras' sampler (False, e.g. under XLA).
     """
 
-    numpy_draws = True     # False: keras.layers.GaussianNoise's draws (e.g. under XLA)
+    def __init__(self, stddev, seed=None, numpy_draws: bool = True, **kwargs):
+        super().__init__(stddev, seed=seed, **kwargs)
+        self.numpy_draws = bool(numpy_draws)
 
     def call(self, inputs, training=False):
         if not (training and self.stddev > 0):
@@ -366,204 +376,7 @@ class FastGaussianNoise(keras.layers.GaussianNoise):
         noise = tf.ensure_shape(noise, inputs.shape)
         return inputs + ops.cast(noise, inputs.dtype)
 
-
-# --- straightforward versions: the benchmark's plain-Keras baseline and test oracles ---
-class EinsumMDense(MDense):
-    """MDense written the straightforward way: one einsum over (units, input, channels)."""
-
-    def call(self, inputs):
-        t = ops.tanh(ops.einsum("...i,uic->...uc", inputs, self.kernel) + self.bias)
-        return self.activation(ops.sum(t * self.factor, axis=-1))
-
-
-class GatherTreeToPdf(TreeToPdf):
-    """TreeToPdf written the straightforward way: gather each level's node with spec C.5's tables."""
-
-    def call(self, inputs):
-        nodes, bits = _tree_tables(self.levels)
-        pdf = None
-        for b in range(self.depth):
-            g = ops.take(inputs, nodes[b].tolist(), axis=-1)
-            bit = ops.convert_to_tensor(bits[b].astype(np.float32), dtype=self.compute_dtype)
-            f = (1.0 - bit) + g * (2.0 * bit - 1.0)    # bit ? g : 1 - g
-            pdf = f if pdf is None else pdf * f
-        return pdf
-
-
-# --- block sparsification of the GRU weights (spec D.3, D.4) ---------------------
-BLOCK = (4, 8)   # rows (inputs) x columns (outputs) of the logical (input, output) matrix
-
-
-def block_scores(a: np.ndarray, block=BLOCK) -> np.ndarray:
-    """Sum of squares of each (4 x 8) block of an (inputs, outputs) matrix."""
-    r, c = block
-    rows, cols = a.shape
-    return np.square(a.astype(np.float64)).reshape(rows // r, r, cols // c, c).sum(axis=(1, 3))
-
-
-def block_mask(a: np.ndarray, density: float, keep_diagonal: bool, block=BLOCK) -> np.ndarray:
-    """0/1 mask keeping the strongest blocks of ``a`` (spec D.3 steps 1-5, no transpose).
-
-    Blocks are 4 consecutive rows (inputs) by 8 consecutive columns (outputs) of
-    the Keras kernel as stored, which is the orientation the C export packs (fixes
-    spec G.6). With ``keep_diagonal`` the diagonal is excluded from the scores and
-    always kept. ``thresh = sorted(scores)[round(nblocks * (1 - density))]``;
-    blocks scoring >= thresh are kept.
-    """
-    r, c = block
-    a = np.asarray(a)
-    if keep_diagonal:
-        a = a * (1.0 - np.eye(a.shape[0], a.shape[1], dtype=a.dtype))
-    scores = block_scores(a, block)
-    k = int(round(scores.size * (1.0 - density)))
-    thresh = np.inf if k >= scores.size else np.sort(scores, axis=None)[k]
-    keep = (scores >= thresh).astype(a.dtype)
-    mask = np.repeat(np.repeat(keep, r, axis=0), c, axis=1)
-    if keep_diagonal:
-        mask = np.maximum(mask, np.eye(a.shape[0], a.shape[1], dtype=a.dtype))
-    return mask
-
-
-def block_density(a: np.ndarray, exclude_diagonal: bool, block=BLOCK) -> float:
-    """Fraction of (4 x 8) blocks of ``a`` holding any non-zero weight."""
-    a = np.asarray(a)
-    if exclude_diagonal:
-        a = a * (1.0 - np.eye(a.shape[0], a.shape[1], dtype=a.dtype))
-    return float(np.mean(block_scores(a, block) > 0))
-
-
-def quantize_weights(w: np.ndarray, threshold: float) -> np.ndarray:
-    """Snap weights within ``threshold`` of a multiple of 1/128 onto it (spec D.3)."""
-    q = np.round(128.0 * w)
-    return np.where(np.abs(128.0 * w - q) <= threshold, q / 128.0, w).astype(w.dtype)
-
-
-def schedule_density(t: int, t_start: int, t_end: int, target: float, quantize: bool) -> float:
-    """Density at batch ``t``: cubic ramp from 1 to ``target`` between t_start and t_end."""
-    if t < t_end and not quantize:
-        r = 1.0 - (t - t_start) / (t_end - t_start)
-        return 1.0 - (1.0 - target) * (1.0 - r ** 3)
-    return float(target)
-
-
-def gate_matrices(layer, which: str, rows: int | None = None):
-    """The per-gate (z, r, h) logical (input, output) blocks of a GRU weight, as NumPy."""
-    var = layer.cell.recurrent_kernel if which == "recurrent" else layer.cell.kernel
-    w = keras.ops.convert_to_numpy(var)
-    n = layer.cell.units
-    w = w if rows is None else w[:rows]
-    return [w[:, g * n:(g + 1) * n] for g in range(3)]
-
-
-class _SparsifyBase(keras.callbacks.Callback):
-    """Shared schedule of Sparsify / SparsifyGRUB (spec D.3).
-
-    The counter ``t`` is the number of finished batches of the whole run: it
-    starts from ``optimizer.iterations`` (so a resumed run continues the
-    schedule) and is incremented before each test (the first batch has t = 1).
-    """
-
-    layer_name = ""
-
-    def __init__(self, t_start: int, t_end: int, interval: int, density, quantize: bool = False):
-        super().__init__()
-        self.t_start, self.t_end, self.interval = int(t_start), int(t_end), max(1, int(interval))
-        self.density = tuple(float(d) for d in density)
-        self.quantize = bool(quantize)
-        self.t = 0
-
-    def on_train_begin(self, logs=None):
-        self.t = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-
-    def _acts(self, t: int) -> bool:
-        return (self.quantize or (t > self.t_start and (t - self.t_start) % self.interval == 0)
-                or t >= self.t_end)
-
-    def _quant_threshold(self, t: int):
-        if (t > self.t_start and (t - self.t_start) % self.interval == 0) or t >= self.t_end:
-            return 0.5 if t >= self.t_end else 0.5 * (t - self.t_start) / (self.t_end - self.t_start)
-        return None
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.t += 1
-        if self._acts(self.t):
-            self.apply(self.t)
-
-    def apply(self, t: int) -> None:
-        raise NotImplementedError
-
-    def densities(self) -> list:
-        raise NotImplementedError
-
-
-class Sparsify(_SparsifyBase):
-    """Block-sparsify GRU A's recurrent kernel per gate, diagonal kept (spec D.3).
-
-    Args:
-        t_start, t_end, interval: schedule in batches (2000, 40000, 400 from scratch).
-        density: final (z, r, h) densities, e.g. (0.05, 0.05, 0.2).
-        quantize: quantisation-aware mode (act every batch; snap weights to 1/128).
-        layer_name: the GRU layer ("gru_a").
-    """
-
-    def __init__(self, t_start, t_end, interval, density, quantize=False, layer_name="gru_a"):
-        super().__init__(t_start, t_end, interval, density, quantize)
-        self.layer_name = layer_name
-
-    def apply(self, t: int) -> None:
-        layer = self.model.get_layer(self.layer_name)
-        var = layer.cell.recurrent_kernel
-        w = keras.ops.convert_to_numpy(var).copy()
-        n = layer.cell.units
-        for g in range(3):
-            d = schedule_density(t, self.t_start, self.t_end, self.density[g], self.quantize)
-            cols = slice(g * n, (g + 1) * n)
-            w[:, cols] *= block_mask(w[:, cols], d, keep_diagonal=True)
-        th = self._quant_threshold(t) if self.quantize else None
-        if th is not None:
-            w = quantize_weights(w, th)
-        var.assign(w)
-
-    def densities(self) -> list:
-        return [block_density(a, True) for a in gate_matrices(self.model.get_layer(self.layer_name),
-                                                              "recurrent")]
-
-
-class SparsifyGRUB(_SparsifyBase):
-    """Block-sparsify the GRU-A rows of GRU B's input kernel per gate (spec D.4).
-
-    Only rows ``0 .. grua_units - 1`` (the GRU A input) are masked; the
-    conditioning rows are untouched; no diagonal handling. Quantise mode snaps
-    the whole kernel.
-
-    Args:
-        t_start, t_end, interval, density, quantize: as :class:`Sparsify`
-            (default density (1, 1, 1): nothing pruned).
-        grua_units: rows of the kernel fed by GRU A.
-        layer_name: the GRU layer ("gru_b").
-    """
-
-    def __init__(self, t_start, t_end, interval, density, grua_units: int, quantize=False,
-                 layer_name="gru_b"):
-        super().__init__(t_start, t_end, interval, density, quantize)
-        self.grua_units = int(grua_units)
-        self.layer_name = layer_name
-
-    def apply(self, t: int) -> None:
-        layer = self.model.get_layer(self.layer_name)
-        var = layer.cell.kernel
-        w = keras.ops.convert_to_numpy(var).copy()
-        n, rows = layer.cell.units, self.grua_units
-        for g in range(3):
-            d = schedule_density(t, self.t_start, self.t_end, self.density[g], self.quantize)
-            cols = slice(g * n, (g + 1) * n)
-            if d < 1.0:
-                w[:rows, cols] *= block_mask(w[:rows, cols], d, keep_diagonal=False)
-        th = self._quant_threshold(t) if self.quantize else None
-        if th is not None:
-            w = quantize_weights(w, th)
-        var.assign(w)
-
-    def densities(self) -> list:
-        return [block_density(a, False) for a in gate_matrices(self.model.get_layer(self.layer_name),
-                                                               "kernel", self.grua_units)]
+    def get_config(self):
+        config = super().get_config()
+        config.update({"numpy_draws": self.numpy_draws})
+        return config

@@ -1,11 +1,11 @@
-"""The LPCNet network in Keras 3 (spec C.2, C.8): training model, encoder and decoder.
+"""The LPCNet network in Keras 3 (docs/model.md): training model, encoder and decoder.
 
 ``build_lpcnet(cfg)`` returns the training model plus the frame-rate encoder and
 the sample-rate decoder, all sharing the same layer objects. Layer names and
-weight shapes are those of the original ``.h5`` files (spec C.2), so weights move
-between the kit and seed checkpoints by layer name. Nothing has a fixed batch
-size or sequence length (fixes spec G.17 / G.19): the same model trains with any
-per-replica batch and decodes one sample at a time.
+weight shapes are those of the original ``.h5`` files, so weights move between the
+kit and seed checkpoints by layer name. Nothing has a fixed batch size or sequence
+length (unlike the seed): the same model trains with any per-replica batch and
+decodes one sample at a time.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
-from lpcnet.config import ModelConfig
+from lpcnet.config import DECAY, LR, ModelConfig
 from lpcnet.errors import LpcnetError
-from lpcnet.layers import FastGaussianNoise, FusedGRU, MDense, PCMInit, QuantRegularizer, RepeatFrames, TreeToPdf, WeightClip
+from lpcnet.layers import (FastGaussianNoise, FusedGRU, MDense, PCMInit, QuantRegularizer, RepeatFrames,
+                           TreeToPdf, WeightClip)
 
-#: Layers holding weights, in the order of spec C.2.
+#: Layers holding weights, in the order of docs/model.md.
 WEIGHT_LAYERS = ("embed_pitch", "feature_conv1", "feature_conv2", "feature_dense1",
                  "feature_dense2", "embed_sig", "gru_a", "gru_b", "dual_fc")
 
@@ -37,7 +38,8 @@ class LPCNetModels(NamedTuple):
 class LPCNetModel(keras.Model):
     """Functional LPCNet training model with an explicit ``train_step``.
 
-    The step is the Keras default written out, with two hooks: ``gradient_reducer``
+    The step is the Keras default written out (public API only; the loss metric comes from
+    :func:`loss_metric`), with two hooks: ``gradient_reducer``
     (None, or a callable ``grads -> grads``) runs between the gradient and the
     optimizer update, where the distributed stage inserts a Horovod allreduce;
     ``metrics_reducer`` (None, or ``logs -> logs``, applied in ``get_metrics_result``)
@@ -51,14 +53,16 @@ class LPCNetModel(keras.Model):
 
     def train_step(self, data):
         import tensorflow as tf
-        from keras.src.losses import loss as loss_module   # distribution scaling helper
 
         x, y = data[0], data[1]
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
-            self._loss_tracker.update_state(loss_module.unscale_loss_for_distribution(loss),
-                                            sample_weight=tf.shape(x[0])[0])
+            # compute_loss divides by the replicas of a tf.distribute strategy; the metric
+            # tracks the per-replica loss itself (as Keras' own train_step does).
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            loss_metric(self).update_state(loss * tf.cast(replicas, loss.dtype),
+                                           sample_weight=tf.shape(x[0])[0])
             scaled = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables
         # Embedding gradients come as IndexedSlices; Keras 3's Adam then squares the slices
@@ -80,6 +84,20 @@ class LPCNetModel(keras.Model):
         return logs
 
 
+def loss_metric(model: keras.Model):
+    """The ``loss`` Mean that a compiled model reports (``model.metrics``, named "loss").
+
+    Keras creates it in ``compile``; the kit's train step updates it as Keras' own
+    train step does. tests/test_model.py checks that it exists and is a Mean, so a
+    Keras upgrade that changes this fails there, loudly.
+    """
+    for m in model.metrics:
+        if m.name == "loss":
+            return m
+    raise RuntimeError("compiled Keras model has no 'loss' metric (Keras changed? see "
+                       "lpcnet.model.loss_metric)")
+
+
 def _dense_gradients(grads):
     import tensorflow as tf
 
@@ -93,13 +111,13 @@ def _policy_kw(dtype_policy):
 def build_lpcnet(cfg: ModelConfig = ModelConfig(), *, training: bool = True, quantize: bool = False,
                  dtype_policy: str | None = None, seed: int | None = None,
                  fused: bool = True) -> LPCNetModels:
-    """Build LPCNet (spec C.2) and its encoder / decoder (spec C.8).
+    """Build LPCNet and its encoder / decoder (docs/model.md).
 
     Args:
         cfg: sizes (GRU A / GRU B units, conditioning width, ...).
         training: True: 'valid' feature convolutions (19 feature frames in, 15
-            out, spec C.7); False: 'same' padding for whole-utterance inference.
-        quantize: add the int8 quantisation regulariser to the GRU weights (C.6).
+            out); False: 'same' padding for whole-utterance inference.
+        quantize: add the int8 quantisation regulariser to the GRU weights.
         dtype_policy: e.g. "mixed_bfloat16" or "mixed_float16"; the dual FC layer
             and the probability tree always compute in float32.
         seed: seed of the PCMInit sample-embedding initialiser.
@@ -182,8 +200,8 @@ def use_native_ops(model: keras.Model, on: bool) -> None:
             layer.numpy_draws = bool(on)
 
 
-# --- optimizer and compile (spec D.2, D.9) ---------------------------------------
-def make_optimizer(lr: float = 1e-3, decay: float = 2.5e-5, loss_scale: bool = False):
+# --- optimizer and compile (docs/training.md) --------------------------------------
+def make_optimizer(lr: float = LR, decay: float = DECAY, loss_scale: bool = False):
     """Adam(beta_2 = 0.99) with the legacy ``lr / (1 + decay * step)`` as InverseTimeDecay."""
     schedule = keras.optimizers.schedules.InverseTimeDecay(
         initial_learning_rate=lr, decay_steps=1, decay_rate=decay)
@@ -194,7 +212,7 @@ def make_optimizer(lr: float = 1e-3, decay: float = 2.5e-5, loss_scale: bool = F
 
 
 def compile_lpcnet(model: keras.Model, optimizer) -> keras.Model:
-    """Sparse categorical cross-entropy on the tree pdf, with accuracy (spec D.2)."""
+    """Sparse categorical cross-entropy on the tree pdf, with accuracy."""
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(name="loss"),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
@@ -271,7 +289,7 @@ def read_checkpoint_weights(path) -> dict:
 
 
 def config_from_weights(weights: dict, base: ModelConfig = ModelConfig()) -> ModelConfig:
-    """Infer GRU sizes, conditioning and feature widths from checkpoint weights (spec C.9)."""
+    """Infer GRU sizes, conditioning and feature widths from checkpoint weights (docs/model.md)."""
     try:
         na = min(weights["gru_a"]["recurrent_kernel"].shape)
         nb = min(weights["gru_b"]["recurrent_kernel"].shape)
@@ -322,29 +340,3 @@ def save_seed_h5(model: keras.Model, path) -> Path:
                 for key, value in vars_.items():
                     g.create_dataset(f"{key}:0", data=value)
     return Path(path)
-
-
-class AtomicCheckpoint(keras.callbacks.Callback):
-    """Save the full model (weights + optimizer state) after every epoch: temp file + rename.
-
-    ``path_for(epoch)`` gets the 1-based number of finished epochs (the seed's
-    ``{epoch:02d}``); a crash mid-write leaves the previous checkpoint intact.
-    """
-
-    def __init__(self, path_for, ext: str = ".keras"):
-        super().__init__()
-        self.path_for, self.ext = path_for, ext
-        self.last = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        import os
-
-        path = Path(self.path_for(epoch + 1))
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{self.ext}")
-        try:
-            self.model.save(tmp)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        self.last = path

@@ -2,7 +2,7 @@
 
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot global state), so
 they can be made in tests and scripts without a display and shown in notebooks.
-Time axes follow the feature timing of spec A.7: record k analyses the window
+Time axes follow the feature timing of docs/features.md: record k analyses the window
 ``s[160(k-2):160k]``, centred on sample ``160k - 160``.
 """
 
@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from lpcnet.formats import (CEPSTRUM, DATA_EXC_OUT, DATA_FIELDS, FRAME_SIZE, LPC, PITCH_CORR_INDEX,
-                            PITCH_INDEX, SAMPLE_RATE, decode_pitch, ulaw2lin)
+from lpcnet.formats import (CEPSTRUM, DATA_EXC_OUT, DATA_FIELDS, FRAME_SIZE, LPC, PCM_SCALE,
+                            PITCH_CORR_INDEX, PITCH_INDEX, PRE_EMPHASIS, SAMPLE_RATE, decode_pitch,
+                            ulaw2lin)
 
 
 def frame_times(n_frames: int) -> np.ndarray:
@@ -47,7 +48,7 @@ def cepstrogram(features) -> Figure:
 
 
 def pitch_track(samples, features, corr_threshold: float = 0.0) -> Figure:
-    """Spectrogram (0-1 kHz) with the pitch track f0 = 16000 / period overlaid.
+    """Spectrogram (0-1 kHz) with the pitch track f0 = SAMPLE_RATE / period overlaid.
 
     Frames whose pitch correlation feature (corr - 0.5) is below
     ``corr_threshold`` are drawn as unvoiced (gaps).
@@ -77,7 +78,7 @@ def lpc_envelope(samples, features, frame: int) -> Figure:
     lo, hi = max(start, 0), min(start + 2 * FRAME_SIZE, len(x))
     if hi > lo:
         seg[lo - start:hi - start] = x[lo:hi]
-    seg = np.append(seg[0], seg[1:] - 0.85 * seg[:-1])          # pre-emphasis
+    seg = np.append(seg[0], seg[1:] - PRE_EMPHASIS * seg[:-1])
     w = np.concatenate([half_window(), half_window()[::-1]])
     spec = np.abs(np.fft.rfft(w * seg) / len(seg)) ** 2
     a = np.concatenate([[1.0], np.asarray(features)[frame, LPC]])
@@ -110,4 +111,4 @@ def ulaw_histogram(data, field: int = DATA_EXC_OUT) -> Figure:
 
 def excitation_audio(data, field: int = DATA_EXC_OUT) -> np.ndarray:
     """A data.u8 field decoded to float audio in [-1, 1] (for listening)."""
-    return (ulaw2lin(np.asarray(data)[:, field]) / 32768.0).astype(np.float32)
+    return (ulaw2lin(np.asarray(data)[:, field]) / PCM_SCALE).astype(np.float32)

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from lpcnet.errors import LpcnetError
-from lpcnet.formats import SAMPLE_RATE, atomic_output
+from lpcnet.formats import PCM_SCALE, SAMPLE_RATE, atomic_output
 
 MIN_ENVELOPE_CORR = 0.6
 #: below this normalised waveform cross-correlation peak the lag comes from the energy envelopes
@@ -56,7 +56,7 @@ def _read(source, rate, name) -> tuple[np.ndarray, int]:
     if x.ndim != 1 or len(x) == 0:
         raise LpcnetError(f"{name}: expected mono audio of shape (samples>0,), got {x.shape}")
     if np.issubdtype(x.dtype, np.integer):
-        x = x.astype(np.float64) / 32768.0
+        x = x.astype(np.float64) / PCM_SCALE
     x = x.astype(np.float64)
     if not np.isfinite(x).all():
         raise LpcnetError(f"{name}: audio holds NaN or Inf")

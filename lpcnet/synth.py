@@ -8,14 +8,13 @@ Two engines with the same semantics (docs/synthesis.md):
 * ``keras``: the reference engine, written for clarity. The frame-rate network
   (encoder) runs once per utterance; the sample-rate network runs one frame at
   a time in a compiled ``tf.function`` whose ``tf.while_loop`` steps the 160
-  samples with explicit GRU states (spec E.1 semantics). It is the ground truth
-  of the native engine's tests.
+  samples with explicit GRU states. It is the ground truth of the native engine's tests.
 
 Both produce exactly ``frames x 160`` int16 samples, sample ``t`` belonging to
-feature frame ``t // 160`` (fixes spec G.10: no frame dropped; G.12: no 17-sample
-skip, output clipped to int16).
+feature frame ``t // 160`` (unlike the seed: no frame dropped, no 17-sample skip,
+output clipped to int16).
 
-Sampling rule (both engines, spec E.3 X2): each of the 8 bits of the µ-law code
+Sampling rule (both engines, docs/synthesis.md): each of the 8 bits of the µ-law code
 is drawn MSB first down the probability tree; with ``k`` the next 8-bit value
 of a counter-based splitmix64 stream (seeded by ``--seed``), the bit is 1 iff
 ``P(bit = 1) > 0.025 + 0.95 k / 255``. ``argmax`` makes every bit 1 iff its
@@ -27,19 +26,17 @@ probability exceeds 0.5. ``sharpen`` multiplies the bit logits by
 from __future__ import annotations
 
 import ctypes
-import glob
 import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
 
+from lpcnet import native
 from lpcnet.errors import FormatError, LpcnetError
-from lpcnet.formats import (FRAME_SIZE, LPC, NB_FEATURES, NB_TOTAL_FEATURES, PITCH_CORR_INDEX,
-                            PITCH_INDEX, RAW_PCM_SUFFIXES, decode_pitch, ulaw2lin)
+from lpcnet.formats import (FRAME_SIZE, LPC, NB_TOTAL_FEATURES, NETWORK_FEATURES, PCM_SCALE,
+                            PITCH_CORR_INDEX, PITCH_INDEX, PRE_EMPHASIS, RAW_PCM_SUFFIXES,
+                            SAMPLE_RATE, decode_pitch, ulaw2lin)
 
-_ROOT = Path(__file__).resolve().parent
-_lib = None
 LEVELS = 256
 FLAG_INT8, FLAG_SHARPEN, FLAG_LPC_CEPSTRUM, FLAG_ARGMAX = 1, 2, 4, 8
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -62,7 +59,7 @@ def random_bytes(seed: int, start: int, count: int) -> np.ndarray:
 
 
 def bit_thresholds() -> np.ndarray:
-    """Per-bit probability thresholds ``0.025 + 0.95 k / 255`` in float32 (spec E.3)."""
+    """Per-bit probability thresholds ``0.025 + 0.95 k / 255`` in float32 (docs/synthesis.md)."""
     k = np.arange(LEVELS, dtype=np.float32)
     return np.float32(0.025) + np.float32(0.95) * k / np.float32(255.0)
 
@@ -119,49 +116,25 @@ def blob_bytes(checkpoint, int8: bool = False) -> bytes:
 
 
 # --- native engine ----------------------------------------------------------------------
-def _candidates() -> list:
-    """$LPCNET_SYNTH_LIB, else the newest of the package build and the make build."""
-    env = os.environ.get("LPCNET_SYNTH_LIB")
-    found = [Path(p) for p in glob.glob(str(_ROOT / "_lpcnet_synth*.so"))]
-    found.append(_ROOT.parent / "native" / "build" / "liblpcnet_synth.so")
-    found = sorted((p for p in found if p.is_file()), key=lambda p: p.stat().st_mtime, reverse=True)
-    return ([Path(env)] if env else []) + found
+_vp, _int, _long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
+_SIGNATURES = {
+    "lpcnet_synth_model_load": ([ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
+                                 ctypes.c_size_t], _vp),
+    "lpcnet_synth_model_free": ([_vp], None),
+    "lpcnet_synth_model_sizes": ([_vp, _vp], None),
+    "lpcnet_synth_create": ([_vp, _int, ctypes.c_uint64], _vp),
+    "lpcnet_synth_destroy": ([_vp], None),
+    "lpcnet_synth_frame": ([_vp, _vp, _vp], _int),
+    "lpcnet_synth_flush": ([_vp, _vp], _int),
+    "lpcnet_synth_run": ([_vp, _vp, _long, _vp, _vp, _vp], _long),
+    "lpcnet_synth_simd_level": ([], _int),
+    "lpcnet_synth_set_simd_level": ([_int], _int),
+}
 
 
 def load_library() -> ctypes.CDLL:
-    """Load (once) the native synthesis library; builds it with make in a source tree."""
-    global _lib
-    if _lib is not None:
-        return _lib
-    paths = [p for p in _candidates() if p.is_file()]
-    if not paths and (_ROOT.parent / "native" / "Makefile").is_file():
-        subprocess.run(["make", "-s", "-C", str(_ROOT.parent / "native"), "synth"],
-                       check=False, capture_output=True, timeout=300)
-        paths = [p for p in _candidates() if p.is_file()]
-    if not paths:
-        raise LpcnetError("native synthesis library not built (run `pip install -e .` or "
-                          "`make -C native synth`), or use --engine keras")
-    lib = ctypes.CDLL(str(paths[0]))   # CDLL calls release the GIL
-    vp, c_int, c_long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
-    lib.lpcnet_synth_model_load.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
-                                            ctypes.c_size_t]
-    lib.lpcnet_synth_model_load.restype = vp
-    lib.lpcnet_synth_model_free.argtypes = [vp]
-    lib.lpcnet_synth_model_sizes.argtypes = [vp, vp]
-    lib.lpcnet_synth_create.argtypes = [vp, c_int, ctypes.c_uint64]
-    lib.lpcnet_synth_create.restype = vp
-    lib.lpcnet_synth_destroy.argtypes = [vp]
-    lib.lpcnet_synth_frame.argtypes = [vp, vp, vp]
-    lib.lpcnet_synth_frame.restype = c_int
-    lib.lpcnet_synth_flush.argtypes = [vp, vp]
-    lib.lpcnet_synth_flush.restype = c_int
-    lib.lpcnet_synth_run.argtypes = [vp, vp, c_long, vp, vp, vp]
-    lib.lpcnet_synth_run.restype = c_long
-    lib.lpcnet_synth_simd_level.restype = c_int
-    lib.lpcnet_synth_set_simd_level.argtypes = [c_int]
-    lib.lpcnet_synth_set_simd_level.restype = c_int
-    _lib = lib
-    return lib
+    """Load (once) the native synthesis library (lpcnet.native; built with make in a source tree)."""
+    return native.load("synth", _SIGNATURES)
 
 
 SIMD_LEVELS = {"scalar": 0, "avx2": 2, "avx512": 3, "auto": -1}
@@ -270,12 +243,12 @@ class KerasEngine:
         self.thresholds = tf.constant(bit_thresholds())
         self._frame_fn = tf.function(self._frame, reduce_retracing=True)
 
-    # µ-law in TensorFlow, the exact formulas of spec A.6 (tf.round is half-to-even)
+    # µ-law in TensorFlow, the exact formula of docs/formats.md (tf.round is half-to-even)
     @staticmethod
     def _lin2ulaw(x):
         import tensorflow as tf
 
-        u = 128.0 * tf.math.log1p(tf.abs(x) * (255.0 / 32768.0)) / np.log(256.0)
+        u = 128.0 * tf.math.log1p(tf.abs(x) * (255.0 / PCM_SCALE)) / np.log(256.0)
         return tf.cast(tf.clip_by_value(128.0 + tf.round(tf.sign(x) * u), 0.0, 255.0), tf.int32)
 
     def _frame(self, cond, lpc, gain, rnd, forced, use_forced, state):
@@ -303,7 +276,7 @@ class KerasEngine:
                 v = 2 * v + tf.cast(bit, tf.int32)
             v = tf.where(use_forced, forced[i], v)
             pcm = pred + tf.gather(self.ulaw_table, v)
-            deemph = 0.85 * deemph + pcm
+            deemph = PRE_EMPHASIS * deemph + pcm
             y = tf.clip_by_value(tf.round(deemph), -32768.0, 32767.0)
             hist = tf.concat([pcm[None], hist[:-1]], 0)
             return (i + 1, hist, deemph, self._lin2ulaw(pcm), v, ha, hb,
@@ -319,7 +292,7 @@ class KerasEngine:
 
     def conditioning(self, features: np.ndarray) -> np.ndarray:
         """Frame-rate network over the whole utterance ('same' padding) -> (frames, cond)."""
-        f = features[None, :, :NB_FEATURES].astype(np.float32)
+        f = features[None, :, NETWORK_FEATURES].astype(np.float32)
         p = decode_pitch(features[:, PITCH_INDEX])[None, :, None].astype(np.int32)
         return np.asarray(self.encoder([f, p], training=False))[0]
 
@@ -381,7 +354,7 @@ def synthesize(features, checkpoint, engine: str = "native", seed: int = 0, int8
 
 
 #: Copy-synthesis output sample t reproduces input sample t - COPY_SYNTHESIS_LAG: the
-#: extractor's one-frame read lag plus the half-frame delay of the training PCM (spec A.7).
+#: extractor's one-frame read lag plus the half-frame delay of the training PCM (docs/features.md).
 COPY_SYNTHESIS_LAG = 240
 
 
@@ -391,16 +364,16 @@ def copy_synthesis(wav, checkpoint, engine: str = "native", align: bool = False,
 
     Returns ``floor(len / 160) * 160`` samples, one frame per feature record.
     The model reproduces input sample ``t - COPY_SYNTHESIS_LAG`` at output
-    sample ``t`` (spec A.7); ``align=True`` removes that lag (the output is
+    sample ``t``; ``align=True`` removes that lag (the output is
     shifted left and zero-padded at the end, same length), for plots against
     the input. ``options``: those of :func:`synthesize`.
     """
     from lpcnet.audio import load_speech
     from lpcnet.features import extract
-    from lpcnet.formats import to_int16
+    from lpcnet.formats import float_to_int16
 
     samples, _ = load_speech(wav)
-    pcm = to_int16(np.asarray(samples, np.float64) * 32768.0)
+    pcm = float_to_int16(samples)
     if len(pcm) < FRAME_SIZE:
         raise FormatError(f"{wav}: shorter than one frame ({FRAME_SIZE} samples)")
     out = synthesize(extract(pcm), checkpoint, engine=engine, **options)
@@ -421,27 +394,14 @@ def write_output(path, samples) -> Path:
     return write_wav(path, np.asarray(samples, np.int16))
 
 
-# --- plotting helpers (notebook) ----------------------------------------------------------
-def plot_waveforms(signals: dict, rate: int = 16000, ax=None):
-    """Overlay int16 signals ``{label: samples}`` against time; returns the axes."""
-    import matplotlib.pyplot as plt
-
-    ax = ax or plt.subplots(figsize=(10, 3))[1]
-    for label, s in signals.items():
-        ax.plot(np.arange(len(s)) / rate, np.asarray(s, np.float32) / 32768.0, lw=0.5, label=label)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("amplitude")
-    ax.legend(loc="upper right")
-    return ax
-
-
-def plot_spectrograms(signals: dict, rate: int = 16000):
+# --- plotting helper (demo, notebooks) ----------------------------------------------------
+def plot_spectrograms(signals: dict, rate: int = SAMPLE_RATE):
     """Log-magnitude spectrograms of ``{label: samples}``, one row each; returns the figure."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(signals), 1, figsize=(10, 2.5 * len(signals)), squeeze=False)
     for ax, (label, s) in zip(axes[:, 0], signals.items()):
-        ax.specgram(np.asarray(s, np.float32) / 32768.0, NFFT=512, Fs=rate, noverlap=384, cmap="magma")
+        ax.specgram(np.asarray(s, np.float32) / PCM_SCALE, NFFT=512, Fs=rate, noverlap=384, cmap="magma")
         ax.set_title(label)
         ax.set_ylabel("Hz")
     axes[-1, 0].set_xlabel("time (s)")
@@ -467,7 +427,8 @@ def add_arguments(p) -> None:
                    help="pitch-correlation sharpening of the bit probabilities")
     p.add_argument("--argmax", action="store_true", help="deterministic sampling (each bit: p > 0.5)")
     p.add_argument("--lpc-from-cepstrum", action="store_true",
-                   help="native: LPC computed from the cepstrum (spec B.6) instead of features 20..35")
+                   help="native: LPC computed from the cepstrum (as the seed's C decoder) instead of "
+                        "features 20..35")
 
 
 def run(args) -> int:
@@ -485,7 +446,7 @@ def run(args) -> int:
         samples = copy_synthesis(args.audio, args.checkpoint, **opts)
     dt = time.perf_counter() - t0
     write_output(out, samples)
-    secs = len(samples) / 16000
+    secs = len(samples) / SAMPLE_RATE
     print(f"wrote {out}: {len(samples)} samples ({secs:.2f} s) with the {args.engine} engine "
           f"in {dt:.2f} s")
     return 0

@@ -2,17 +2,17 @@
 
 Runs with ``@pytest.mark.horovod`` start ``horovodrun -np 2 --gloo`` (through
 ``lpcnet.distributed.launch``) on a tiny model (GRU A 16 / GRU B 8) and the real speech
-slice; each costs about 20 s on two cores. Test hooks of ``lpcnet.train`` (environment
-variables): ``LPCNET_TEST_WEIGHTS_DIR`` (every rank saves its final weights and logged
-history) and ``LPCNET_TEST_FAIL_AT="RANK:STEP[:kill]"`` (that rank fails mid-run).
+slice; each costs about 20 s on two cores. Test hooks (tests/train_hooks.py, passed to every
+rank with ``--callbacks-module train_hooks``, driven by environment variables):
+``LPCNET_TEST_WEIGHTS_DIR`` (every rank saves its final weights and logged history) and
+``LPCNET_TEST_FAIL_AT="RANK:STEP[:kill]"`` (that rank fails mid-run).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
-import shlex
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -27,6 +27,14 @@ from lpcnet.errors import LpcnetError
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((ROOT / "run_scripts").glob("train_*.sh"))
 TINY = ["--grua-size", "16", "--grub-size", "8", "--output", "t", "--no-progress"]
+#: The test hooks of tests/train_hooks.py, importable by every rank.
+HOOKS = ["--callbacks-module", "train_hooks"]
+
+
+def _hooks_env(**env) -> dict:
+    """Environment of a launched run: ``env`` plus tests/ on PYTHONPATH (for ``HOOKS``)."""
+    path = os.pathsep.join(p for p in (str(ROOT / "tests"), os.environ.get("PYTHONPATH")) if p)
+    return {**env, "PYTHONPATH": path}
 
 horovod = pytest.mark.horovod
 needs_hvd = pytest.mark.skipif(not D.horovod_available(), reason="Horovod is not installed")
@@ -69,21 +77,50 @@ def _train_parser():
     return p
 
 
+def _run_script(script, tmp_path, *argv, check=True):
+    """Run a run script with stand-ins for ``python`` and ``horovodrun`` -> (exit status, their argvs)."""
+    fake, capture = tmp_path / "bin", tmp_path / "calls.txt"
+    fake.mkdir(exist_ok=True)
+    for name in ("python", "horovodrun"):
+        (fake / name).write_text('#!/bin/sh\nfor a in "$0" "$@"; do echo "$a"; done >> "$CAPTURE"\n'
+                                 'echo ---END--- >> "$CAPTURE"\n')
+        (fake / name).chmod(0o755)
+    venv = ROOT / ".venv" / "bin"           # on PATH already, so env.sh does not put it first
+    env = {**os.environ, "PATH": os.pathsep.join([str(fake), str(venv), os.environ["PATH"]]),
+           "CAPTURE": str(capture), "OUTPUT_DIR": str(tmp_path / "out"), "DATA_DIR": str(tmp_path / "d"),
+           "MODEL_DIR": str(tmp_path / "m"), "NP": "2", "HOSTS": "", "HOSTFILE": ""}
+    rc = subprocess.run(["bash", str(script), *argv], env=env, cwd=tmp_path, timeout=60,
+                        capture_output=True).returncode
+    calls = [c.strip().splitlines() for c in capture.read_text().split("---END---\n")
+             if c.strip()] if capture.exists() else []
+    return rc, calls
+
+
+#: Arguments the run scripts need (the rest take their defaults from env.sh).
+SCRIPT_ARGS = {"train_hvd.sh": ("amp",)}
+
+
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
-def test_run_scripts_use_existing_flags(script):
+def test_run_scripts_use_existing_flags(script, tmp_path):
+    """Each script, run with stand-ins for python/horovodrun, starts lpcnet.train with valid flags."""
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    text = script.read_text().replace("\\\n", " ")
-    line = next(ln for ln in text.splitlines() if "lpcnet.train" in ln)
-    words = shlex.split(line.split("lpcnet.train", 1)[1].replace('"$@"', ""))
-    words = [re.sub(r"\$\{?\w+\}?", "X", w) for w in words]
-    parser = _train_parser()
-    # Every flag of the script is one the train CLI knows, with a valid value.
-    args = parser.parse_args(words)
+    rc, calls = _run_script(script, tmp_path, *SCRIPT_ARGS.get(script.name, ()))
+    assert rc == 0
+    call = next(c for c in calls if "lpcnet.train" in c)
+    args = _train_parser().parse_args(call[call.index("lpcnet.train") + 1:])
     assert args.features.endswith("features.f32") and args.batch_size > 0
     if "hvd" in script.name:
-        assert args.use_horovod is True and "horovodrun" in text and "--gloo" in text
+        assert Path(call[0]).name == "horovodrun" and "--gloo" in call and args.use_horovod is True
     else:
         assert args.use_horovod is False
+    precision = "amp" if "amp" in script.name or "amp" in SCRIPT_ARGS.get(script.name, ()) else "fp32"
+    if "ci_smoke" not in script.name and "demo" not in script.name:
+        assert args.use_amp is (precision == "amp") and args.model_dir.endswith(precision)
+
+
+def test_hvd_script_wants_a_precision(tmp_path):
+    rc, calls = _run_script(ROOT / "run_scripts" / "train_hvd.sh", tmp_path, "fp16")
+    assert rc == 2 and calls == []
 
 
 def test_train_command_hosts_threads(tmp_path):
@@ -145,8 +182,8 @@ def test_np2_weights_masks_identical_rank0_files(slice_training_pair, tmp_path, 
     summary = D.launch(2, _args(slice_training_pair, mdir, "--batch_size", "2", "--epochs", "2",
                                 "--steps_per_epoch", "2", "--seed", "3", "--density", "0.1",
                                 "--sparsify-schedule", "1", "3", "1", "--use_performance", "True",
-                                "--enable_tensorboard", "True"),
-                       timeout=180, env={"LPCNET_TEST_WEIGHTS_DIR": str(wdir)}, log_file=log,
+                                "--enable_tensorboard", "True", *HOOKS),
+                       timeout=180, env=_hooks_env(LPCNET_TEST_WEIGHTS_DIR=str(wdir)), log_file=log,
                        out=open(tmp_path / "rank0.txt", "w"))
     w0, w1 = _weights(wdir / "rank0.npz"), _weights(wdir / "rank1.npz")
     assert w0.keys() == w1.keys() and len(w0) > 10
@@ -185,8 +222,8 @@ def test_np2_step_equals_single_process_double_batch(slice_training_pair, tmp_pa
     common = ["--epochs", "1", "--steps_per_epoch", "1", "--seed", "11", "--noise-std", "0",
               "--lr", "1e-3", "--decay", "0"]
     wdir = tmp_path / "w"
-    D.launch(2, _args(slice_training_pair, tmp_path / "m2", "--batch_size", "2", *common),
-             timeout=180, env={"LPCNET_TEST_WEIGHTS_DIR": str(wdir)}, out=open(tmp_path / "o", "w"))
+    D.launch(2, _args(slice_training_pair, tmp_path / "m2", "--batch_size", "2", *common, *HOOKS),
+             timeout=180, env=_hooks_env(LPCNET_TEST_WEIGHTS_DIR=str(wdir)), out=open(tmp_path / "o", "w"))
     hvd_w = _weights(wdir / "rank0.npz")
     f, d = map(str, slice_training_pair)
     res = train(ModelConfig(gru_a=16, gru_b=8, noise_std=0.0),
@@ -206,10 +243,10 @@ def test_np2_step_equals_single_process_double_batch(slice_training_pair, tmp_pa
 def test_killed_rank_ends_run_quickly_and_resume_works(slice_training_pair, tmp_path):
     mdir = tmp_path / "m"
     args = _args(slice_training_pair, mdir, "--batch_size", "2", "--epochs", "3",
-                 "--steps_per_epoch", "3", "--seed", "4")
+                 "--steps_per_epoch", "3", "--seed", "4", *HOOKS)
     t0 = time.monotonic()
     with pytest.raises(LpcnetError, match=r"rank 1 was killed \(signal 9\)"):
-        D.launch(2, args, timeout=170, env={"LPCNET_TEST_FAIL_AT": "1:4:kill"},
+        D.launch(2, args, timeout=170, env=_hooks_env(LPCNET_TEST_FAIL_AT="1:4:kill"),
                  out=open(tmp_path / "o", "w"))
     assert time.monotonic() - t0 < 90           # start-up (~15 s) + 4 steps + a few s to stop
     # The last good checkpoint (epoch 1) is intact and no temp files are left.
@@ -218,12 +255,13 @@ def test_killed_rank_ends_run_quickly_and_resume_works(slice_training_pair, tmp_
     # Rank 0's collective may fail first; the blame still goes to rank 1 (see _failure_reason).
     with pytest.raises(LpcnetError, match=r"rank 1 (exited with status 1|failed|was killed \(signal 15\)): "
                                           r"RuntimeError: LPCNET_TEST_FAIL_AT"):
-        D.launch(2, [*args, "--resume", "True"], timeout=170, env={"LPCNET_TEST_FAIL_AT": "1:2"},
+        D.launch(2, [*args, "--resume", "True"], timeout=170, env=_hooks_env(LPCNET_TEST_FAIL_AT="1:2"),
                  out=open(tmp_path / "o2", "w"))
     assert sorted(p.name for p in mdir.iterdir()) == ["t_16_01.keras", "t_16_config.json"]
     # --resume continues from the last good checkpoint on two ranks.
     out = tmp_path / "o3"
-    D.launch(2, [*args, "--resume", "True", "--epochs", "2"], timeout=170, out=open(out, "w"))
+    D.launch(2, [*args, "--resume", "True", "--epochs", "2"], timeout=170, env=_hooks_env(),
+             out=open(out, "w"))
     assert (mdir / "t_16_02.keras").is_file()
     assert "trained epochs 2..2" in out.read_text()
 
@@ -246,7 +284,7 @@ def test_failure_reason_blames_the_root_cause_not_the_first_exit():
 
 def test_scaling_rows_and_figure():
     from lpcnet.bench import BENCHMARKS
-    from lpcnet.throughput import scaling_figure, scaling_rows
+    from lpcnet.bench.report import scaling_figure, scaling_rows
 
     def summary(n, thr, loss):
         return {"overall_stats": {"batch_size": 2 * n, "throughput_mean": thr, "e2e": 2 * n / thr},

@@ -384,15 +384,12 @@ def test_lpc_envelope_follows_the_spectrum(slice_pcm, slice_feats):
 
 
 def test_bench_features_runs_and_reports(capsys):
-    import argparse
-
-    from lpcnet import bench
-
     import os
 
+    from lpcnet.bench import BENCHMARKS
+
     cpus = os.sched_getaffinity(0)
-    args = argparse.Namespace(seconds=2.0, reference_seconds=0.5, repeat=1, json=None)
-    result = bench.BENCHMARKS["features"][0](args)
+    result = BENCHMARKS["features"].function(seconds=2.0, reference_seconds=0.5, repeat=1)
     assert os.sched_getaffinity(0) == cpus          # the one-core pinning is undone
     assert result["audio_s"] == 2.0 and result["simd"] == F.simd_level()
     for key in ("test_x_realtime", "train_x_realtime", "reference_x_realtime", "c_over_reference"):

@@ -1,4 +1,5 @@
-"""Custom layers, initialiser, constraint, regulariser and the block sparsifiers (spec C.4-C.6, D.3-D.4)."""
+"""Custom layers, initialiser, constraint, regulariser (docs/model.md) and the block sparsifiers
+(lpcnet.sparsity, lpcnet.callbacks; docs/training.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from lpcnet import callbacks as Cb  # noqa: E402
 from lpcnet import layers as Ly  # noqa: E402
+from lpcnet import sparsity as Sp  # noqa: E402
 
 
 def test_pcminit_ramp_noise_and_seed():
@@ -98,6 +101,39 @@ def test_precision_policy(layer_fn):
     assert all(v.dtype == "float32" for v in layer.weights)
 
 
+#: Every serialisable object of lpcnet.layers with constructor arguments that differ from the defaults.
+CONFIGURED = {
+    "PCMInit": lambda: Ly.PCMInit(0.2, seed=5),
+    "WeightClip": lambda: Ly.WeightClip(0.5),
+    "QuantRegularizer": lambda: Ly.QuantRegularizer(0.02),
+    "MDense": lambda: Ly.MDense(64, 3, activation="tanh", name="m"),
+    "TreeToPdf": lambda: Ly.TreeToPdf(64, name="t"),
+    "RepeatFrames": lambda: Ly.RepeatFrames(80, name="r"),
+    "FusedGRU": lambda: Ly.FusedGRU(24, fused=False, return_sequences=True, name="g"),
+    "FastGaussianNoise": lambda: Ly.FastGaussianNoise(0.3, seed=7, numpy_draws=False, name="n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGURED))
+def test_full_get_config_and_checkpoint_names(name):
+    """Each object rebuilds from its config alone, under the name checkpoints store."""
+    obj = CONFIGURED[name]()
+    config = obj.get_config()
+    clone = type(obj).from_config(config)
+    assert clone.get_config() == config
+    # .keras checkpoints refer to "lpcnet>Name": renaming a class or its package breaks old files.
+    assert keras.saving.get_registered_name(type(obj)) == f"lpcnet>{name}"
+    assert keras.saving.get_registered_object(f"lpcnet>{name}") is type(obj)
+
+
+def test_every_serialisable_object_of_the_module_is_covered():
+    import inspect
+
+    registered = {n for n, c in inspect.getmembers(Ly, inspect.isclass)
+                  if c.__module__ == Ly.__name__ and keras.saving.get_registered_name(c).startswith("lpcnet>")}
+    assert registered == set(CONFIGURED)
+
+
 # --- block sparsification ------------------------------------------------------------
 def _blocks_aligned(a, diag=True):
     """Every 4x8 block (diagonal removed) is either all zero or untouched by the mask."""
@@ -112,30 +148,30 @@ def test_block_mask_density_alignment_and_diagonal():
     rng = np.random.default_rng(4)
     a = rng.standard_normal((32, 32))
     for d in (1.0, 0.5, 0.25, 0.1):
-        m = Ly.block_mask(a, d, keep_diagonal=True)
+        m = Sp.block_mask(a, d, keep_diagonal=True)
         assert np.all(np.diag(m) == 1)
         pruned = a * m
-        assert abs(Ly.block_density(pruned, True) - d) <= 1 / 32 + 1e-9   # 32 blocks of 4x8
+        assert abs(Sp.block_density(pruned, True) - d) <= 1 / 32 + 1e-9   # 32 blocks of 4x8
         any_, _ = _blocks_aligned(pruned)
         # Aligned: off-diagonal non-zeros only inside kept blocks, which keep all their weights.
-        keep = Ly.block_mask(a, d, keep_diagonal=True) * (1 - np.eye(32))
+        keep = Sp.block_mask(a, d, keep_diagonal=True) * (1 - np.eye(32))
         np.testing.assert_array_equal(pruned * (1 - np.eye(32)), a * keep)
     # Orientation: 4 rows (inputs) x 8 columns (outputs); a strong 4x8 block survives intact.
     a = rng.standard_normal((32, 32)) * 1e-3
     a[8:12, 16:24] = 5.0
-    m = Ly.block_mask(a, 1 / 32, keep_diagonal=False)
+    m = Sp.block_mask(a, 1 / 32, keep_diagonal=False)
     assert m[8:12, 16:24].all() and m.sum() == 32
 
 
 def test_schedule_and_quantize():
-    assert Ly.schedule_density(2000, 2000, 40000, 0.05, False) == pytest.approx(1.0)
-    assert Ly.schedule_density(40000, 2000, 40000, 0.05, False) == pytest.approx(0.05)
-    mid = Ly.schedule_density(21000, 2000, 40000, 0.05, False)
+    assert Sp.schedule_density(2000, 2000, 40000, 0.05, False) == pytest.approx(1.0)
+    assert Sp.schedule_density(40000, 2000, 40000, 0.05, False) == pytest.approx(0.05)
+    mid = Sp.schedule_density(21000, 2000, 40000, 0.05, False)
     assert mid == pytest.approx(1 - 0.95 * (1 - 0.5 ** 3))
     w = np.array([3.05 / 128, 3.4 / 128, -2.96 / 128], dtype=np.float32)
-    q = Ly.quantize_weights(w, 0.1)
+    q = Sp.quantize_weights(w, 0.1)
     np.testing.assert_allclose(q, [3 / 128, 3.4 / 128, -3 / 128], rtol=1e-6)
-    np.testing.assert_allclose(Ly.quantize_weights(w, 0.5) * 128, [3, 3, -3], atol=1e-5)
+    np.testing.assert_allclose(Sp.quantize_weights(w, 0.5) * 128, [3, 3, -3], atol=1e-5)
 
 
 def _tiny_model(na=32, nb=16):
@@ -153,8 +189,8 @@ def test_sparsify_callbacks_reach_target_density():
     rng = np.random.default_rng(5)
     gru_a.cell.recurrent_kernel.assign(rng.uniform(-0.3, 0.3, (32, 96)))
     gru_b.cell.kernel.assign(rng.uniform(-0.3, 0.3, (32 + 128, 48)))
-    sp = Ly.Sparsify(0, 6, 2, (0.25, 0.5, 0.75))
-    spb = Ly.SparsifyGRUB(0, 6, 2, (0.5, 0.5, 1.0), grua_units=32)
+    sp = Cb.Sparsify(0, 6, 2, (0.25, 0.5, 0.75))
+    spb = Cb.SparsifyGRUB(0, 6, 2, (0.5, 0.5, 1.0), grua_units=32)
     cond = np.asarray(gru_b.cell.kernel)[32:].copy()
     for cb in (sp, spb):
         cb.set_model(model)
@@ -180,7 +216,7 @@ def test_sparsify_quantize_mode_rounds_weights():
     model = _tiny_model(16, 8)
     rng = np.random.default_rng(6)
     model.get_layer("gru_a").cell.recurrent_kernel.assign(rng.uniform(-0.3, 0.3, (16, 48)))
-    sp = Ly.Sparsify(0, 2, 1, (1.0, 1.0, 1.0), quantize=True)
+    sp = Cb.Sparsify(0, 2, 1, (1.0, 1.0, 1.0), quantize=True)
     sp.set_model(model)
     sp.on_train_begin()
     for step in range(3):

@@ -171,3 +171,43 @@ def test_mixed_precision_keeps_tree_in_float32():
     assert all(v.dtype == "float32" for v in m.weights)
     out = m(_inputs(batch=1, frames=5), training=False)
     assert keras.backend.standardize_dtype(out.dtype) == "float32"
+
+
+def test_train_step_uses_only_public_keras_api_and_matches_keras_default():
+    """LPCNetModel.train_step == Keras' default step on one batch; its loss metric is Keras' own.
+
+    The step reaches Keras' loss tracker through ``lpcnet.model.loss_metric`` (public
+    ``model.metrics``). If a Keras upgrade renames or drops that metric, this fails here.
+    """
+    from lpcnet.model import LPCNetModel, compile_lpcnet, loss_metric, make_optimizer
+
+    cfg = ModelConfig(gru_a=16, gru_b=8, noise_std=0.0)
+    x, y = _inputs(batch=2, frames=5), np.random.default_rng(1).integers(0, 256, (2, 160, 1))
+    logs, weights = [], []
+    for plain in (False, True):
+        keras.utils.set_random_seed(3)
+        m = build_lpcnet(cfg, seed=3).model
+        if plain:                                    # Keras' own Model.train_step, same graph
+            m = keras.Model(m.inputs, m.outputs)
+        else:
+            assert isinstance(m, LPCNetModel)
+        compile_lpcnet(m, make_optimizer())
+        metric = loss_metric(m)
+        assert isinstance(metric, keras.metrics.Mean) and metric in m.metrics
+        logs.append(m.train_on_batch(x, y, return_dict=True))
+        weights.append(model_weights(m))
+    assert logs[0]["loss"] == pytest.approx(logs[1]["loss"], rel=1e-6)
+    assert logs[0]["accuracy"] == pytest.approx(logs[1]["accuracy"])
+    # Same update everywhere but in the embeddings, whose gradients the kit makes dense
+    # (Keras' Adam on sparse slices differs: docs/training.md, Data).
+    for layer in set(weights[0]) - {"embed_sig", "embed_pitch"}:
+        for k, v in weights[0][layer].items():
+            np.testing.assert_allclose(v, weights[1][layer][k], rtol=1e-5, atol=1e-7,
+                                       err_msg=f"{layer}/{k}")
+
+
+def test_checkpoint_names_of_the_model_class():
+    """Checkpoints store the model class as "lpcnet>LPCNetModel": keep the name."""
+    from lpcnet.model import LPCNetModel
+
+    assert keras.saving.get_registered_name(LPCNetModel) == "lpcnet>LPCNetModel"

@@ -1,16 +1,16 @@
-"""lpcnet.throughput: summaries written by the trainer's writer -> table and plots."""
+"""lpcnet.bench.report: summaries written by the trainer's writer -> table and plots."""
 
 import json
 
 import pytest
 
-from lpcnet import throughput as T
+from lpcnet.bench import report as T
 from lpcnet.errors import FormatError
 
 
 @pytest.fixture
 def runs(tmp_path):
-    from lpcnet.perf import write_performance_summary
+    from lpcnet.callbacks import write_performance_summary
 
     out = []
     # (world size, precision, per-step seconds): 2 ranks slower per step, AMP faster.

@@ -1,5 +1,5 @@
 """``lpcnet train``: CLI flags, learning on real speech, checkpoints, resume, finetune, AMP,
-throughput JSON, TensorBoard and one-line errors on bad input (spec D)."""
+throughput JSON, TensorBoard and one-line errors on bad input (docs/training.md)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,86 @@ def _parse(argv):
     p = argparse.ArgumentParser()
     add_arguments(p)
     return p.parse_args(argv)
+
+
+#: ModelConfig / TrainConfig defaults of the seed-compatible command line (before the flags were
+#: generated from the dataclass fields).
+DEFAULT_MODEL = {'gru_a': 384, 'gru_b': 16, 'cond_size': 128, 'nb_features': 20, 'frame_size': 160, 'embed_size': 128, 'pitch_embed': 64, 'pcm_levels': 256, 'noise_std': 0.005, 'weight_clip': 0.992}
+DEFAULT_TRAIN = {'features': '', 'data': '', 'output': 'lpcnet', 'model_dir': 'lpcnet_model', 'batch_size': 128, 'epochs': 120, 'steps_per_epoch': 0, 'lr': None, 'decay': None, 'density_split': [0.05, 0.05, 0.2], 'grub_density_split': [1.0, 1.0, 1.0], 'finetune': None, 'retrain': None, 'quantize': None, 'start_epoch': 0, 'resume': False, 'use_amp': False, 'amp_dtype': None, 'enable_tensorboard': False, 'use_horovod': False, 'use_performance': False, 'num_gpus': 0, 'num_mlus': 0, 'seed': None, 'progress': True, 'sparsify_schedule': None, 'log_every': 10, 'jit_compile': False, 'scale_lr': False}
+
+#: (argv, expected): the configs the hand-written parser made (fields that differ from the
+#: defaults), its LpcnetError message start, or its argparse exit status.
+PARSE_CASES = [
+    (['--features', 'f.f32', '--data', 'd.u8'],
+     {'features': 'f.f32', 'data': 'd.u8'}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--output', 'mlu_model', '--model_dir', 'mlu_model', '--batch_size', '16', '--epochs', '120', '--steps_per_epoch', '1000', '--lr', '0.001', '--decay', '2.5e-5', '--density', '0.1', '--grub-density', '0.5', '--grua-size', '384', '--grub-size', '16', '--start_epoch', '0', '--use_amp', 'False', '--enable_tensorboard', 't', '--use_horovod', 'no', '--use_performance', 'YES', '--num_gpus', '0', '--num_mlus', '0', '--seed', '3', '--amp_dtype', 'bfloat16'],
+     {'features': 'f.f32', 'data': 'd.u8', 'output': 'mlu_model', 'model_dir': 'mlu_model', 'batch_size': 16, 'steps_per_epoch': 1000, 'lr': 0.001, 'decay': 2.5e-05, 'grub_density_split': [0.25, 0.25, 1.0], 'amp_dtype': 'bfloat16', 'enable_tensorboard': True, 'use_performance': True, 'seed': 3}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--density-split', '0.1', '0.2', '0.3', '--grub-density-split', '1', '0.5', '1', '--quantize', 'q.h5', '--resume', '0'],
+     {'features': 'f.f32', 'data': 'd.u8', 'density_split': [0.1, 0.2, 0.3], 'grub_density_split': [1.0, 0.5, 1.0], 'quantize': 'q.h5'}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--density', '0.2', '--density-split', '0.1', '0.2', '0.3'],
+     {'features': 'f.f32', 'data': 'd.u8', 'density_split': [0.1, 0.1, 0.4]}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--grub-density', '0.4', '--grub-density-split', '0.1', '0.2', '0.3'],
+     {'features': 'f.f32', 'data': 'd.u8', 'grub_density_split': [0.2, 0.2, 0.8]}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--finetune', 'x.h5', '--start_epoch', '3'],
+     {'features': 'f.f32', 'data': 'd.u8', 'finetune': 'x.h5', 'start_epoch': 3}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--retrain', 'x.keras'],
+     {'features': 'f.f32', 'data': 'd.u8', 'retrain': 'x.keras'}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--resume'],
+     {'features': 'f.f32', 'data': 'd.u8', 'resume': True}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--resume', 'True', '--use_amp', '--amp_dtype', 'float16'],
+     {'features': 'f.f32', 'data': 'd.u8', 'resume': True, 'use_amp': True, 'amp_dtype': 'float16'}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--use_horovod', '--scale_lr', '--jit_compile', '1', '--enable_tensorboard', '--use_performance'],
+     {'features': 'f.f32', 'data': 'd.u8', 'enable_tensorboard': True, 'use_horovod': True, 'use_performance': True, 'jit_compile': True, 'scale_lr': True}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--no-progress', '--noise-std', '0', '--cond-size', '64', '--grua-size', '16', '--grub-size', '8'],
+     {'model.gru_a': 16, 'model.gru_b': 8, 'model.cond_size': 64, 'model.noise_std': 0.0, 'features': 'f.f32', 'data': 'd.u8', 'progress': False}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--sparsify-schedule', '1', '3', '1', '--num_gpus', '2', '--num_mlus', '1'],
+     {'features': 'f.f32', 'data': 'd.u8', 'num_gpus': 2, 'num_mlus': 1, 'sparsify_schedule': [1, 3, 1]}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--end2end', '--gamma', '2'],
+     {'error': '--end2end'}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--density', '1.5'],
+     {'error': 'density must lie in (0, 1], got 1.5'}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--density-split', '0.1', '2', '0.3'],
+     {'error': 'density split must be 3 values in [0, 1], got (0.1, 2.0, 0.3)'}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--grua-size', '20'],
+     {'error': 'gru_a size must be a positive multiple of 8 (4x8 sparse blocks), got 20'}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--finetune', 'a', '--retrain', 'b'],
+     {'exit': 2}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--use_amp', 'maybe'],
+     {'exit': 2}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--amp_dtype', 'float32'],
+     {'exit': 2}),
+    (['--data', 'd.u8'],
+     {'exit': 2}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--density-split', '0.1', '0.2'],
+     {'exit': 2}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--features=g.f32', '--seed=7', '--lr=3e-3', '--quantize=q.keras'],
+     {'features': 'g.f32', 'data': 'd.u8', 'lr': 0.003, 'quantize': 'q.keras', 'seed': 7}),
+]
+
+
+@pytest.mark.parametrize("argv,expected", PARSE_CASES, ids=[str(i) for i in range(len(PARSE_CASES))])
+def test_generated_cli_parses_like_the_hand_written_one(argv, expected, capsys):
+    """The flags generated from the config fields give the configs the hand-written parser gave."""
+    assert ModelConfig().to_dict() == DEFAULT_MODEL
+    assert {k: v for k, v in TrainConfig().to_dict().items() if k in DEFAULT_TRAIN} == DEFAULT_TRAIN
+    if "exit" in expected:
+        with pytest.raises(SystemExit) as exc:
+            _parse(argv)
+        assert exc.value.code == expected["exit"]
+        return
+    args = _parse(argv)
+    if "error" in expected:
+        with pytest.raises(LpcnetError) as exc:
+            configs_from_args(args)
+        assert str(exc.value).startswith(expected["error"])
+        return
+    mcfg, tcfg = configs_from_args(args)
+    want_model = dict(DEFAULT_MODEL, **{k[6:]: v for k, v in expected.items() if k.startswith("model.")})
+    want_train = dict(DEFAULT_TRAIN, **{k: v for k, v in expected.items() if not k.startswith("model.")})
+    got = tcfg.to_dict()
+    assert mcfg.to_dict() == want_model
+    assert {k: got[k] for k in want_train} == want_train
+    assert set(got) - set(want_train) == {"callbacks_module"} and got["callbacks_module"] is None
 
 
 def test_cli_accepts_every_seed_flag():
@@ -118,8 +198,9 @@ def test_tensorboard_scalars(trained):
 
 
 def test_resume_equals_uninterrupted_and_sparsity(slice_training_pair, tmp_path):
-    from lpcnet.layers import block_density, gate_matrices
+    from lpcnet.callbacks import gate_matrices
     from lpcnet.model import model_weights
+    from lpcnet.sparsity import block_density
 
     kw = dict(steps_per_epoch=3, sparsify_schedule=(1, 4, 1), density_split=(0.25, 0.5, 0.5),
               grub_density_split=(0.5, 0.5, 1.0), jit_compile=True)
@@ -161,8 +242,8 @@ def test_finetune_from_epoch_and_quantize_from_seed_h5(trained, slice_training_p
                    "--quantize", str(tmp_path / "seed.h5"), "--seed", "1", "--no-progress"])
     assert rc == 0 and (tmp_path / "rt" / "rt_16_01.keras").is_file()
     # Quantisation-aware mode prunes straight to the final densities (0.05, 0.05, 0.2).
-    from lpcnet.layers import block_density
     from lpcnet.model import read_checkpoint_weights
+    from lpcnet.sparsity import block_density
 
     rk = read_checkpoint_weights(tmp_path / "rt" / "rt_16_01.keras")["gru_a"]["recurrent_kernel"]
     for g, want in enumerate((0.05, 0.05, 0.2)):
@@ -243,6 +324,30 @@ def test_bad_input_one_line_error(case, bad_files, slice_training_pair, tmp_path
     assert (model_dir / "m_16_01.keras").read_bytes() == b"previous"
 
 
+def test_callbacks_module_hooks_into_fit(slice_training_pair, tmp_path, monkeypatch, capsys):
+    """--callbacks-module: tests/train_hooks.py's callbacks run inside fit; a bad module is one line."""
+    from lpcnet.model import model_weights
+
+    monkeypatch.setenv("LPCNET_TEST_FAIL_AT", "0:2")
+    with pytest.raises(RuntimeError, match="rank 0 fails on purpose after 2 steps"):
+        train(TINY, _tcfg(slice_training_pair, tmp_path / "a", callbacks_module="train_hooks"))
+    monkeypatch.delenv("LPCNET_TEST_FAIL_AT")
+    monkeypatch.setenv("LPCNET_TEST_WEIGHTS_DIR", str(tmp_path / "w"))
+    res = train(TINY, _tcfg(slice_training_pair, tmp_path / "b", steps_per_epoch=2,
+                            callbacks_module="train_hooks"))
+    with np.load(tmp_path / "w" / "rank0.npz") as saved:
+        for layer, vs in model_weights(res["model"]).items():
+            for k, v in vs.items():
+                np.testing.assert_array_equal(saved[f"{layer}/{k}"], v)
+    assert json.loads((tmp_path / "w" / "rank0.json").read_text()) == res["history"]
+    rc = cli.main(["train", "--features", str(slice_training_pair[0]), "--data", str(slice_training_pair[1]),
+                   "--model_dir", str(tmp_path / "c"), "--grua-size", "16", "--grub-size", "8",
+                   "--callbacks-module", "no_such_module_here", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "--callbacks-module no_such_module_here" in err[0], err
+    assert not (tmp_path / "c").exists()                      # refused before anything is written
+
+
 def test_more_gpus_than_present_is_refused(slice_training_pair, tmp_path, capsys):
     import tensorflow as tf
 
@@ -253,7 +358,7 @@ def test_more_gpus_than_present_is_refused(slice_training_pair, tmp_path, capsys
 
 
 def test_seed_throughput_rule():
-    from lpcnet.perf import performance_summary, seed_mean_step_time
+    from lpcnet.callbacks import performance_summary, seed_mean_step_time
 
     t = np.arange(300, dtype=float)
     assert seed_mean_step_time(t) == pytest.approx(t[10:300].mean())        # exactly 300 steps
@@ -275,13 +380,15 @@ def test_module_entry_point_help():
                  "--steps_per_epoch", "--lr", "--decay", "--density", "--density-split", "--grub-density",
                  "--grub-density-split", "--grua-size", "--grub-size", "--finetune", "--retrain",
                  "--start_epoch", "--quantize", "--use_amp", "--enable_tensorboard", "--use_horovod",
-                 "--use_performance", "--num_gpus", "--num_mlus", "--resume", "--seed", "--amp_dtype"):
+                 "--use_performance", "--num_gpus", "--num_mlus", "--resume", "--seed", "--amp_dtype",
+                 "--cond-size", "--noise-std", "--sparsify-schedule", "--scale_lr", "--jit_compile",
+                 "--no-progress", "--end2end", "--gamma", "--callbacks-module"):
         assert flag in out.stdout, flag
 
 
 @pytest.mark.slow
 def test_bench_train_smoke(slice_training_pair):
-    from lpcnet.perf import bench_train
+    from lpcnet.bench import bench_train
 
     r = bench_train(gru_a=16, gru_b=8, batch=2, steps=2, warmup=1, rounds=2,
                     features=slice_training_pair[0], data=slice_training_pair[1],

@@ -23,6 +23,8 @@
 #ifndef LPCNET_GRU_H
 #define LPCNET_GRU_H
 
+#include "lpcnet.h"
+
 /* Forward over T steps. Returns 0, or -1 for bad sizes / out of memory. */
 int lpcnet_gru_forward(int B, int T, int H, const float *xp, const float *U, const float *b_rec,
                        const float *h0, float *h_out, float *cache, int threads, int bf16);
@@ -37,9 +39,11 @@ int lpcnet_gru_backward(int B, int T, int H, const float *dh_out, const float *h
                         const float *h0, const float *cache, const float *U, float *dxp,
                         float *dhn, float *dh0, int threads, int bf16);
 
-/* 3: AVX-512 + AVX512-BF16, 2: AVX-512, 0: portable C. */
+/* The LPCNET_SIMD_* level of the kernels in use: LPCNET_SIMD_AVX512_BF16 (4), LPCNET_SIMD_AVX512
+ * (3) or LPCNET_SIMD_SCALAR (0); there are no AVX2 kernels (level 2 runs the portable C). */
 int lpcnet_gru_simd_level(void);
-/* Force a level (0, 2 or 3, capped at what the CPU has); returns the level now in use. */
+/* Force a LPCNET_SIMD_* level (LPCNET_SIMD_AUTO = the best; capped at what the CPU has);
+ * returns the level now in use. */
 int lpcnet_gru_set_simd_level(int level);
 
 #endif

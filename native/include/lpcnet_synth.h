@@ -3,7 +3,7 @@
  *
  * A model is loaded once from a weight blob written by `lpcnet export`
  * (docs/weights-format.md) and shared read-only by any number of synthesis
- * states. A state turns one 36-float feature frame (spec A.2) into 160 int16
+ * states. A state turns one 36-float feature frame (docs/formats.md) into 160 int16
  * samples. The frame-rate network has centred 3-tap convolutions, so the
  * output lags the input by two frames: the first two calls of
  * lpcnet_synth_frame() return no samples and lpcnet_synth_flush() returns the
@@ -15,19 +15,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lpcnet.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define LPCNET_SYNTH_FRAME_SIZE 160
-#define LPCNET_SYNTH_NB_TOTAL_FEATURES 36
+#define LPCNET_SYNTH_FRAME_SIZE LPCNET_FRAME_SIZE
+#define LPCNET_SYNTH_NB_TOTAL_FEATURES LPCNET_NB_TOTAL_FEATURES
 /** Frames of lookahead of the frame-rate network (two centred 3-tap convs). */
 #define LPCNET_SYNTH_DELAY_FRAMES 2
 
 /* Option flags of lpcnet_synth_create(). */
 #define LPCNET_SYNTH_INT8 1        /**< int8 GRU block matrices (blob exported with --int8) */
 #define LPCNET_SYNTH_SHARPEN 2     /**< pitch-correlation sharpening of the bit probabilities */
-#define LPCNET_SYNTH_LPC_CEPSTRUM 4 /**< LPC from the cepstrum (spec B.6) instead of features 20..35 */
+#define LPCNET_SYNTH_LPC_CEPSTRUM 4 /**< LPC from the cepstrum (as the features do) instead of features 20..35 */
 #define LPCNET_SYNTH_ARGMAX 8      /**< deterministic: each bit is 1 iff its probability > 0.5 */
 
 /** Read-only network weights (opaque). */
@@ -80,10 +82,10 @@ int lpcnet_synth_flush(LPCNetSynthState *st, int16_t *out);
 long lpcnet_synth_run(LPCNetSynthState *st, const float *features, long nb_frames, int16_t *out,
                       float *probs, const uint8_t *forced);
 
-/** @return the SIMD level of the kernels: 0 scalar, 2 AVX2/FMA, 3 AVX-512 (+VNNI). */
+/** @return the LPCNET_SIMD_* level of the kernels in use: 0, 2 or 3. */
 int lpcnet_synth_simd_level(void);
 
-/** Force a SIMD level for states created afterwards (-1 = best available);
+/** Force a LPCNET_SIMD_* level for states created afterwards (LPCNET_SIMD_AUTO = the best);
  * clamped to what the CPU supports. @return the level now in use. */
 int lpcnet_synth_set_simd_level(int level);
 

@@ -1,4 +1,4 @@
-/* Frame-by-frame LPCNet feature extraction and training data (spec B.2-B.10).
+/* Frame-by-frame LPCNet feature extraction and training data (docs/features.md).
  * Copyright (c) 2026 the LPCNet kit authors. BSD-3-Clause. */
 #include <math.h>
 #include <stdlib.h>
@@ -20,7 +20,7 @@
 #define PITCH_MAX_PERIOD LPCNET_PITCH_MAX_PERIOD
 #define NB_CANDIDATES (PITCH_MAX_PERIOD - PITCH_MIN_PERIOD) /* 224: lags 256..33 */
 #define EXC_BUF_SIZE (PITCH_MAX_PERIOD + FRAME_SIZE)
-#define PREEMPHASIS 0.85f
+#define PREEMPHASIS ((float)LPCNET_PREEMPHASIS)
 /* mu-law look-up bins: 64 per octave of |x| in [2, 65536) */
 #define ULAW_BIN_OCTAVES 15
 #define ULAW_BINS (ULAW_BIN_OCTAVES * 64)
@@ -39,16 +39,16 @@ struct LPCNetFeatState {
   float exc_buf[EXC_BUF_SIZE];
   float xc[2][PITCH_MAX_PERIOD];
   float frame_weight[2];
-  /* pitch tracker (B.8) */
+  /* pitch tracker */
   float path[NB_CANDIDATES];
   float path_max;
   int best_i;
-  /* signal chain (B.2) */
+  /* signal chain */
   float mem_hp[2], mem_resp[2], mem_preemph;
   float a_resp[2], b_resp[2];
   float speech_gain, old_speech_gain, noise_std;
   int gain_change_count;
-  /* data.u8 (B.10) */
+  /* data.u8 */
   int16_t pcm[FRAME_SIZE];
   int noise[FRAME_SIZE];
   float sig_mem[LPC_ORDER];
@@ -60,8 +60,8 @@ struct LPCNetFeatState {
   int ulaw_bins_ok;
 };
 
-/* --- mu-law (exact; spec A.6 / G.14) ------------------------------------ */
-static const double ULAW_SCALE = 255.0 / 32768.0;
+/* --- mu-law (exact, docs/formats.md) --------------------------------------- */
+static const double ULAW_SCALE = 255.0 / LPCNET_ULAW_FULL_SCALE;
 
 int lpcnet_lin2ulaw(double x) {
   double u = 128.0 * log1p(ULAW_SCALE * fabs(x)) / log(256.0);
@@ -189,11 +189,11 @@ int lpcnet_feat_init(LPCNetFeatState *st, int mode, uint64_t seed) {
   memset(st, 0, sizeof(*st));
   st->mode = mode;
   pcg32_seed(&st->rng, seed);
-  st->xcorr = xcorr_select(simd_override);
+  st->xcorr = xcorr_select(simd_override)->xcorr_energy;
   freq_init(&st->tables);
   st->speech_gain = st->old_speech_gain = 1;
   st->exc_mem = 128;
-  for (i = 0; i < 256; i++) st->ulaw_table[i] = (float)lpcnet_ulaw2lin(i);
+  for (i = 0; i < LPCNET_ULAW_LEVELS; i++) st->ulaw_table[i] = (float)lpcnet_ulaw2lin(i);
   if (mode == LPCNET_MODE_TRAIN) {
     ulaw_init_thresholds(st->ulaw_thresh);
     st->ulaw_bins_ok = ulaw_init_bins(st->ulaw_thresh, st->ulaw_base) == 0;
@@ -212,10 +212,7 @@ LPCNetFeatState *lpcnet_feat_create(int mode, uint64_t seed) {
 
 void lpcnet_feat_destroy(LPCNetFeatState *st) { free(st); }
 
-int lpcnet_simd_level(void) {
-  int cpu = xcorr_cpu_level();
-  return (simd_override < 0 || simd_override > cpu) ? cpu : (simd_override >= 2 ? simd_override : 0);
-}
+int lpcnet_simd_level(void) { return xcorr_select(simd_override)->level; }
 
 int lpcnet_set_simd_level(int level) {
   simd_override = level;
@@ -242,7 +239,7 @@ static int16_t float2short(float x) {
   return (int16_t)v;
 }
 
-/* --- analysis (B.3-B.7) ---------------------------------------------------- */
+/* --- analysis: cepstrum, LPC, normalised pitch correlation --------------------- */
 static void compute_frame_features(LPCNetFeatState *st, const float *in, float *features) {
   float x320[WINDOW_SIZE], aligned_in[FRAME_SIZE], bandE[NB_BANDS];
   float xcorr[PITCH_MAX_PERIOD], yy[PITCH_MAX_PERIOD];
@@ -255,7 +252,7 @@ static void compute_frame_features(LPCNetFeatState *st, const float *in, float *
   band_energy_windowed(&st->tables, x320, bandE);
   cepstrum_from_bands(&st->tables, bandE, features);
   lpc_from_cepstrum(&st->tables, features, st->lpc);
-  memcpy(&features[NB_BANDS + 2], st->lpc, LPC_ORDER * sizeof(float));
+  memcpy(&features[LPCNET_LPC_INDEX], st->lpc, LPC_ORDER * sizeof(float));
 
   /* LPC residual of the aligned input, then ex[n] = r[n] + 0.7 r[n-1]. */
   memmove(st->exc_buf, &st->exc_buf[FRAME_SIZE], PITCH_MAX_PERIOD * sizeof(float));
@@ -284,7 +281,7 @@ static void compute_frame_features(LPCNetFeatState *st, const float *in, float *
   }
 }
 
-/* --- pitch tracking (B.8) --------------------------------------------------- */
+/* --- pitch tracking (docs/features.md, Numerics) -------------------------------- */
 /* max_j (a[j] - b[j]), n >= 1. max is exact whatever the order; SSE2's maxps is
  * lane-wise (x > y ? x : y), the same comparison as the scalar code. */
 static float max_diff(const float *a, const float *b, int n) {
@@ -323,12 +320,101 @@ static int first_equal(const float *a, const float *b, int n, float m) {
   return j;
 }
 
-static void track_pitch(LPCNetFeatState *st, float *features) {
-  int pitch_prev[2][NB_CANDIDATES];
+/* Octave-error penalty: a lag whose half-lag neighbourhood correlates about as well (lags
+ * above 64) is scaled by 0.8. */
+static void penalise_octaves(float *xc) {
+  int i;
+  for (i = 0; i < PITCH_MAX_PERIOD - 2 * PITCH_MIN_PERIOD; i++) {
+    float a = xc[(PITCH_MAX_PERIOD + i) / 2], b = xc[(PITCH_MAX_PERIOD + i + 2) / 2];
+    float c = xc[(PITCH_MAX_PERIOD + i - 1) / 2];
+    float m = a > b ? a : b;
+    m = m > c ? m : c;
+    if (xc[i] < m * 1.1) xc[i] = (float)(xc[i] * .8);
+  }
+}
+
+/* A lower bound `lb` of a candidate's best predecessor score and `span`, the largest |j|
+ * whose transition penalty .02 j^2 does not exceed -lb (kept from one candidate to the
+ * next: lb rarely changes). */
+typedef struct {
+  float lb;
+  int span;
+} PruneBound;
+
+/* Best predecessor of candidate i (transition range j = jmin..jmax, the asymmetric range of
+ * the original tracker): returns its index and its score path[i + j] - penalty(j) in
+ * *score (path_max - 6 and the previous best when none beats that).
+ *
+ * Exact pruning: path values are <= 0 after renormalisation, so a predecessor whose penalty
+ * exceeds -lb can never win; the rest is scanned in the reference order, keeping its
+ * tie-breaking. lb: the +-4 neighbourhood, the previous candidate's winner and the global
+ * best. */
+static inline int best_predecessor(const LPCNetFeatState *st, int i, int prev_origin,
+                                   PruneBound *bound, float *score) {
   const float *pen = st->tables.pitch_penalty;
   const float *penj = st->tables.pitch_penalty_sym;
-  int i, j, sub, best_i, period[2];
+  const int jmin = i < 4 ? 0 : 4 - i;
+  const int jmax = (4 < NB_CANDIDATES - 1 - i) ? 4 : NB_CANDIDATES - 1 - i;
+  float max_prev = st->path_max - 6.f, lb = max_prev, m;
+  int origin = st->best_i, j, k, jlo;
+  for (j = (jmin > -4 ? jmin : -4); j <= jmax; j++) {
+    float v = st->path[i + j] - pen[abs(j)];
+    if (v > lb) lb = v;
+  }
+  for (k = 0; k < 2; k++) {
+    int cand = k ? st->best_i : prev_origin;
+    j = cand - i;
+    if (cand >= 0 && j >= jmin && j <= jmax) {
+      float v = st->path[cand] - pen[abs(j)];
+      if (v > lb) lb = v;
+    }
+  }
+  if (lb != bound->lb) {
+    bound->lb = lb;
+    bound->span = 4;
+    if (-lb >= pen[5]) {
+      int s = (int)sqrtf(-lb / .02f);
+      if (s > NB_CANDIDATES - 1) s = NB_CANDIDATES - 1;
+      while (s > 4 && pen[s] > -lb) s--;
+      while (s < NB_CANDIDATES - 1 && pen[s + 1] <= -lb) s++;
+      bound->span = s;
+    }
+  }
+  jlo = jmin > -bound->span ? jmin : -bound->span;
+  /* The reference's strict '>' scan from max_prev keeps the first index reaching the
+   * overall maximum: find the maximum (vectorisable), then its first position. Exact:
+   * every value is computed identically. */
+  m = max_diff(&st->path[i] + jlo, &penj[NB_CANDIDATES] + jlo, jmax - jlo + 1);
+  if (m > max_prev) {
+    j = jlo + first_equal(&st->path[i] + jlo, &penj[NB_CANDIDATES] + jlo, jmax - jlo + 1, m);
+    max_prev = st->path[i + j] - penj[NB_CANDIDATES + j];
+    origin = i + j;
+  }
+  *score = max_prev;
+  return origin;
+}
+
+/* Backtrack over the two half-frames: features 18 (pitch) and 19 (correlation). */
+static void write_pitch_features(const LPCNetFeatState *st, int pitch_prev[2][NB_CANDIDATES],
+                                 float *features) {
+  int sub, best_i = st->best_i, period[2], total;
   float frame_corr = 0;
+  for (sub = 1; sub >= 0; sub--) {
+    period[sub] = PITCH_MAX_PERIOD - best_i;
+    frame_corr += st->frame_weight[sub] * st->xc[sub][best_i];
+    best_i = pitch_prev[sub][best_i];
+  }
+  frame_corr /= 2;
+  total = period[0] + period[1];
+  total = total < 66 ? 66 : (total > 510 ? 510 : total);
+  features[LPCNET_PITCH_INDEX] = (float)(.01 * (total - 200));
+  features[LPCNET_PITCH_CORR_INDEX] = (float)(frame_corr - .5);
+}
+
+/* Viterbi-style pitch tracking over the two half-frames of the frame (docs/features.md). */
+static void track_pitch(LPCNetFeatState *st, float *features) {
+  int pitch_prev[2][NB_CANDIDATES];
+  int i, sub;
   float weight_sum = 1e-15f;
   for (sub = 0; sub < 2; sub++) weight_sum += st->frame_weight[sub];
   for (sub = 0; sub < 2; sub++) st->frame_weight[sub] *= (2.f / weight_sum);
@@ -336,68 +422,14 @@ static void track_pitch(LPCNetFeatState *st, float *features) {
     float *xc = st->xc[sub];
     float new_path[NB_CANDIDATES];
     float max_path_all = -1e15f;
-    int prev_origin = -1, cached_span = 4;
-    float cached_lb = 1e30f;
-    best_i = 0;
-    /* Octave-error penalty against the half-lag neighbourhood (lags > 64). */
-    for (i = 0; i < PITCH_MAX_PERIOD - 2 * PITCH_MIN_PERIOD; i++) {
-      float a = xc[(PITCH_MAX_PERIOD + i) / 2], b = xc[(PITCH_MAX_PERIOD + i + 2) / 2];
-      float c = xc[(PITCH_MAX_PERIOD + i - 1) / 2];
-      float m = a > b ? a : b;
-      m = m > c ? m : c;
-      if (xc[i] < m * 1.1) xc[i] = (float)(xc[i] * .8);
-    }
+    int prev_origin = -1, best_i = 0;
+    PruneBound bound = {1e30f, 4};
+    penalise_octaves(xc);
     for (i = 0; i < NB_CANDIDATES; i++) {
-      const int jmin = i < 4 ? 0 : 4 - i;
-      const int jmax = (4 < NB_CANDIDATES - 1 - i) ? 4 : NB_CANDIDATES - 1 - i;
-      float max_prev = st->path_max - 6.f;
-      float lb;
-      int origin = st->best_i, jlo, span, k;
-      /* Exact pruning: path values are <= 0 after renormalisation, so a candidate
-       * whose penalty exceeds -lb (lb = a lower bound of the best score) can never
-       * win; the rest is scanned in the reference order, keeping its tie-breaking.
-       * lb: the +-4 neighbourhood, the previous lag's winner and the global best. */
-      lb = max_prev;
-      for (j = (jmin > -4 ? jmin : -4); j <= jmax; j++) {
-        float v = st->path[i + j] - pen[abs(j)];
-        if (v > lb) lb = v;
-      }
-      for (k = 0; k < 2; k++) {
-        int cand = k ? st->best_i : prev_origin;
-        j = cand - i;
-        if (cand >= 0 && j >= jmin && j <= jmax) {
-          float v = st->path[cand] - pen[abs(j)];
-          if (v > lb) lb = v;
-        }
-      }
-      if (lb != cached_lb) {
-        cached_lb = lb;
-        cached_span = 4;
-        if (-lb >= pen[5]) {
-          int s = (int)sqrtf(-lb / .02f);
-          if (s > NB_CANDIDATES - 1) s = NB_CANDIDATES - 1;
-          while (s > 4 && pen[s] > -lb) s--;
-          while (s < NB_CANDIDATES - 1 && pen[s + 1] <= -lb) s++;
-          cached_span = s;
-        }
-      }
-      span = cached_span;
-      jlo = jmin > -span ? jmin : -span;
-      {
-        /* The reference's strict '>' scan from max_prev keeps the first index
-         * reaching the overall maximum: find the maximum (vectorisable), then
-         * its first position. Exact: every value is computed identically. */
-        const float *pa = &st->path[i], *pj = &penj[NB_CANDIDATES];
-        float m = max_diff(pa + jlo, pj + jlo, jmax - jlo + 1);
-        if (m > max_prev) {
-          j = jlo + first_equal(pa + jlo, pj + jlo, jmax - jlo + 1, m);
-          max_prev = pa[j] - pj[j];
-          origin = i + j;
-        }
-      }
-      prev_origin = origin;
-      pitch_prev[sub][i] = origin;
-      new_path[i] = max_prev + st->frame_weight[sub] * xc[i];
+      float score;
+      prev_origin = best_predecessor(st, i, prev_origin, &bound, &score);
+      pitch_prev[sub][i] = prev_origin;
+      new_path[i] = score + st->frame_weight[sub] * xc[i];
       if (new_path[i] > max_path_all) {
         max_path_all = new_path[i];
         best_i = i;
@@ -407,23 +439,10 @@ static void track_pitch(LPCNetFeatState *st, float *features) {
     st->path_max = max_path_all;
     st->best_i = best_i;
   }
-  /* Backtrack over the two half-frames. */
-  best_i = st->best_i;
-  for (sub = 1; sub >= 0; sub--) {
-    period[sub] = PITCH_MAX_PERIOD - best_i;
-    frame_corr += st->frame_weight[sub] * st->xc[sub][best_i];
-    best_i = pitch_prev[sub][best_i];
-  }
-  frame_corr /= 2;
-  {
-    int total = period[0] + period[1];
-    total = total < 66 ? 66 : (total > 510 ? 510 : total);
-    features[NB_BANDS] = (float)(.01 * (total - 200));
-    features[NB_BANDS + 1] = (float)(frame_corr - .5);
-  }
+  write_pitch_features(st, pitch_prev, features);
 }
 
-/* --- training targets (B.10, with the current frame's LPC: fix of spec G.1) -- */
+/* --- training targets, with the current frame's LPC (docs/features.md, deviation 1) -- */
 static void write_audio(LPCNetFeatState *st, const float *lpc, uint8_t *data) {
   int i, j;
   for (i = 0; i < FRAME_SIZE; i++) {
@@ -457,7 +476,7 @@ static void draw_augmentation(LPCNetFeatState *st) {
   st->noise_std = (float)fabs(-1.5 * log(1e-4 + u1) - .5 * log(1e-4 + u2));
 }
 
-/* --- one frame (B.2 steps 4-15) -------------------------------------------- */
+/* --- one frame -------------------------------------------------------------- */
 void lpcnet_feat_frame(LPCNetFeatState *st, const int16_t *pcm, float *features, uint8_t *data) {
   static const float b_hp[2] = {-2.f, 1.f}, a_hp[2] = {-1.99599f, 0.99600f};
   const int train = st->mode == LPCNET_MODE_TRAIN;
@@ -490,7 +509,7 @@ void lpcnet_feat_frame(LPCNetFeatState *st, const int16_t *pcm, float *features,
     }
   }
   track_pitch(st, features);
-  if (train && data) write_audio(st, &features[NB_BANDS + 2], data);
+  if (train && data) write_audio(st, &features[LPCNET_LPC_INDEX], data);
   for (i = 0; i < TRAINING_OFFSET; i++) st->pcm[i] = float2short(x[i + FRAME_SIZE - TRAINING_OFFSET]);
   st->old_speech_gain = st->speech_gain;
 }

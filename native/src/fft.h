@@ -1,4 +1,4 @@
-/* Forward complex FFT of size 320 (= 4*4*4*5), scaled by 1/320 (spec B.3). */
+/* Forward complex FFT of size 320 (= 4*4*4*5), scaled by 1/320 (docs/features.md, Numerics). */
 #ifndef LPCNET_FFT_H
 #define LPCNET_FFT_H
 

@@ -1,4 +1,4 @@
-/* Spectral analysis, cepstrum and LPC-from-cepstrum (spec B.3-B.6).
+/* Spectral analysis, cepstrum and LPC-from-cepstrum (docs/features.md).
  * Copyright (c) 2026 the LPCNet kit authors. BSD-3-Clause.
  * Arithmetic mirrors the reference tool: float data, double where its
  * expressions promote (log10, pow, double constants). */
@@ -63,20 +63,13 @@ void band_energy_windowed(const FreqTables *t, const float *x320, float *bandE) 
   memcpy(bandE, sum, sizeof(sum));
 }
 
-static void dct18(const FreqTables *t, float *out, const float *in) {
+/* out[i] = sqrt(2/18) sum_j in[j] table[i*si + j*sj]: the orthonormal DCT (si = 1, sj = 18)
+ * and its inverse (si = 18, sj = 1) of the table's cosines. */
+static void dct18_strided(const float *table, int si, int sj, float *out, const float *in) {
   int i, j;
   for (i = 0; i < NB_BANDS; i++) {
     float sum = 0;
-    for (j = 0; j < NB_BANDS; j++) sum += in[j] * t->dct_table[j * NB_BANDS + i];
-    out[i] = (float)(sum * sqrt(2. / NB_BANDS));
-  }
-}
-
-static void idct18(const FreqTables *t, float *out, const float *in) {
-  int i, j;
-  for (i = 0; i < NB_BANDS; i++) {
-    float sum = 0;
-    for (j = 0; j < NB_BANDS; j++) sum += in[j] * t->dct_table[i * NB_BANDS + j];
+    for (j = 0; j < NB_BANDS; j++) sum += in[j] * table[i * si + j * sj];
     out[i] = (float)(sum * sqrt(2. / NB_BANDS));
   }
 }
@@ -96,7 +89,7 @@ void cepstrum_from_bands(const FreqTables *t, const float *bandE, float *ceps) {
     b = (float)(follow - 2.5);
     follow = b > v ? b : v;
   }
-  dct18(t, ceps, Ly);
+  dct18_strided(t->dct_table, 1, NB_BANDS, ceps, Ly);
   ceps[0] -= 4;
 }
 
@@ -130,7 +123,7 @@ float lpc_from_cepstrum(const FreqTables *t, const float *ceps, float *lpc) {
   int i, j;
   memcpy(tmp, ceps, sizeof(tmp));
   tmp[0] += 4;
-  idct18(t, Ex, tmp);
+  dct18_strided(t->dct_table, NB_BANDS, 1, Ex, tmp);
   for (i = 0; i < NB_BANDS; i++) Ex[i] = (float)pow(10.f, Ex[i]) * compensation[i];
   /* Linear interpolation between band centres (same walk as the band energies). */
   for (i = 0; i < NB_BANDS - 1; i++) {

@@ -1,11 +1,12 @@
-/* Spectral analysis, cepstrum and LPC-from-cepstrum (spec B.3-B.6). */
+/* Spectral analysis, cepstrum and LPC-from-cepstrum (docs/features.md). */
 #ifndef LPCNET_FREQ_H
 #define LPCNET_FREQ_H
 
+#include "../include/lpcnet.h"
 #include "fft.h"
 
-#define NB_BANDS 18
-#define LPC_ORDER 16
+#define NB_BANDS LPCNET_NB_BANDS
+#define LPC_ORDER LPCNET_LPC_ORDER
 #define WINDOW_SIZE 320
 #define OVERLAP_SIZE 160
 #define FREQ_SIZE 161
@@ -15,7 +16,7 @@ typedef struct {
   fft_cpx twiddles[FFT_SIZE];
   float half_window[OVERLAP_SIZE];
   float dct_table[NB_BANDS * NB_BANDS];
-  /* cos(2 pi k m / 320) for m = 0..16, k = 0..159 (autocorrelation of B.6 step 4) */
+  /* cos(2 pi k m / 320) for m = 0..16, k = 0..159 (autocorrelation of the LPC from the cepstrum) */
   float acorr_cos[(LPC_ORDER + 1) * (FREQ_SIZE - 1)];
   /* pitch-tracker transition penalty .02f*j*j as the reference evaluates it, j = 0..224 */
   float pitch_penalty[225];
@@ -25,16 +26,16 @@ typedef struct {
 
 void freq_init(FreqTables *t);
 
-/** Window 320 samples and return band energies E[18] (B.3, B.4). */
+/** Window 320 samples and return the energies E[18] of the triangular bands. */
 void band_energy_windowed(const FreqTables *t, const float *x320, float *bandE);
 
-/** Band energies -> 18 cepstral coefficients with floor and c0 -= 4 (B.5). */
+/** Band energies -> 18 cepstral coefficients with floor and c0 -= 4 (docs/formats.md). */
 void cepstrum_from_bands(const FreqTables *t, const float *bandE, float *ceps);
 
-/** Cepstrum (c0 already minus 4) -> 16 LPCs a_1..a_16 (B.6); returns the error energy. */
+/** Cepstrum (c0 already minus 4) -> 16 LPCs a_1..a_16; returns the error energy. */
 float lpc_from_cepstrum(const FreqTables *t, const float *ceps, float *lpc);
 
-/** Levinson-Durbin on ac[0..p] (B.6 step 7); returns the final error. */
+/** Levinson-Durbin on ac[0..p]; returns the final error. */
 float levinson(float *lpc, const float *ac, int p);
 
 #endif

@@ -5,7 +5,7 @@
 
 #include "nnet.h"
 
-#ifdef NNET_HAVE_X86
+#ifdef SIMD_X86
 #include <immintrin.h>
 
 #include "vec_avx2.h"
@@ -38,6 +38,53 @@ TGT static void sgemv_accum_avx2(float *out, const float *w, int rows, int cols,
   }
 }
 
+/* sgemv_accum_avx2 on nv (constant, <= 3) vectors: per vector the same four accumulator
+ * chains, tail rows and column tail, in the same order; the weight rows are loaded once. */
+TGT static inline __attribute__((always_inline)) void sgemm_avx2_nv(
+    float *out, int ldo, const float *w, int rows, int cols, const float *x, int ldx, const int nv) {
+  int i, j = 0, v;
+  for (; j + 8 <= cols; j += 8) {
+    __m256 a[3][4];
+    const float *wj = w + j;
+    for (v = 0; v < nv; v++) {
+      a[v][0] = _mm256_loadu_ps(out + (long)v * ldo + j);
+      a[v][1] = a[v][2] = a[v][3] = _mm256_setzero_ps();
+    }
+    for (i = 0; i + 4 <= rows; i += 4) {
+      const __m256 w0 = _mm256_loadu_ps(wj + (long)i * cols), w1 = _mm256_loadu_ps(wj + (long)(i + 1) * cols);
+      const __m256 w2 = _mm256_loadu_ps(wj + (long)(i + 2) * cols), w3 = _mm256_loadu_ps(wj + (long)(i + 3) * cols);
+      for (v = 0; v < nv; v++) {
+        const float *xv = x + (long)v * ldx + i;
+        a[v][0] = _mm256_fmadd_ps(_mm256_broadcast_ss(xv), w0, a[v][0]);
+        a[v][1] = _mm256_fmadd_ps(_mm256_broadcast_ss(xv + 1), w1, a[v][1]);
+        a[v][2] = _mm256_fmadd_ps(_mm256_broadcast_ss(xv + 2), w2, a[v][2]);
+        a[v][3] = _mm256_fmadd_ps(_mm256_broadcast_ss(xv + 3), w3, a[v][3]);
+      }
+    }
+    for (; i < rows; i++) {
+      const __m256 wi = _mm256_loadu_ps(wj + (long)i * cols);
+      for (v = 0; v < nv; v++) a[v][0] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + (long)v * ldx + i), wi, a[v][0]);
+    }
+    for (v = 0; v < nv; v++)
+      _mm256_storeu_ps(out + (long)v * ldo + j,
+                       _mm256_add_ps(_mm256_add_ps(a[v][0], a[v][1]), _mm256_add_ps(a[v][2], a[v][3])));
+  }
+  for (; j < cols; j++)
+    for (v = 0; v < nv; v++) {
+      float s = out[(long)v * ldo + j];
+      for (i = 0; i < rows; i++) s += x[(long)v * ldx + i] * w[(long)i * cols + j];
+      out[(long)v * ldo + j] = s;
+    }
+}
+
+TGT static void sgemm_accum_avx2(float *out, int ldo, const float *w, int rows, int cols,
+                                 const float *x, int ldx, int n) {
+  int v = 0;
+  for (; v + 3 <= n; v += 3) sgemm_avx2_nv(out + (long)v * ldo, ldo, w, rows, cols, x + (long)v * ldx, ldx, 3);
+  if (n - v == 2) sgemm_avx2_nv(out + (long)v * ldo, ldo, w, rows, cols, x + (long)v * ldx, ldx, 2);
+  if (n - v == 1) sgemm_avx2_nv(out + (long)v * ldo, ldo, w, rows, cols, x + (long)v * ldx, ldx, 1);
+}
+
 /* One 4x8 block into four accumulators (one per input row): 4 independent FMA chains.
  * The 4 inputs come from one 128-bit load broadcast to both lanes, then in-lane
  * shuffles (fewer loads than 4 scalar broadcasts). */
@@ -50,8 +97,8 @@ TGT static void sgemv_accum_avx2(float *out, const float *w, int rows, int cols,
     a##3 = _mm256_fmadd_ps(_mm256_permute_ps(xv_, 0xFF), _mm256_loadu_ps((w) + 24), a##3); \
   } while (0)
 
-TGT void nnet_sparse_sgemv_accum_avx2(float *out, const float *bias, const float *w,
-                                      const int32_t *idx, int ngroups, const float *x) {
+TGT static void sparse_sgemv_accum_avx2(float *out, const float *bias, const float *w,
+                                        const int32_t *idx, int ngroups, const float *x) {
   int g, b;
   const float *init = bias ? bias : out;
   for (g = 0; g < ngroups; g++) {
@@ -77,7 +124,19 @@ TGT void nnet_sparse_sgemv_accum_avx2(float *out, const float *bias, const float
   }
 }
 
-/* int8 without VNNI: widen to int16 and use madd (exact, no saturation), then pair-add. */
+/* One int8 4x8 block (inputs x4) into the accumulators lo (outputs 0-3 as pairs) and hi (4-7):
+ * widened to int16, multiplied and pair-added by madd (exact, no saturation). */
+#define I8_BLOCK(lo, hi, x4, w)                                                                 \
+  do {                                                                                          \
+    const __m256i xv_ = _mm256_cvtepu8_epi16(_mm_set1_epi32(x4));                               \
+    lo = _mm256_add_epi32(lo, _mm256_madd_epi16(                                                \
+                                  _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w))), xv_)); \
+    hi = _mm256_add_epi32(hi, _mm256_madd_epi16(                                                \
+                                  _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)((w) + 16))), xv_)); \
+  } while (0)
+
+/* int8 without VNNI: two blocks per step into two accumulator pairs (independent chains),
+ * then pair-add; integer sums, so the order does not matter. */
 TGT static void sparse_i8_accum_avx2(float *out, const float *bias, const int8_t *w,
                                      const int32_t *idx, int ngroups, const uint8_t *x, float scale) {
   int g, b;
@@ -86,17 +145,21 @@ TGT static void sparse_i8_accum_avx2(float *out, const float *bias, const int8_t
   for (g = 0; g < ngroups; g++) {
     int count = *idx++;
     __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256(), s;
-    for (b = 0; b < count; b++) {
-      int32_t x4;
-      __m256i xv;
-      memcpy(&x4, x + *idx++, 4);
-      xv = _mm256_cvtepu8_epi16(_mm_set1_epi32(x4));
-      lo = _mm256_add_epi32(lo, _mm256_madd_epi16(
-                                    _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w)), xv));
-      hi = _mm256_add_epi32(hi, _mm256_madd_epi16(
-                                    _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16))), xv));
+    __m256i lo1 = _mm256_setzero_si256(), hi1 = _mm256_setzero_si256();
+    int32_t x0, x1;
+    for (b = 0; b + 2 <= count; b += 2, idx += 2, w += 64) {
+      memcpy(&x0, x + idx[0], 4);
+      memcpy(&x1, x + idx[1], 4);
+      I8_BLOCK(lo, hi, x0, w);
+      I8_BLOCK(lo1, hi1, x1, w + 32);
+    }
+    if (b < count) {
+      memcpy(&x0, x + *idx++, 4);
+      I8_BLOCK(lo, hi, x0, w);
       w += 32;
     }
+    lo = _mm256_add_epi32(lo, lo1);
+    hi = _mm256_add_epi32(hi, hi1);
     /* hadd gives outputs (0,1,4,5 | 2,3,6,7); permute back to 0..7 */
     s = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(lo, hi), _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
     _mm256_storeu_ps(out + 8 * g, _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, _mm256_loadu_ps(init + 8 * g)));
@@ -140,26 +203,11 @@ TGT void nnet_gru_update_avx2_from(float *h, const float *in, const float *in2, 
     /* z h + (1 - z) hh = hh + z (h - hh) */
     _mm256_storeu_ps(h + i, _mm256_fmadd_ps(z, _mm256_sub_ps(hv, hh), hh));
   }
-  if (i < n) {
-    /* tail: the scalar kernel with the 3n arrays re-based on gate boundaries is not
-     * expressible by pointer offsets, so finish element by element */
-    for (; i < n; i++) {
-      float x[3], rv[3], z, r, hh;
-      int g;
-      for (g = 0; g < 3; g++) {
-        x[g] = in[g * n + i] + (in2 ? in2[g * n + i] + in3[g * n + i] + in4[g * n + i] : 0.f);
-        rv[g] = rec[g * n + i] + (diag ? diag[g * n + i] * h[i] : 0.f);
-      }
-      z = nnet_sigmoid(x[0] + rv[0]);
-      r = nnet_sigmoid(x[1] + rv[1]);
-      hh = nnet_tanh(x[2] + r * rv[2]);
-      h[i] = z * h[i] + (1.f - z) * hh;
-    }
-  }
+  for (; i < n; i++) nnet_gru_unit(h, in, in2, in3, in4, rec, diag, n, i); /* tail */
 }
 
-TGT void nnet_gru_update_avx2(float *h, const float *in, const float *in2, const float *in3,
-                              const float *in4, const float *rec, const float *diag, int n) {
+TGT static void gru_update_avx2(float *h, const float *in, const float *in2, const float *in3,
+                                const float *in4, const float *rec, const float *diag, int n) {
   nnet_gru_update_avx2_from(h, in, in2, in3, in4, rec, diag, n, 0);
 }
 
@@ -204,12 +252,19 @@ TGT void nnet_mdense_units_avx2(const float *w, const float *b, const float *f, 
       out[j] = f[2 * units[j]] * t[2 * j] + f[2 * units[j] + 1] * t[2 * j + 1];
     return;
   }
-  nnet_kernels_c.mdense_units(w, b, f, v, n, units, count, out);
+  nnet_kernels_ref.mdense_units(w, b, f, v, n, units, count, out);
 }
 
-const NNetKernels nnet_kernels_avx2 = {2, sgemv_accum_avx2, nnet_sparse_sgemv_accum_avx2,
-                                       sparse_i8_accum_avx2, NULL,
-                                       vec_sigmoid_avx2, vec_tanh_avx2,
-                                       nnet_gru_update_avx2, nnet_quantize_u8_avx2, NULL,
-                                       nnet_mdense_units_avx2, NULL, NULL};
+const NNetKernels nnet_kernels_avx2 = {
+    .level = LPCNET_SIMD_AVX2,
+    .sgemv_accum = sgemv_accum_avx2,
+    .sgemm_accum = sgemm_accum_avx2,
+    .sparse_sgemv_accum = sparse_sgemv_accum_avx2,
+    .sparse_i8_accum = sparse_i8_accum_avx2,
+    .vec_sigmoid = vec_sigmoid_avx2,
+    .vec_tanh = vec_tanh_avx2,
+    .gru_update = gru_update_avx2,
+    .quantize_u8 = nnet_quantize_u8_avx2,
+    .mdense_units = nnet_mdense_units_avx2,
+};
 #endif

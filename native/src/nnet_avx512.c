@@ -6,7 +6,7 @@
 
 #include "nnet.h"
 
-#ifdef NNET_HAVE_X86
+#ifdef SIMD_X86
 #include <immintrin.h>
 
 #include "vec_avx2.h"
@@ -48,6 +48,51 @@ TGT static void sgemv_accum_avx512(float *out, const float *w, int rows, int col
     float s = out[j];
     for (i = 0; i < rows; i++) s += x[i] * w[(long)i * cols + j];
     out[j] = s;
+  }
+}
+
+/* sgemv_accum_avx512 on nv (constant, <= 8) vectors: per vector the same two accumulator
+ * chains, tail row and column tail, in the same order; each weight row is loaded once. */
+TGT static inline __attribute__((always_inline)) void sgemm_avx512_nv(
+    float *out, int ldo, const float *w, int rows, int cols, const float *x, int ldx, const int nv) {
+  int i, j = 0, v;
+  for (; j + 16 <= cols; j += 16) {
+    __m512 a0[8], a1[8];
+    const float *wj = w + j;
+    for (v = 0; v < nv; v++) a0[v] = _mm512_loadu_ps(out + (long)v * ldo + j), a1[v] = _mm512_setzero_ps();
+    for (i = 0; i + 2 <= rows; i += 2) {
+      const __m512 w0 = _mm512_loadu_ps(wj + (long)i * cols), w1 = _mm512_loadu_ps(wj + (long)(i + 1) * cols);
+      for (v = 0; v < nv; v++) {
+        a0[v] = _mm512_fmadd_ps(_mm512_set1_ps(x[(long)v * ldx + i]), w0, a0[v]);
+        a1[v] = _mm512_fmadd_ps(_mm512_set1_ps(x[(long)v * ldx + i + 1]), w1, a1[v]);
+      }
+    }
+    if (i < rows) {
+      const __m512 wi = _mm512_loadu_ps(wj + (long)i * cols);
+      for (v = 0; v < nv; v++) a0[v] = _mm512_fmadd_ps(_mm512_set1_ps(x[(long)v * ldx + i]), wi, a0[v]);
+    }
+    for (v = 0; v < nv; v++) _mm512_storeu_ps(out + (long)v * ldo + j, _mm512_add_ps(a0[v], a1[v]));
+  }
+  for (; j < cols; j++)
+    for (v = 0; v < nv; v++) {
+      float s = out[(long)v * ldo + j];
+      for (i = 0; i < rows; i++) s += x[(long)v * ldx + i] * w[(long)i * cols + j];
+      out[(long)v * ldo + j] = s;
+    }
+}
+
+TGT static void sgemm_accum_avx512(float *out, int ldo, const float *w, int rows, int cols,
+                                   const float *x, int ldx, int n) {
+  for (; n >= 8; n -= 8, out += 8L * ldo, x += 8L * ldx) sgemm_avx512_nv(out, ldo, w, rows, cols, x, ldx, 8);
+  switch (n) {
+    case 7: sgemm_avx512_nv(out, ldo, w, rows, cols, x, ldx, 7); break;
+    case 6: sgemm_avx512_nv(out, ldo, w, rows, cols, x, ldx, 6); break;
+    case 5: sgemm_avx512_nv(out, ldo, w, rows, cols, x, ldx, 5); break;
+    case 4: sgemm_avx512_nv(out, ldo, w, rows, cols, x, ldx, 4); break;
+    case 3: sgemm_avx512_nv(out, ldo, w, rows, cols, x, ldx, 3); break;
+    case 2: sgemm_avx512_nv(out, ldo, w, rows, cols, x, ldx, 2); break;
+    case 1: sgemm_avx512_nv(out, ldo, w, rows, cols, x, ldx, 1); break;
+    default: break;
   }
 }
 
@@ -143,6 +188,61 @@ TGT static void sparse_i8_accum_even_vnni(float *out, const float *bias, const i
       w += 64;
     } while (idx < end);
     vnni_store_group(out + 8 * g, init + 8 * g, a0, a1, sc);
+  }
+}
+
+/* sparse_i8_accum_multi on np (constant, <= 8) stream pairs starting at pair p0: a zmm holds
+ * the 8 outputs of two streams; per block, the weights are broadcast to both halves once and
+ * each pair's expanded states (64 bytes) are one load. Each output is then
+ * fma(float(acc), scale, init), as vnni_store_group. */
+TGT static inline __attribute__((always_inline)) void i8_multi_pairs(
+    float *out, int ldo, const float *bias, int ldb, const int8_t *w, const int32_t *idx,
+    int ngroups, const uint8_t *xe, int kp, int k, int p0, const int np, float scale) {
+  const __m512 sc = _mm512_set1_ps(scale);
+  const long row_bytes = (long)NNET_XE_BYTES * kp / NNET_BLOCK_ROWS; /* per state row */
+  int g, b, p;
+  xe += 64L * p0;
+  for (g = 0; g < ngroups; g++) {
+    const int count = *idx++;
+    __m512i acc[8];
+    for (p = 0; p < np; p++) acc[p] = _mm512_setzero_si512();
+    for (b = 0; b < count; b++) {
+      const uint8_t *xr = xe + row_bytes * idx[b];
+      const __m512i wv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w + 32L * b)));
+      for (p = 0; p < np; p++)
+        acc[p] = _mm512_dpbusd_epi32(acc[p], _mm512_loadu_si512((const void *)(xr + 64 * p)), wv);
+    }
+    idx += count;
+    w += 32L * count;
+    for (p = 0; p < np; p++) {
+      const int s0 = 2 * (p0 + p), s1 = s0 + 1;
+      const float *i0 = (bias ? bias + (long)s0 * ldb : out + (long)s0 * ldo) + 8 * g;
+      __m512 init = _mm512_castps256_ps512(_mm256_loadu_ps(i0)), y;
+      if (s1 < k)
+        init = _mm512_insertf32x8(init, _mm256_loadu_ps((bias ? bias + (long)s1 * ldb : out + (long)s1 * ldo) + 8 * g), 1);
+      y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[p]), sc, init);
+      _mm256_storeu_ps(out + (long)s0 * ldo + 8 * g, _mm512_castps512_ps256(y));
+      if (s1 < k) _mm256_storeu_ps(out + (long)s1 * ldo + 8 * g, _mm512_extractf32x8_ps(y, 1));
+    }
+  }
+}
+
+TGT static void sparse_i8_accum_multi_vnni(float *out, int ldo, const float *bias, int ldb,
+                                           const int8_t *w, const int32_t *idx, int ngroups,
+                                           const uint8_t *xe, int k, float scale) {
+  const int kp = nnet_xe_streams(k), npairs = kp / 2;
+  int p0;
+  for (p0 = 0; p0 < npairs; p0 += 8) { /* at most 16 streams per pass over the weights */
+    switch (npairs - p0 < 8 ? npairs - p0 : 8) {
+      case 8: i8_multi_pairs(out, ldo, bias, ldb, w, idx, ngroups, xe, kp, k, p0, 8, scale); break;
+      case 7: i8_multi_pairs(out, ldo, bias, ldb, w, idx, ngroups, xe, kp, k, p0, 7, scale); break;
+      case 6: i8_multi_pairs(out, ldo, bias, ldb, w, idx, ngroups, xe, kp, k, p0, 6, scale); break;
+      case 5: i8_multi_pairs(out, ldo, bias, ldb, w, idx, ngroups, xe, kp, k, p0, 5, scale); break;
+      case 4: i8_multi_pairs(out, ldo, bias, ldb, w, idx, ngroups, xe, kp, k, p0, 4, scale); break;
+      case 3: i8_multi_pairs(out, ldo, bias, ldb, w, idx, ngroups, xe, kp, k, p0, 3, scale); break;
+      case 2: i8_multi_pairs(out, ldo, bias, ldb, w, idx, ngroups, xe, kp, k, p0, 2, scale); break;
+      default: i8_multi_pairs(out, ldo, bias, ldb, w, idx, ngroups, xe, kp, k, p0, 1, scale); break;
+    }
   }
 }
 
@@ -283,39 +383,8 @@ TGT static void gru_update_avx512(float *h, const float *in, const float *in2, c
   if (i < n) nnet_gru_update_avx2_from(h, in, in2, in3, in4, rec, diag, n, i);
 }
 
-/* Fast sigmoid for the int8 engine: cubic spline on [-12, 12) in 32 pieces (coefficients
- * of c0 + c1 f + c2 f^2 + c3 f^3, f in [0, 1) the position in the piece; least-squares
- * fits), clamped outside; max error 2.2e-5 (tanh(x) = 2 sigmoid(2x) - 1: 4.3e-5), far below
- * the int8 weights' resolution. 13 operations instead of ~20 for exp + reciprocal. */
-static const float sig_spline[4][32] __attribute__((aligned(64))) = {
-    {6.14259534e-06f, 1.30037861e-05f, 2.75286184e-05f, 5.82763023e-05f, 0.000123362945f,
-     0.000261123554f, 0.000552638259f, 0.00116921728f, 0.00247202138f, 0.00521893241f,
-     0.0109847551f, 0.0229740664f, 0.0474233478f, 0.095354788f, 0.182445675f, 0.320837677f,
-     0.499986291f, 0.679157376f, 0.817567647f, 0.904652655f, 0.952577531f, 0.977024972f,
-     0.989014328f, 0.99478054f, 0.997527719f, 0.998830616f, 0.999447286f, 0.999738872f,
-     0.999876618f, 0.999941707f, 0.999972463f, 0.999987006f},
-    {4.63974811e-06f, 9.82220263e-06f, 2.0792957e-05f, 4.40157928e-05f, 9.31684554e-05f,
-     0.000197179499f, 0.000417168689f, 0.000881981512f, 0.00186195446f, 0.00391863007f,
-     0.00819374993f, 0.0169041529f, 0.0339358486f, 0.0645917505f, 0.111454852f, 0.163074315f,
-     0.187764734f, 0.163862228f, 0.112007305f, 0.06465251f, 0.0338131376f, 0.0167889465f,
-     0.00812297035f, 0.00388109242f, 0.00184325501f, 0.000872926787f, 0.000412841473f,
-     0.000195124216f, 9.21950996e-05f, 4.35554466e-05f, 2.05753786e-05f, 9.71939789e-06f},
-    {1.58956493e-06f, 3.36505218e-06f, 7.12356086e-06f, 1.50794367e-05f, 3.19180508e-05f,
-     6.75475821e-05f, 0.000142895384f, 0.000302048051f, 0.000637362304f, 0.00133995689f,
-     0.00279444642f, 0.00572384382f, 0.0112477662f, 0.0200417899f, 0.0284188911f,
-     0.0236147735f, -0.00107564742f, -0.0239884853f, -0.0273737647f, -0.0194688924f,
-     -0.0111851403f, -0.00580075057f, -0.00286438386f, -0.00138177571f, -0.000659225509f,
-     -0.000312862743f, -0.000148114385f, -7.00377059e-05f, -3.30998664e-05f, -1.56389306e-05f,
-     -7.38812469e-06f, -3.49008519e-06f},
-    {6.33506772e-07f, 1.34102424e-06f, 2.83845679e-06f, 6.00681051e-06f, 1.27065523e-05f,
-     2.68555996e-05f, 5.66557828e-05f, 0.00011905915f, 0.000248137803f, 0.000508142344f,
-     0.00100210146f, 0.00182043226f, 0.00274037546f, 0.00244399114f, -0.00147680147f,
-     -0.00751304207f, -0.00751304207f, -0.00147680147f, 0.00244399114f, 0.00274037546f,
-     0.00182043226f, 0.00100210146f, 0.000508142344f, 0.000248137803f, 0.00011905915f,
-     5.66557828e-05f, 2.68555996e-05f, 1.27065523e-05f, 6.00681051e-06f, 2.83845679e-06f,
-     1.34102424e-06f, 6.33506772e-07f}
-};
-
+/* The spline sigmoid of nnet_sig_spline (nnet.h) for the int8 engine: 13 operations instead
+ * of ~20 for exp + reciprocal; its 32 pieces per coefficient fit two zmm registers. */
 typedef struct {
   __m512 c[4][2];
 } SigTable;
@@ -324,8 +393,8 @@ TGT static inline SigTable sig_table(void) {
   SigTable t;
   int k;
   for (k = 0; k < 4; k++) {
-    t.c[k][0] = _mm512_load_ps(sig_spline[k]);
-    t.c[k][1] = _mm512_load_ps(sig_spline[k] + 16);
+    t.c[k][0] = _mm512_load_ps(nnet_sig_spline[k]);
+    t.c[k][1] = _mm512_load_ps(nnet_sig_spline[k] + 16);
   }
   return t;
 }
@@ -427,11 +496,21 @@ TGT static int tree4_avx512(const float *t, const float *v, float gain, const fl
   return h - 16;
 }
 
-const NNetKernels nnet_kernels_avx512 = {3, sgemv_accum_avx512, sparse_sgemv_accum_avx512,
-                                         sparse_i8_accum_vnni, sparse_i8_accum_even_vnni,
-                                         vec_sigmoid_avx512, vec_tanh_avx512,
-                                         gru_update_avx512,
-                                         nnet_quantize_u8_avx2, dense_i8_accum_vnni,
-                                         nnet_mdense_units_avx2, tree4_avx512,
-                                         gru_update_fast_avx512};
+const NNetKernels nnet_kernels_avx512 = {
+    .level = LPCNET_SIMD_AVX512,
+    .sgemv_accum = sgemv_accum_avx512,
+    .sgemm_accum = sgemm_accum_avx512,
+    .sparse_sgemv_accum = sparse_sgemv_accum_avx512,
+    .sparse_i8_accum = sparse_i8_accum_vnni,
+    .sparse_i8_accum_even = sparse_i8_accum_even_vnni,
+    .sparse_i8_accum_multi = sparse_i8_accum_multi_vnni,
+    .dense_i8_accum = dense_i8_accum_vnni,
+    .vec_sigmoid = vec_sigmoid_avx512,
+    .vec_tanh = vec_tanh_avx512,
+    .gru_update = gru_update_avx512,
+    .gru_update_fast = gru_update_fast_avx512,
+    .quantize_u8 = nnet_quantize_u8_avx2,
+    .mdense_units = nnet_mdense_units_avx2,
+    .tree4 = tree4_avx512,
+};
 #endif

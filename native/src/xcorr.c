@@ -2,12 +2,13 @@
  * Copyright (c) 2026 the LPCNet kit authors. BSD-3-Clause. */
 #include "xcorr.h"
 
-#if defined(__x86_64__) || defined(__i386__)
+#include "simd.h"
+
+#ifdef SIMD_X86
 #include <immintrin.h>
-#define XCORR_X86 1
 #endif
 
-void xcorr_energy_c(const float *x, const float *y, float *xcorr, float *yy, int len, int max_lag) {
+static void xcorr_energy_c(const float *x, const float *y, float *xcorr, float *yy, int len, int max_lag) {
   int i, t;
   for (i = 0; i < max_lag; i++) {
     float sxy = 0, syy = 0;
@@ -22,8 +23,8 @@ void xcorr_energy_c(const float *x, const float *y, float *xcorr, float *yy, int
   }
 }
 
-#ifdef XCORR_X86
-/* 8 lags per vector, lags processed in blocks of 8 (max_lag % 8 == 0 is not required). */
+#ifdef SIMD_X86
+/* 16 lags per step in two vectors of 8; the last max_lag % 16 lags by the scalar kernel. */
 __attribute__((target("avx2"))) static void xcorr_energy_avx2(const float *x, const float *y,
                                                               float *xcorr, float *yy, int len,
                                                               int max_lag) {
@@ -48,6 +49,7 @@ __attribute__((target("avx2"))) static void xcorr_energy_avx2(const float *x, co
   if (i < max_lag) xcorr_energy_c(x, y + i, xcorr + i, yy + i, len, max_lag - i);
 }
 
+/* 32 lags per step in two vectors of 16; the rest by the scalar kernel. */
 __attribute__((target("avx512f"))) static void xcorr_energy_avx512(const float *x, const float *y,
                                                                    float *xcorr, float *yy,
                                                                    int len, int max_lag) {
@@ -73,21 +75,19 @@ __attribute__((target("avx512f"))) static void xcorr_energy_avx512(const float *
 }
 #endif
 
-int xcorr_cpu_level(void) {
-#ifdef XCORR_X86
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return XCORR_AVX512;
-  if (__builtin_cpu_supports("avx2")) return XCORR_AVX2;
+const XcorrKernels xcorr_kernels_c = {.level = LPCNET_SIMD_SCALAR, .xcorr_energy = xcorr_energy_c};
+#ifdef SIMD_X86
+static const XcorrKernels xcorr_kernels_avx2 = {.level = LPCNET_SIMD_AVX2,
+                                                .xcorr_energy = xcorr_energy_avx2};
+static const XcorrKernels xcorr_kernels_avx512 = {.level = LPCNET_SIMD_AVX512,
+                                                  .xcorr_energy = xcorr_energy_avx512};
 #endif
-  return XCORR_SCALAR;
-}
 
-xcorr_fn xcorr_select(int level) {
-  int cpu = xcorr_cpu_level();
-  if (level > cpu || level < 0) level = cpu;
-#ifdef XCORR_X86
-  if (level >= XCORR_AVX512) return xcorr_energy_avx512;
-  if (level >= XCORR_AVX2) return xcorr_energy_avx2;
+const XcorrKernels *xcorr_select(int level) {
+  level = simd_resolve(level);
+#ifdef SIMD_X86
+  if (level >= LPCNET_SIMD_AVX512) return &xcorr_kernels_avx512;
+  if (level >= LPCNET_SIMD_AVX2) return &xcorr_kernels_avx2;
 #endif
-  return xcorr_energy_c;
+  return &xcorr_kernels_c;
 }

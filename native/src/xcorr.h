@@ -1,25 +1,24 @@
-/* Pitch cross-correlation kernel family (spec B.7): scalar, AVX2 and AVX-512.
+/* Pitch cross-correlation kernels (docs/features.md): scalar, AVX2 and AVX-512.
  *
  * For lags i = 0..max_lag-1: xcorr[i] = sum_t x[t] y[i+t] and
  * yy[i] = sum_t y[i+t]^2, t = 0..len-1, summed in increasing t with separate
- * multiply and add (no FMA), so every path gives bit-identical results. */
+ * multiply and add (no FMA), so every level gives bit-identical results. */
 #ifndef LPCNET_XCORR_H
 #define LPCNET_XCORR_H
-
-#define XCORR_SCALAR 0
-#define XCORR_AVX2 2
-#define XCORR_AVX512 3
 
 typedef void (*xcorr_fn)(const float *x, const float *y, float *xcorr, float *yy, int len,
                          int max_lag);
 
-/** Always compiled reference path. */
-void xcorr_energy_c(const float *x, const float *y, float *xcorr, float *yy, int len, int max_lag);
+/** One kernel table per SIMD level (the only slot: the feature extractor's one kernel). */
+typedef struct {
+  int level; /* LPCNET_SIMD_* */
+  xcorr_fn xcorr_energy;
+} XcorrKernels;
 
-/** Best kernel for this CPU (or for the forced level), chosen at run time. */
-xcorr_fn xcorr_select(int level);
+/** Scalar reference, always compiled. */
+extern const XcorrKernels xcorr_kernels_c;
 
-/** Highest level the CPU supports. */
-int xcorr_cpu_level(void);
+/** The best table at or below `level` (LPCNET_SIMD_AUTO: the best for this CPU). */
+const XcorrKernels *xcorr_select(int level);
 
 #endif

@@ -1,4 +1,4 @@
-"""Throughput analysis: read training summary JSONs, tabulate and plot them beside the seed's numbers.
+"""Tables and plots of measurements: training summary JSONs beside the seed's numbers, scaling, synthesis RTF.
 
 A *run* is one ``summary.json`` written by ``lpcnet train --use_performance True``
 (schema in docs/training.md): ``overall_stats.throughput_mean`` in training
@@ -14,12 +14,15 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from lpcnet.config import SEQ_SAMPLES
 from lpcnet.errors import FormatError
+from lpcnet.formats import SAMPLE_RATE
 
-#: The seed's published training throughput (Cambricon README, spec F.1): MLU370-X8,
+#: The seed's published training throughput (Cambricon README; docs/benchmarks.md): MLU370-X8,
 #: batch 16 per card, sequences/s. {cards: (fp32, amp)}
 SEED_MLU370_X8 = {1: (3.00, 2.76), 4: (11.35, 9.98), 8: (19.06, 17.03)}
-SEQUENCE_SECONDS = 0.15
+#: Seconds of audio in one training sequence (0.15).
+SEQUENCE_SECONDS = SEQ_SAMPLES / SAMPLE_RATE
 
 
 def load_run(path, label: str | None = None) -> dict:
@@ -132,7 +135,7 @@ def plot_synth_rtf(results: dict) -> Figure:
     return fig
 
 
-# --- Horovod scaling runs (notebook 04, lpcnet bench scaling) ---------------------------
+# --- Horovod scaling runs (notebook 04, ``lpcnet bench scaling``) -----------------------
 def scaling_rows(summaries) -> list[dict]:
     """One row per run, by world size: processes, global batch, sequences/s, s/step, efficiency.
 

@@ -1,0 +1,47 @@
+"""Benchmarks of the kit: ``python -m lpcnet.bench NAME`` / ``lpcnet bench NAME`` (docs/benchmarks.md).
+
+Each benchmark is a function of keyword arguments that prints a short table and returns its
+numbers as a dict; notebooks and tests call them directly. :data:`BENCHMARKS` registers
+them: name -> :class:`Benchmark` (function, one-line help, the keyword arguments the
+command line may set). :mod:`lpcnet.bench.cli` is the one place that turns flags into those
+keyword arguments; nothing else in the package imports ``lpcnet.bench``.
+
+Modules: one per benchmark (``features``, ``train``, ``scaling``, ``synth``), ``harness``
+(one-core pinning, timers, the bundled speech), ``baselines`` (the plain-Keras model the
+training benchmark compares against) and ``report`` (tables and plots of the results).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+from lpcnet.bench.features import bench_features
+from lpcnet.bench.scaling import bench_scaling
+from lpcnet.bench.synth import bench_synth
+from lpcnet.bench.train import bench_train
+
+
+class Benchmark(NamedTuple):
+    """A registered benchmark: ``function(**kwargs) -> dict``, its help, its command-line arguments."""
+
+    function: Callable[..., dict]
+    help: str
+    arguments: tuple
+
+
+#: name -> Benchmark. Add a benchmark with one entry here (and its flags in lpcnet.bench.cli).
+BENCHMARKS = {
+    "features": Benchmark(bench_features,
+                          "feature extraction x real time: C -test/-train vs NumPy reference",
+                          ("seconds", "reference_seconds", "repeat")),
+    "train": Benchmark(bench_train,
+                       "training sequences/s: our train_step vs plain Keras fit, FP32 vs bf16 AMP",
+                       ("gru_a", "gru_b", "batch", "steps", "rounds")),
+    "scaling": Benchmark(bench_scaling,
+                         "Horovod weak scaling: sequences/s at np=1 and np=2, one thread per rank",
+                         ("gru_a", "gru_b", "batch", "steps")),
+    "synth": Benchmark(bench_synth, "synthesis RTF on one core: native float/int8 vs Keras reference",
+                       ("seconds", "reference_seconds", "repeat")),
+}
+
+__all__ = ["BENCHMARKS", "Benchmark", "bench_features", "bench_scaling", "bench_synth", "bench_train"]

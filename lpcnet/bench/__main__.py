@@ -1,0 +1,3 @@
+from lpcnet.bench.cli import main
+
+raise SystemExit(main())

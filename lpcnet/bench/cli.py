@@ -1,0 +1,94 @@
+"""Command line of the benchmarks: flags -> keyword arguments of the registered functions.
+
+The only place where command-line arguments become keyword arguments: each registered
+benchmark lists the keyword arguments the command line may set (``Benchmark.arguments``),
+:data:`FLAGS` gives each its flag, and the defaults shown in ``--help`` are read from the
+functions' signatures (one source). A flag a benchmark does not take is ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+from lpcnet.bench import BENCHMARKS
+
+
+class Flag(NamedTuple):
+    """The command-line flag of a keyword argument."""
+
+    option: str
+    type: type
+    help: str
+
+
+#: keyword argument -> flag. Two keyword arguments may share a flag (``--repeat``).
+FLAGS = {
+    "seconds": Flag("--seconds", float, "seconds of audio to process"),
+    "reference_seconds": Flag("--reference-seconds", float,
+                              "seconds of audio for the (slow) reference implementation"),
+    "repeat": Flag("--repeat", int, "timed repetitions (best is reported)"),
+    "rounds": Flag("--repeat", int, "rounds of interleaved timed steps (median is reported)"),
+    "gru_a": Flag("--gru-a", int, "GRU A units"),
+    "gru_b": Flag("--gru-b", int, "GRU B units"),
+    "batch": Flag("--batch", int, "sequences per batch (per rank for scaling)"),
+    "steps": Flag("--steps", int, "timed steps per variant"),
+}
+
+
+def _dest(option: str) -> str:
+    return option.lstrip("-").replace("-", "_")
+
+
+def _flag_help() -> dict:
+    """option -> (type, help naming each benchmark that takes it and its default)."""
+    out: dict = {}
+    for name, bench in BENCHMARKS.items():
+        params = inspect.signature(bench.function).parameters
+        for kw in bench.arguments:
+            flag = FLAGS[kw]
+            typ, helps, uses = out.setdefault(flag.option, (flag.type, {}, []))
+            helps.setdefault(flag.help, []).append(name)
+            uses.append(f"{name} {params[kw].default}")
+    table = {}
+    for opt, (typ, helps, uses) in out.items():
+        text = (next(iter(helps)) if len(helps) == 1
+                else "; ".join(f"{', '.join(names)}: {h}" for h, names in helps.items()))
+        table[opt] = (typ, f"{text} (default: {', '.join(uses)})")
+    return table
+
+
+def add_arguments(p) -> None:
+    p.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark to run")
+    for option, (typ, help_text) in _flag_help().items():
+        p.add_argument(option, dest=_dest(option), type=typ, default=argparse.SUPPRESS, help=help_text)
+    p.add_argument("--json", default=None, help="append the result as one JSON line to this file")
+
+
+def benchmark_kwargs(args) -> dict:
+    """The keyword arguments of ``args.name``'s function that the command line set."""
+    dests = {kw: _dest(FLAGS[kw].option) for kw in BENCHMARKS[args.name].arguments}
+    return {kw: getattr(args, dest) for kw, dest in dests.items() if hasattr(args, dest)}
+
+
+def run(args) -> int:
+    result = BENCHMARKS[args.name].function(**benchmark_kwargs(args))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            f.write(json.dumps(result) + "\n")
+    return 0
+
+
+def main(argv=None) -> int:
+    from lpcnet.cli import module_main
+
+    return module_main(__name__, "python -m lpcnet.bench", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
