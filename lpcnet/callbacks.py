@@ -8,7 +8,8 @@
   their schedule (the NumPy part is :mod:`lpcnet.sparsity`);
 * :func:`callbacks_factory`: extra callbacks from ``--callbacks-module``.
 
-The training-time quality evaluation will sit at the end of this module.
+* :class:`QualityCallback`: ``--eval-audio``: held-out speech scored beside training
+  (the scoring process is :mod:`lpcnet.train_eval`).
 """
 
 from __future__ import annotations
@@ -337,4 +338,63 @@ def callbacks_factory(name: str):
 
 
 # --- training-time quality evaluation -----------------------------------------------------------
-# (the callback that scores held-out speech during training goes here)
+class QualityCallback(keras.callbacks.Callback):
+    """``--eval-audio``: hand the weights to a scoring process every ``every`` steps and at epoch ends.
+
+    The scoring process (:class:`lpcnet.train_eval.QualityTracker`) copy-synthesises the
+    held-out files with the native engine and writes ``<model_dir>/eval/quality.{jsonl,csv}``,
+    audio, and TensorBoard scalars. Training never waits: an evaluation due while the last one
+    is still being scored is skipped. At the end of training the weights reached are scored
+    (waiting for the scorer), and one line reports evaluations, skips and the training-side cost.
+    """
+
+    def __init__(self, files, model_dir, model_cfg, global_batch: int, every: int = 0,
+                 use_dnsmos: bool = True, tensorboard: bool = True):
+        super().__init__()
+        self.files, self.model_dir, self.model_cfg = list(files), Path(model_dir), model_cfg
+        self.global_batch, self.every = int(global_batch), max(0, int(every))
+        self.use_dnsmos, self.tensorboard = use_dnsmos, tensorboard
+        self.tracker = None
+        self.last_step = -1
+        self._t0 = 0.0
+
+    def _step(self) -> int:
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def _submit(self, epoch=None) -> bool:
+        from lpcnet.model import model_weights
+
+        step = self._step()
+        if step == self.last_step:
+            return False
+        t0 = time.perf_counter()
+        weights = model_weights(self.model)
+        self.tracker.callback_s += time.perf_counter() - t0
+        ok = self.tracker.submit(weights, self.model_cfg, step=step,
+                                 sequences=step * self.global_batch, epoch=epoch)
+        if ok:
+            self.last_step = step
+        return ok
+
+    def on_train_begin(self, logs=None):
+        from lpcnet.train_eval import QualityTracker
+
+        self.tracker = QualityTracker(self.files, self.model_dir, use_dnsmos=self.use_dnsmos,
+                                      tensorboard=self.tensorboard)
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every and self._step() % self.every == 0:
+            self._submit()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._submit(epoch + 1)
+
+    def on_train_end(self, logs=None):
+        if self.tracker is None:
+            return
+        train_s = time.perf_counter() - self._t0
+        self.tracker.drain()
+        self._submit()                       # the weights training ended with, if not yet scored
+        self.tracker.close()
+        print(self.tracker.report(train_s), flush=True)

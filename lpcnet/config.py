@@ -199,6 +199,13 @@ class TrainConfig(_Dictable):
                                group=_DEV, kind="bool")
     scale_lr: bool = option(False, "multiply --lr by the Horovod world size (off, as in the seed)",
                             group=_DEV, kind="bool")
+    eval_audio: tuple = option((), "held-out speech (wavs or folders) copy-synthesised and scored while "
+                               "training (rank 0, beside training; docs/training.md, Quality)",
+                               "--eval-audio", nargs="+", metavar="WAV")
+    eval_every: int = option(0, "score --eval-audio every N steps (0 = at epoch ends only)",
+                             "--eval-every", type=int, metavar="N")
+    eval_dnsmos: bool = option(True, "include DNSMOS in the training-time scores", "--eval-dnsmos",
+                               kind="bool")
     callbacks_module: str | None = option(None, "import this module and add the Keras callbacks its "
                                           "callbacks(rank, world) returns", "--callbacks-module",
                                           metavar="MODULE")

@@ -311,8 +311,8 @@ def _sync_ranks(model, world: int) -> None:
 # --- step 3: callbacks ------------------------------------------------------------------
 def _callbacks(run: _Run, mcfg: ModelConfig, global_batch: int, steps: int, extra=()) -> tuple:
     """(callbacks in order, step timer, checkpoint callback). Rank 0 alone writes and shows progress."""
-    from lpcnet.callbacks import (AtomicCheckpoint, Progress, Sparsify, SparsifyGRUB, StepTimer,
-                                  TensorBoardLogger, callbacks_factory)
+    from lpcnet.callbacks import (AtomicCheckpoint, Progress, QualityCallback, Sparsify, SparsifyGRUB,
+                                  StepTimer, TensorBoardLogger, callbacks_factory)
 
     tcfg, model_dir = run.tcfg, Path(run.tcfg.model_dir)
     t_start, t_end, interval = tcfg.schedule
@@ -333,6 +333,12 @@ def _callbacks(run: _Run, mcfg: ModelConfig, global_batch: int, steps: int, extr
                                          every=tcfg.log_every))
         if tcfg.progress:
             cbs.append(Progress(steps, timer))
+        if tcfg.eval_audio:
+            from lpcnet.train_eval import eval_files
+
+            cbs.append(QualityCallback(eval_files(tcfg.eval_audio), model_dir, mcfg, global_batch,
+                                       every=tcfg.eval_every, use_dnsmos=tcfg.eval_dnsmos,
+                                       tensorboard=tcfg.enable_tensorboard))
     return cbs, timer, ckpt
 
 

@@ -255,8 +255,8 @@ class QualityTracker:
         self.callback_s += time.perf_counter() - t0
         return True
 
-    def close(self, timeout: float = 600.0) -> None:
-        """Finish the queued evaluations (at most ``timeout`` s), then stop the process."""
+    def drain(self, timeout: float = 600.0) -> None:
+        """Wait until the queued evaluations are scored (at most ``timeout`` s)."""
         deadline = time.monotonic() + timeout
         while self.pending > 0 and self.proc.is_alive() and time.monotonic() < deadline:
             try:
@@ -264,6 +264,11 @@ class QualityTracker:
                 self.pending -= 1
             except queue.Empty:
                 pass
+
+    def close(self, timeout: float = 600.0) -> None:
+        """Finish the queued evaluations (at most ``timeout`` s), then stop the process."""
+        deadline = time.monotonic() + timeout
+        self.drain(timeout)
         self.jobs.put(None)
         self.proc.join(timeout=max(1.0, deadline - time.monotonic()))
         if self.proc.is_alive():

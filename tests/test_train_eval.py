@@ -97,3 +97,41 @@ def test_append_rows_accumulates(tmp_path):
     assert [r["stoi"] for r in rows] == [0.5, 0.7]
     assert [h["stoi"] for h in TE.history(rows)] == [0.5, 0.7]
     assert json.loads((tmp_path / "quality.jsonl").read_text().splitlines()[1])["step"] == 2
+
+
+def test_train_with_eval_audio_scores_beside_training(slice_training_pair, heldout_wav, tmp_path, capsys):
+    """`lpcnet train --eval-audio A --eval-every 2`: rows at step 2 and at the end, one report line."""
+    from lpcnet.config import ModelConfig, TrainConfig
+    from lpcnet.train import add_arguments, configs_from_args, train
+    import argparse
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args(["--features", str(slice_training_pair[0]), "--data", str(slice_training_pair[1]),
+                         "--eval-audio", str(heldout_wav), "--eval-every", "2", "--eval-dnsmos", "False"])
+    _, parsed = configs_from_args(args)
+    assert parsed.eval_audio == (str(heldout_wav),) and parsed.eval_every == 2 and not parsed.eval_dnsmos
+
+    tcfg = TrainConfig(features=str(slice_training_pair[0]), data=str(slice_training_pair[1]),
+                       output="m", model_dir=str(tmp_path), batch_size=4, epochs=1, steps_per_epoch=3,
+                       seed=11, progress=False, enable_tensorboard=True, eval_audio=(str(heldout_wav),),
+                       eval_every=2, eval_dnsmos=False)
+    train(ModelConfig(gru_a=16, gru_b=8), tcfg)
+    out = capsys.readouterr().out
+    assert "quality:" in out and "training-side cost" in out
+    rows = TE.load_rows(tmp_path)
+    steps = sorted({r["step"] for r in rows})
+    assert steps[-1] == 3 and set(steps) <= {2, 3}          # step 2 unless the scorer was busy; the end always
+    assert all(r["sequences"] == 4 * r["step"] and r["utterance"] == "arctic_a0007" for r in rows)
+    assert (tmp_path / "tensorboard" / "eval").is_dir()
+
+
+def test_train_refuses_missing_eval_audio(slice_training_pair, tmp_path):
+    from lpcnet.config import ModelConfig, TrainConfig
+    from lpcnet.train import train
+
+    tcfg = TrainConfig(features=str(slice_training_pair[0]), data=str(slice_training_pair[1]),
+                       output="m", model_dir=str(tmp_path), batch_size=4, epochs=1, steps_per_epoch=2,
+                       progress=False, eval_audio=(str(tmp_path / "nope.wav"),))
+    with pytest.raises(Exception, match="nope.wav"):
+        train(ModelConfig(gru_a=16, gru_b=8), tcfg)
