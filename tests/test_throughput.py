@@ -48,6 +48,19 @@ def test_plots_have_ours_and_the_seed(runs):
     assert T.plot_synth_rtf({"native int8": 0.035, "keras": 3.9}).axes
 
 
+def test_amp_bars_sit_at_their_process_count(runs):
+    """np=2 (ours only) gets its own slot between the seed's 1 and 4, never under "4"."""
+    fig = T.plot_amp_speedup(runs)
+    ax = fig.axes[0]
+    ticks = {t.get_text(): x for t, x in zip(ax.get_xticklabels(), ax.get_xticks())}
+    assert list(ticks) == ["1", "2", "4", "8"]
+    ours, seed = ax.containers
+    centre = lambda p: p.get_x() + p.get_width() / 2
+    assert [round(centre(p) + 0.175) for p in ours] == [ticks["1"], ticks["2"]]
+    assert [round(centre(p) - 0.175) for p in seed] == [ticks["1"], ticks["4"], ticks["8"]]
+    assert ours.patches[1].get_height() == pytest.approx(2.2 / 1.8)
+
+
 def test_bad_summaries_are_one_line_errors(tmp_path):
     with pytest.raises(FormatError, match="not found"):
         T.load_run(tmp_path / "none.json")

@@ -95,30 +95,33 @@ def plot_scaling(runs, reference=SEED_MLU370_X8, reference_label="seed, MLU370-X
 
 
 def plot_amp_speedup(runs, reference=SEED_MLU370_X8) -> Figure:
-    """AMP / FP32 throughput ratio per process count, ours beside the seed's (1.0 = no gain)."""
+    """AMP / FP32 throughput ratio per process count, ours beside the seed's (1.0 = no gain).
+
+    Bars sit at their process count: one slot per count present in either set, ours on the
+    left of a slot and the seed's on the right, so np=2 is never drawn under "4".
+    """
     ours = {}
     for r in runs:
         ours.setdefault(r["devices"], {})[r["precision"]] = r["seq_s"]
-    pairs = sorted((n, v["amp"] / v["fp32"]) for n, v in ours.items() if {"amp", "fp32"} <= v.keys())
+    mine = {n: v["amp"] / v["fp32"] for n, v in ours.items() if {"amp", "fp32"} <= v.keys()}
+    seed = {n: amp / fp32 for n, (fp32, amp) in (reference or {}).items()}
+    counts = sorted(set(mine) | set(seed))
+    slot = {n: i for i, n in enumerate(counts)}
     fig = Figure(figsize=(6, 3.5), layout="constrained")
     ax = fig.add_subplot()
     width = 0.35
-    if pairs:
-        n, ratio = zip(*pairs)
-        ax.bar(np.arange(len(n)) - width / 2, ratio, width, label="ours")
-        labels = [str(k) for k in n]
-    else:
-        labels = []
-    if reference:
-        ref_n = sorted(reference)
-        ax.bar(np.arange(len(ref_n)) + width / 2, [reference[k][1] / reference[k][0] for k in ref_n],
-               width, alpha=0.6, label="seed MLU370-X8")
-        labels = labels if len(labels) >= len(ref_n) else [str(k) for k in ref_n]
+    if mine:
+        ax.bar([slot[n] - width / 2 for n in sorted(mine)], [mine[n] for n in sorted(mine)], width,
+               label="ours")
+    if seed:
+        ax.bar([slot[n] + width / 2 for n in sorted(seed)], [seed[n] for n in sorted(seed)], width,
+               alpha=0.6, label="seed MLU370-X8")
     ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_xticks(np.arange(len(labels)), labels)
+    ax.set_xticks(range(len(counts)), [str(n) for n in counts])
     ax.set(xlabel="processes / devices", ylabel="AMP / FP32 throughput",
            title="is mixed precision worth it? (> 1 = faster)")
-    ax.legend(fontsize=8)
+    if mine or seed:
+        ax.legend(fontsize=8)
     return fig
 
 
