@@ -66,13 +66,14 @@ def eval_files(inputs) -> list[Path]:
 
 # --- scoring (runs in the scoring process, or directly) -------------------------------------
 def score_blob(blob_path, files, *, step: int, sequences: int, epoch: int | None = None,
-               audio_dir=None, seed: int = 0, use_dnsmos: bool = True) -> list[dict]:
+               audio_dir=None, seed: int = 0, use_dnsmos: bool = True, **synth_options) -> list[dict]:
     """Copy-synthesise every file with the native engine from ``blob_path`` and score it.
 
     Returns one row per file: ``step``, ``sequences``, ``epoch``, ``utterance``, ``group``,
     the metrics of :func:`lpcnet.quality.score_pair` (any pair is scored: an early
     model's output need not resemble speech), ``synth_s`` (wall seconds of synthesis + scoring).
     With ``audio_dir`` the synthesised speech is written there as ``<utterance>.wav``.
+    ``synth_options``: sampling options of :func:`lpcnet.synth.synthesize` (e.g. ``sharpen``).
     """
     from lpcnet.audio import load_speech, write_wav
     from lpcnet.quality import score_pair
@@ -81,7 +82,7 @@ def score_blob(blob_path, files, *, step: int, sequences: int, epoch: int | None
     rows = []
     for f in files:
         t0 = time.perf_counter()
-        syn = copy_synthesis(f, blob_path, engine="native", align=True, seed=seed)
+        syn = copy_synthesis(f, blob_path, engine="native", align=True, seed=seed, **synth_options)
         ref, _ = load_speech(f)
         n = min(len(ref), len(syn))
         row = {"step": int(step), "sequences": int(sequences), "epoch": epoch,
@@ -321,6 +322,22 @@ def score_checkpoints(checkpoints, files, model_dir, *, steps_per_epoch: int, gl
     return new
 
 
+def compare_sampling(blob_path, files, options: dict, seeds=(0, 1), use_dnsmos: bool = True) -> list[dict]:
+    """Score the same weights under several sampling settings, side by side.
+
+    ``options``: ``{name: synth options}`` (e.g. ``{"plain": {}, "sharpen": {"sharpen": True}}``).
+    Returns rows of :func:`score_blob` with ``condition`` and ``seed`` added; compare the
+    conditions with :func:`summarize` per condition (same files, same seeds).
+    """
+    rows = []
+    for name, opts in options.items():
+        for seed in seeds:
+            for r in score_blob(blob_path, files, step=0, sequences=0, seed=seed,
+                                use_dnsmos=use_dnsmos, **opts):
+                rows.append({"condition": name, "seed": seed, **r})
+    return rows
+
+
 def plot_time_to_quality(rows: list[dict], metrics=("stoi", "pesq_wb", "gpe_pct", "dnsmos_ovrl"),
                          by_group: bool = True, reference: dict | None = None):
     """Quality against training sequences seen -> Figure, one panel per metric.
@@ -353,17 +370,24 @@ def plot_time_to_quality(rows: list[dict], metrics=("stoi", "pesq_wb", "gpe_pct"
     return fig
 
 
-def main(argv=None) -> int:
-    """``python -m lpcnet.train_eval MODEL_DIR --eval-audio WAV...``: score saved checkpoints."""
-    import argparse
+def loss_curve(tensorboard_dir) -> list[dict]:
+    """``[{"step", "loss", "sequences_per_s"}]`` from a run's TensorBoard batch scalars, sorted by step."""
+    import tensorflow as tf
 
-    ap = argparse.ArgumentParser(prog="python -m lpcnet.train_eval",
-                                 description="score the saved checkpoints of a training run on held-out speech")
-    ap.add_argument("model_dir")
-    ap.add_argument("--eval-audio", nargs="+", required=True, help="held-out wavs or folders")
-    ap.add_argument("--every", type=int, default=1, help="score every N-th checkpoint (default all)")
-    ap.add_argument("--no-dnsmos", action="store_true")
-    args = ap.parse_args(argv)
+    by_step: dict = {}
+    files = sorted(Path(tensorboard_dir).glob("events.out.tfevents.*"))
+    if not files:
+        raise LpcnetError(f"{tensorboard_dir}: no TensorBoard event files (train with --enable_tensorboard)")
+    for f in files:
+        for e in tf.compat.v1.train.summary_iterator(str(f)):
+            for v in e.summary.value:
+                if v.tag in ("batch/loss", "batch/sequences_per_s"):
+                    val = float(tf.make_ndarray(v.tensor)) if v.HasField("tensor") else v.simple_value
+                    by_step.setdefault(int(e.step), {})[v.tag.split("/")[1]] = val
+    return [{"step": k, **by_step[k]} for k in sorted(by_step)]
+
+
+def _cmd_score(args) -> int:
     model_dir = Path(args.model_dir)
     configs = sorted(model_dir.glob("*_config.json"))
     if not configs:
@@ -372,13 +396,47 @@ def main(argv=None) -> int:
     prefix = configs[0].name[: -len("_config.json")]
     ckpts = sorted(model_dir.glob(f"{prefix}_*.keras"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
     ckpts = [c for c in ckpts if int(c.stem.rsplit("_", 1)[1]) % args.every == 0]
-    world = int(train.get("world_size", 1) or 1)
     rows = score_checkpoints(ckpts, eval_files(args.eval_audio), model_dir,
                              steps_per_epoch=int(train["steps_per_epoch"]),
-                             global_batch=int(train["batch_size"]) * world, use_dnsmos=not args.no_dnsmos)
+                             global_batch=int(train["batch_size"]) * args.world_size,
+                             use_dnsmos=not args.no_dnsmos)
     for p in history(rows):
         print(f"step {p['step']:7d}  " + "  ".join(f"{m} {p[m]:.3f}" for m in TRACKED if m in p))
     return 0
+
+
+def _cmd_loss_curve(args) -> int:
+    rows = loss_curve(args.tensorboard_dir)
+    with atomic_output(args.output, "w") as f:
+        w = csv.DictWriter(f, fieldnames=["step", "loss", "sequences_per_s"])
+        w.writeheader()
+        w.writerows(rows)
+    print(f"wrote {args.output}: {len(rows)} steps")
+    return 0
+
+
+def main(argv=None) -> int:
+    """``python -m lpcnet.train_eval score RUN_DIR --eval-audio WAV...`` | ``loss-curve TB_DIR OUT.csv``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m lpcnet.train_eval",
+                                 description="quality and loss curves of a training run")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sc = sub.add_parser("score", help="score a run's saved checkpoints on held-out speech")
+    sc.add_argument("model_dir")
+    sc.add_argument("--eval-audio", nargs="+", required=True, help="held-out wavs or folders")
+    sc.add_argument("--every", type=int, default=1, help="score every N-th checkpoint (default all)")
+    sc.add_argument("--world-size", type=int, default=1, help="Horovod processes of the run")
+    sc.add_argument("--no-dnsmos", action="store_true")
+    lc = sub.add_parser("loss-curve", help="the training loss per logged step, as CSV")
+    lc.add_argument("tensorboard_dir")
+    lc.add_argument("output")
+    args = ap.parse_args(argv)
+    try:
+        return {"score": _cmd_score, "loss-curve": _cmd_loss_curve}[args.cmd](args)
+    except LpcnetError as exc:
+        print(f"error: {exc}", file=__import__("sys").stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -57,6 +57,18 @@ for name, x in unseen_sources(Path(sys.argv[1])):
 out.rename("unseen")
 PY
 fi
+if [ ! -d eval_subset ]; then
+  # What training scores every epoch (--eval-audio): 2 held-out prompts per prompt set, both ARCTIC
+  # utterances and 2 pocketsphinx male recordings; the final tables use all of heldout/ and unseen/.
+  mkdir -p eval_subset.tmp
+  for set_ in $(python -c "from lpcnet.corpus import VOICES; print(' '.join(v.folder for v in VOICES))"); do
+    ls heldout/"${set_}"__*.wav | head -2 | while read -r f; do ln -sf "$PWD/$f" eval_subset.tmp/; done
+  done
+  for f in unseen/arctic_a0007.wav unseen/arctic_a0009.wav unseen/psx_an4__numbers.wav unseen/psx_cards__005.wav; do
+    [ -f "$f" ] && ln -sf "$PWD/$f" eval_subset.tmp/
+  done
+  mv eval_subset.tmp eval_subset
+fi
 [ -f data.u8 ] || python -m lpcnet.cli dump-data -train --seed 2 --max-frames "$MAX_FRAMES" \
   train.s16 features.f32 data.u8
 python -m lpcnet.cli info --pair features.f32 data.u8
