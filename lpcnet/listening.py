@@ -1,32 +1,37 @@
-"""Listening tests (MOS and MUSHRA): plan, blind randomised sessions, results file, statistics.
+"""Listening tests (MOS and MUSHRA): held-out stimuli, blind keys, randomised sessions.
 
 The logic lives here, apart from any display, so it is tested without a browser;
-:mod:`lpcnet.listening_ui` draws it with ipywidgets.
+:mod:`lpcnet.listening_ui` draws it with ipywidgets and :mod:`lpcnet.listening_results`
+aggregates the saved sessions (means, 95 % intervals, MUSHRA post-screening, CSV).
 
 * **Plan**: conditions x utterances. Conditions are the reference, the anchors
   computed here (a 3.5 kHz low-pass of the reference, the MUSHRA low anchor of
   ITU-R BS.1534, and 8-bit µ-law quantisation of the reference) and any systems
-  passed in (e.g. LPCNet copy-synthesis of one or more checkpoints) as arrays or
-  wav paths. Audio is float32 in [-1, 1] at 16 kHz, shape ``(samples,)``.
-* **MOS** (ITU-T P.800 absolute category rating): one trial per stimulus, rated
-  1 (bad) .. 5 (excellent).
-* **MUSHRA** (ITU-R BS.1534): one trial per utterance; the open reference plus
-  every condition (hidden reference and anchors included) behind blind letters,
-  each rated 0..100.
-* **Sessions**: per-listener order drawn from ``(seed, listener)``; every answer
-  rewrites the listener's JSON-lines file atomically (temp file + rename), so a
-  crash loses at most the current trial; reopening the same file resumes at the
-  first unanswered trial. The file is a log: re-answering a trial (after *back*)
-  appends a record, and the last record of a trial wins in the summary.
-* **Statistics**: mean per condition with a t-based 95 % confidence interval
-  (bootstrap optional); MUSHRA post-screening excludes listeners who rate the
-  hidden reference below 90 in more than 15 % of their trials.
+  passed in (e.g. LPCNet copy-synthesis) as arrays or wav paths. Audio is float32
+  in [-1, 1] at 16 kHz, shape ``(samples,)``. :func:`heldout_speech` lists the kit's
+  held-out utterances (two unseen CMU ARCTIC speakers, held-out Asterisk prompts).
+* **MOS** (ITU-T P.800 absolute category rating): one trial per stimulus, 1 (bad) .. 5.
+* **MUSHRA** (ITU-R BS.1534-3): one trial per utterance; the open reference plus every
+  condition (hidden reference and anchors included) behind blind letters, 0..100 each.
+* **Test folder** (``test_dir``): ``sessions/<kind>_<listener>.jsonl`` holds the answers
+  with conditions as blind keys only; ``conditions.json`` beside it maps keys to names
+  (a random secret per folder), so a listener looking at the session files learns
+  nothing about which sample is which.
+* **Sessions**: per-listener order drawn from ``(seed, listener)``; a sample must be
+  played before it can be rated (MUSHRA: every lettered sample, and every slider
+  moved); every answer rewrites the listener's file atomically (temp file + rename),
+  so a crash loses at most the current trial, and reopening the same file resumes at
+  the first unanswered trial. Re-answering a trial (after *back*) appends a record;
+  the last record of a trial counts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import secrets
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -41,20 +46,64 @@ REFERENCE = "reference"
 LOWPASS_ANCHOR = "anchor_lp3500"
 ULAW_ANCHOR = "anchor_ulaw8"
 KINDS = ("mos", "mushra")
+SESSIONS = "sessions"           # listener-visible part of a test folder
+KEY_FILE = "conditions.json"    # blind key -> condition name, beside (not inside) sessions/
 
 #: ACR scale of ITU-T P.800 (value -> label).
 MOS_LABELS = {5: "Excellent", 4: "Good", 3: "Fair", 2: "Poor", 1: "Bad"}
 #: MUSHRA scale bands of ITU-R BS.1534 (lower bound -> label).
 MUSHRA_BANDS = {80: "Excellent", 60: "Good", 40: "Fair", 20: "Poor", 0: "Bad"}
 
-#: Known degradation (0 = transparent .. 1 = worst) used by the simulated listener;
-#: conditions not listed (e.g. LPCNet checkpoints) get ``DEFAULT_DEGRADATION``.
+#: Assumed degradation (0 = transparent .. 1 = worst) from which the *simulated*
+#: listener rates; conditions not listed (e.g. LPCNet) get ``DEFAULT_DEGRADATION``.
+#: Made-up numbers for demonstrating the analysis, not measurements.
 DEGRADATION = {REFERENCE: 0.0, ULAW_ANCHOR: 0.35, LOWPASS_ANCHOR: 0.6}
 DEFAULT_DEGRADATION = 0.3
 _LISTENER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
-# --- anchors ---------------------------------------------------------------------------------
+# --- held-out speech ---------------------------------------------------------------------------
+def heldout_speech(n_prompts: int | None = None) -> dict[str, Path]:
+    """The demo model's held-out speech -> ``{utterance id: path}``, unseen speakers first.
+
+    CMU ARCTIC ``arctic_a0007`` (male) and ``arctic_a0009`` (female) from the bundled
+    slice (``$LPCNET_SLICE_DIR``), then the Asterisk prompts of
+    ``models/demo/heldout_prompts.txt`` (Allison, the training voice, prompts kept out of
+    training), the first ``n_prompts`` of them (all when None). The prompts come from
+    the Debian package ``asterisk-core-sounds-en-g722`` that ``run_scripts/setup.sh``
+    installs (``$LPCNET_ASTERISK_DIR``).
+    """
+    from lpcnet.demo import ASTERISK_EN, DEMO_MODEL_DIR, SLICE_DIR
+
+    out = {}
+    for name in ("arctic_a0007", "arctic_a0009"):
+        out[name] = SLICE_DIR / f"{name}.wav"
+    listed = DEMO_MODEL_DIR / "heldout_prompts.txt"
+    prompts = listed.read_text().split()
+    for rel in prompts[:n_prompts] if n_prompts is not None else prompts:
+        out["allison_" + Path(rel).with_suffix("").as_posix().replace("/", "_")] = ASTERISK_EN / rel
+    for utt, path in out.items():
+        if not path.is_file():
+            hint = (" (apt-get install asterisk-core-sounds-en-g722; run_scripts/setup.sh does)"
+                    if utt.startswith("allison_") else "")
+            raise LpcnetError(f"{path}: held-out utterance '{utt}' not found{hint}")
+    return out
+
+
+def default_test_dir(name: str) -> Path:
+    """Folder of a listening test, outside the repository and the notebook tree.
+
+    ``$LPCNET_LISTENING_DIR/<name>``, else ``$XDG_DATA_HOME/lpcnet-kit/listening/<name>``
+    (``~/.local/share/...``): it persists across kernel restarts so listeners resume.
+    """
+    base = os.environ.get("LPCNET_LISTENING_DIR")
+    if not base:
+        data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+        base = Path(data) / "lpcnet-kit" / "listening"
+    return Path(base) / name
+
+
+# --- anchors -----------------------------------------------------------------------------------
 def lowpass_anchor(x, cutoff_hz: float = 3500.0, rate: int = SAMPLE_RATE) -> np.ndarray:
     """BS.1534 low anchor: ``(samples,)`` float -> zero-phase 8th-order Butterworth low-pass."""
     from scipy.signal import butter, sosfiltfilt
@@ -64,7 +113,7 @@ def lowpass_anchor(x, cutoff_hz: float = 3500.0, rate: int = SAMPLE_RATE) -> np.
 
 
 def ulaw_anchor(x) -> np.ndarray:
-    """8-bit µ-law quantisation (spec A.6, via lpcnet.formats) of float speech in [-1, 1]."""
+    """8-bit µ-law quantisation (docs/formats.md, via lpcnet.formats) of float speech in [-1, 1]."""
     codes = lin2ulaw(np.asarray(x, np.float64) * 32768.0)
     return (ulaw2lin(codes) / 32768.0).astype(np.float32)
 
@@ -87,7 +136,7 @@ def as_audio(source, name: str = "audio") -> np.ndarray:
     return x
 
 
-# --- plan ------------------------------------------------------------------------------------
+# --- plan --------------------------------------------------------------------------------------
 @dataclass
 class TestPlan:
     """Conditions x utterances. ``audio[(utterance, condition)]`` is float32 ``(samples,)``."""
@@ -105,13 +154,16 @@ class TestPlan:
 
 
 def build_plan(references: dict, systems: dict | None = None, anchors: bool = True,
-               degradation: dict | None = None) -> TestPlan:
+               degradation: dict | None = None, level_db: float | None = None) -> TestPlan:
     """Build a plan from ``{utterance: ref}`` and ``{condition: {utterance: audio}}``.
 
     Audio items are wav paths or arrays (int16 or float in [-1, 1], 16 kHz). Every
     stimulus of an utterance is cut to the shortest of them, so MUSHRA items have
     equal length. Anchors (3.5 kHz low-pass, 8-bit µ-law) are added when ``anchors``.
-    ``degradation`` ({condition: 0..1}) overrides the simulated listener's defaults.
+    ``level_db`` (dBFS RMS, e.g. -26) scales all stimuli of an utterance by one gain so
+    every reference has that level (peaks kept below 0.99), making utterances of
+    different recordings equally loud while each trial keeps its relative levels.
+    ``degradation`` ({condition: 0..1}) overrides the simulated listener's assumptions.
     """
     if not references:
         raise LpcnetError("a listening test needs at least one reference utterance")
@@ -123,6 +175,9 @@ def build_plan(references: dict, systems: dict | None = None, anchors: bool = Tr
         if missing:
             raise LpcnetError(f"condition '{name}' lacks utterance(s) {sorted(missing)}")
     conditions = [REFERENCE] + ([LOWPASS_ANCHOR, ULAW_ANCHOR] if anchors else []) + list(systems)
+    unknown = set(degradation or {}) - set(conditions)
+    if unknown:
+        raise LpcnetError(f"degradation given for unknown condition(s) {sorted(unknown)}")
     audio = {}
     for utt, src in references.items():
         ref = as_audio(src, f"{utt}/{REFERENCE}")
@@ -133,15 +188,67 @@ def build_plan(references: dict, systems: dict | None = None, anchors: bool = Tr
         for name, by_utt in systems.items():
             items[name] = as_audio(by_utt[utt], f"{utt}/{name}")
         n = min(len(v) for v in items.values())
+        gain = 1.0
+        if level_db is not None:
+            rms = float(np.sqrt(np.mean(np.square(ref[:n], dtype=np.float64))))
+            if rms == 0:
+                raise LpcnetError(f"{utt}: the reference is silent, cannot set its level")
+            peak = max(float(np.max(np.abs(x[:n]))) for x in items.values())
+            gain = min(10 ** (level_db / 20) / rms, 0.99 / peak)
         for cond, x in items.items():
-            audio[(utt, cond)] = x[:n]
+            audio[(utt, cond)] = (x[:n] * gain).astype(np.float32) if gain != 1.0 else x[:n]
     known = {**DEGRADATION, **(degradation or {})}
-    unknown = set(degradation or {}) - set(conditions)
-    if unknown:
-        raise LpcnetError(f"degradation given for unknown condition(s) {sorted(unknown)}")
     degradation = {c: float(known.get(c, DEFAULT_DEGRADATION)) for c in conditions}
     return TestPlan(list(references), conditions, audio, degradation,
                     low_anchor=LOWPASS_ANCHOR if anchors else None)
+
+
+# --- blind condition keys ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConditionKeys:
+    """Blind keys of condition names for one test folder (``test_dir/conditions.json``).
+
+    key = first 12 hex digits of sha256(secret + ":" + name), secret random per folder;
+    ``key_id`` (a hash of the secret) is written into every record, so a session file
+    made with another key file is recognised.
+    """
+
+    path: Path
+    key_id: str
+    by_name: dict
+
+    @classmethod
+    def open(cls, test_dir, conditions=()) -> "ConditionKeys":
+        """Read the key file, adding ``conditions`` not in it yet (created when missing)."""
+        path = Path(test_dir) / KEY_FILE
+        if path.exists():
+            try:
+                data = json.loads(path.read_text())
+                secret, by_name = str(data["secret"]), dict(data["keys"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                raise LpcnetError(f"{path}: not a condition key file (expected JSON with "
+                                  f"'secret' and 'keys')") from None
+        elif conditions:
+            secret, by_name = secrets.token_hex(16), {}
+        else:
+            raise LpcnetError(f"{path}: missing (the condition key file of a listening-test "
+                              f"folder; it is written when the first session opens)")
+        new = [c for c in conditions if c not in by_name]
+        for c in new:
+            by_name[c] = hashlib.sha256(f"{secret}:{c}".encode()).hexdigest()[:12]
+        if new:
+            with atomic_output(path, "w") as f:
+                json.dump({"secret": secret, "keys": by_name}, f, indent=1)
+        return cls(path, hashlib.sha256(secret.encode()).hexdigest()[:8], by_name)
+
+    def key(self, name: str) -> str:
+        return self.by_name[name]
+
+    def name(self, key: str, where="") -> str:
+        for n, k in self.by_name.items():
+            if k == key:
+                return n
+        raise LpcnetError(f"{where or self.path}: condition key '{key}' is not in {self.path}")
 
 
 # --- trials and order --------------------------------------------------------------------------
@@ -150,21 +257,24 @@ def listener_rng(seed: int, listener: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(listener.encode())])
 
 
-def make_trials(plan: TestPlan, kind: str, seed: int, listener: str) -> list[dict]:
-    """Blind randomised trial list for one listener.
+def make_trials(plan: TestPlan, kind: str, seed: int, listener: str,
+                keys: dict | None = None) -> list[dict]:
+    """Blind randomised trial list for one listener, conditions as ``keys[name]``.
 
     MOS: ``{"id", "utterance", "condition"}`` per stimulus. MUSHRA: one per utterance,
     ``{"id", "utterance", "slots": [condition, ...]}`` where slot i is shown as letter i.
+    ``keys`` maps names to blind keys (identity when None).
     """
+    keys = keys or {c: c for c in plan.conditions}
     rng = listener_rng(seed, listener)
     if kind == "mos":
-        trials = [{"id": f"{u}|{c}", "utterance": u, "condition": c}
+        trials = [{"id": f"{u}|{keys[c]}", "utterance": u, "condition": keys[c]}
                   for u in plan.utterances for c in plan.conditions]
         return [trials[i] for i in rng.permutation(len(trials))]
     if kind == "mushra":
         trials = []
         for u in (plan.utterances[i] for i in rng.permutation(len(plan.utterances))):
-            slots = [plan.conditions[i] for i in rng.permutation(len(plan.conditions))]
+            slots = [keys[plan.conditions[i]] for i in rng.permutation(len(plan.conditions))]
             trials.append({"id": u, "utterance": u, "slots": slots})
         return trials
     raise LpcnetError(f"unknown test kind '{kind}' (expected one of {', '.join(KINDS)})")
@@ -176,13 +286,13 @@ def slot_label(i: int) -> str:
 
 
 # --- session (state machine) -------------------------------------------------------------------
-def results_path(directory, kind: str, listener: str) -> Path:
-    """``directory/<kind>_<listener>.jsonl``."""
-    return Path(directory) / f"{kind}_{listener}.jsonl"
+def session_path(test_dir, kind: str, listener: str) -> Path:
+    """``test_dir/sessions/<kind>_<listener>.jsonl``."""
+    return Path(test_dir) / SESSIONS / f"{kind}_{listener}.jsonl"
 
 
 def read_records(path) -> list[dict]:
-    """Read a results JSON-lines file -> list of records (missing file -> [])."""
+    """Read a session JSON-lines file -> list of records (missing file -> [])."""
     path = Path(path)
     if not path.exists():
         return []
@@ -193,36 +303,48 @@ def read_records(path) -> list[dict]:
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
-            raise LpcnetError(f"{path}: line {n} is not valid JSON (corrupt results file?)") from None
+            raise LpcnetError(f"{path}: line {n} is not valid JSON (corrupt session file?)") from None
     return records
 
 
+def _letters(labels) -> str:
+    return ", ".join(labels)
+
+
 class ListeningSession:
-    """One listener's MOS or MUSHRA session: order, navigation, answers, resume.
+    """One listener's MOS or MUSHRA session: order, playing, answers, navigation, resume.
 
     ``index`` is the trial on screen (0-based); ``answers`` maps trial id -> the last
-    answer (MOS: int 1..5; MUSHRA: ``{condition: 0..100}``).
+    answer (MOS: int 1..5; MUSHRA: ``{condition key: 0..100}``). Stimulus labels are
+    ``"Sample"`` (MOS) or ``"Reference"``, ``"A"``, ``"B"``, ... (MUSHRA).
     """
 
-    def __init__(self, plan: TestPlan, kind: str, listener: str, directory, seed: int = 0):
+    def __init__(self, plan: TestPlan, kind: str, listener: str, test_dir, seed: int = 0):
         if kind not in KINDS:
             raise LpcnetError(f"unknown test kind '{kind}' (expected one of {', '.join(KINDS)})")
         if not _LISTENER_RE.match(listener or ""):
             raise LpcnetError(f"listener id '{listener}' must be 1-64 of letters, digits, _ . -")
         self.plan, self.kind, self.listener, self.seed = plan, kind, listener, int(seed)
-        self.path = results_path(directory, kind, listener)
-        self.trials = make_trials(plan, kind, self.seed, listener)
+        self.test_dir = Path(test_dir)
+        self.keys = ConditionKeys.open(test_dir, plan.conditions)
+        self.path = session_path(test_dir, kind, listener)
+        self.trials = make_trials(plan, kind, self.seed, listener,
+                                  {c: self.keys.key(c) for c in plan.conditions})
         self._by_id = {t["id"]: t for t in self.trials}
         self.records = read_records(self.path)
-        self.answers = {}
+        self.answers, self._played = {}, {}
         for r in self.records:
             if r.get("seed") != self.seed:
                 raise LpcnetError(f"{self.path}: was recorded with seed {r.get('seed')}, "
                                   f"not {self.seed} (use the same seed to resume)")
+            if r.get("keys") != self.keys.key_id:
+                raise LpcnetError(f"{self.path}: was recorded with another condition key file "
+                                  f"than {self.keys.path}")
             if r.get("trial_id") not in self._by_id:
                 raise LpcnetError(f"{self.path}: trial '{r.get('trial_id')}' is not in this "
                                   f"test plan (different conditions or utterances?)")
             self.answers[r["trial_id"]] = r["rating"] if kind == "mos" else r["ratings"]
+            self._played[r["trial_id"]] = set(self.labels(self._by_id[r["trial_id"]]))
         self.index = self.first_unanswered()
 
     # navigation
@@ -268,53 +390,115 @@ class ListeningSession:
         t = self.current
         return None if t is None else self.answers.get(t["id"])
 
-    def stimuli(self, trial: dict | None = None) -> list[tuple[str, np.ndarray]]:
-        """Blind ``(label, audio)`` list of a trial: MOS one item; MUSHRA ref + lettered slots."""
+    def condition_name(self, key: str) -> str:
+        """Blind key -> condition name (for analysis code, never shown to the listener)."""
+        return self.keys.name(key, self.path)
+
+    # stimuli and playing
+    def labels(self, trial: dict | None = None) -> list[str]:
+        """Stimulus labels of a trial: ``["Sample"]`` or ``["Reference", "A", "B", ...]``."""
         t = trial or self.current
         if self.kind == "mos":
-            return [("Sample", self.plan.stimulus(t["utterance"], t["condition"]))]
-        items = [("Reference", self.plan.stimulus(t["utterance"], self.plan.reference))]
-        items += [(slot_label(i), self.plan.stimulus(t["utterance"], c))
-                  for i, c in enumerate(t["slots"])]
-        return items
+            return ["Sample"]
+        return ["Reference"] + [slot_label(i) for i in range(len(t["slots"]))]
+
+    def required_plays(self, trial: dict | None = None) -> list[str]:
+        """Labels that must be played before the trial can be answered (all but Reference)."""
+        return [lab for lab in self.labels(trial) if lab != "Reference"]
+
+    def stimulus(self, label: str, trial: dict | None = None) -> np.ndarray:
+        """Audio behind a label of a trial, float32 ``(samples,)``."""
+        t = trial or self.current
+        if self.kind == "mos" and label == "Sample":
+            cond = t["condition"]
+        elif self.kind == "mushra" and label == "Reference":
+            cond = self.keys.key(self.plan.reference)
+        elif self.kind == "mushra" and len(label) == 1 and 0 <= ord(label) - 65 < len(t["slots"]):
+            cond = t["slots"][ord(label) - 65]
+        else:
+            raise LpcnetError(f"no stimulus '{label}' in {self.kind} trial '{t['id']}'")
+        return self.plan.stimulus(t["utterance"], self.condition_name(cond))
+
+    def stimuli(self, trial: dict | None = None) -> list[tuple[str, np.ndarray]]:
+        """Blind ``(label, audio)`` list of a trial (does not count as played)."""
+        return [(lab, self.stimulus(lab, trial)) for lab in self.labels(trial)]
+
+    def play(self, label: str) -> np.ndarray:
+        """Mark ``label`` of the trial on screen as played and return its audio."""
+        t = self.current
+        if t is None:
+            raise LpcnetError("all trials are answered: nothing to play")
+        x = self.stimulus(label, t)
+        self._played.setdefault(t["id"], set()).add(label)
+        return x
+
+    def played(self, label: str) -> bool:
+        t = self.current
+        return t is not None and label in self._played.get(t["id"], ())
+
+    def unplayed(self) -> list[str]:
+        """Required labels of the trial on screen not played yet."""
+        t = self.current
+        return [] if t is None else [lab for lab in self.required_plays(t)
+                                     if lab not in self._played.get(t["id"], ())]
 
     # answers
-    def answer(self, rating) -> dict:
+    def answer(self, rating, simulated: bool = False) -> dict:
         """Record the answer of the trial on screen and save the file atomically.
 
-        MOS: an int 1..5. MUSHRA: a sequence of 0..100 per slot (in slot order) or a
-        ``{condition: score}`` dict. Returns the record written.
+        MOS: an int 1..5. MUSHRA: one 0..100 per slot (in slot order, None for a slider
+        never moved) or a ``{condition name: score}`` dict. Refused (LpcnetError) until
+        every required sample was played, and for MUSHRA while any slider is unmoved.
+        ``simulated`` marks answers of :func:`simulate_listener`. Returns the record.
         """
         t = self.current
         if t is None:
-            raise LpcnetError("the session is finished: no trial to answer")
+            raise LpcnetError("all trials are answered: nothing left to rate")
+        missing = self.unplayed()
+        if missing:
+            raise LpcnetError("play the sample before rating it" if self.kind == "mos"
+                              else f"play sample(s) {_letters(missing)} before rating")
         record = {"listener": self.listener, "kind": self.kind, "seed": self.seed,
-                  "trial": self.index, "trial_id": t["id"], "utterance": t["utterance"],
-                  "time": round(time.time(), 3)}
+                  "keys": self.keys.key_id, "trial": self.index, "trial_id": t["id"],
+                  "utterance": t["utterance"], "time": round(time.time(), 3)}
+        if simulated:
+            record["simulated"] = True
         if self.kind == "mos":
+            if rating is None:
+                raise LpcnetError("choose a rating first")
             if not _is_mos_rating(rating):
                 raise LpcnetError(f"MOS rating must be an integer 1..5, got {rating!r}")
             record.update(condition=t["condition"], rating=int(rating))
             value = int(rating)
         else:
-            if isinstance(rating, dict):
-                if set(rating) != set(t["slots"]):
-                    raise LpcnetError(f"MUSHRA ratings must cover conditions {sorted(t['slots'])}")
-                rating = [rating[c] for c in t["slots"]]
-            rating = list(rating)
-            if len(rating) != len(t["slots"]):
-                raise LpcnetError(f"MUSHRA needs {len(t['slots'])} ratings, got {len(rating)}")
-            try:
-                value = {c: float(r) for c, r in zip(t["slots"], rating)}
-            except (TypeError, ValueError):
-                raise LpcnetError(f"MUSHRA ratings must be numbers 0..100, got {rating}") from None
-            if any(not 0 <= v <= 100 for v in value.values()):
-                raise LpcnetError(f"MUSHRA ratings must lie in 0..100, got {value}")
+            value = self._mushra_value(t, rating)
             record.update(slots=t["slots"], ratings=value)
         self._save(self.records + [record])
         self.records.append(record)
         self.answers[t["id"]] = value
         return record
+
+    def _mushra_value(self, t: dict, rating) -> dict:
+        if isinstance(rating, dict):
+            names = {self.condition_name(k): k for k in t["slots"]}
+            if set(rating) != set(names):
+                raise LpcnetError(f"MUSHRA ratings must cover conditions {sorted(names)}")
+            rating = [rating[self.condition_name(k)] for k in t["slots"]]
+        rating = list(rating)
+        if len(rating) != len(t["slots"]):
+            raise LpcnetError(f"MUSHRA needs {len(t['slots'])} ratings, got {len(rating)}")
+        unmoved = [slot_label(i) for i, r in enumerate(rating) if r is None]
+        if len(unmoved) == len(rating):
+            raise LpcnetError("no slider was moved: rate every sample")
+        if unmoved:
+            raise LpcnetError(f"rate every sample: the slider of {_letters(unmoved)} was not moved")
+        try:
+            value = {k: float(r) for k, r in zip(t["slots"], rating)}
+        except (TypeError, ValueError):
+            raise LpcnetError(f"MUSHRA ratings must be numbers 0..100, got {rating}") from None
+        if any(not 0 <= v <= 100 for v in value.values()):
+            raise LpcnetError(f"MUSHRA ratings must lie in 0..100, got {rating}")
+        return value
 
     def _save(self, records: list[dict]) -> None:
         with atomic_output(self.path, "w") as f:
@@ -334,12 +518,11 @@ def _is_mos_rating(rating) -> bool:
 # --- simulated listener ------------------------------------------------------------------------
 def simulated_rating(kind: str, degradation: float, rng: np.random.Generator,
                      bias: float = 0.0, noise: float = 1.0, careless: bool = False):
-    """One rating of a stimulus with known ``degradation`` (0..1).
+    """One made-up rating of a stimulus with assumed ``degradation`` (0..1).
 
     MOS: ``round(1 + 4 (1 - d) + bias + N(0, 0.4 noise))`` in 1..5; MUSHRA:
     ``100 (1 - d) + 20 bias + N(0, 6 noise)`` in 0..100 (the hidden reference, d = 0:
-    ``100 - |N(0, 3 noise)|``). A careless listener answers
-    uniformly at random.
+    ``100 - |N(0, 3 noise)|``). A careless listener answers uniformly at random.
     """
     if kind == "mos":
         if careless:
@@ -356,152 +539,27 @@ def simulated_rating(kind: str, degradation: float, rng: np.random.Generator,
 
 def simulate_listener(session: ListeningSession, seed: int = 0, noise: float = 1.0,
                       careless: bool = False, max_trials: int | None = None) -> int:
-    """Answer the session's remaining trials like a listener who hears the known degradation.
+    """Answer the session's remaining trials from the plan's assumed degradations.
 
-    Drives the same state machine as the UI (``answer`` then ``next``); returns the
-    number of trials answered. ``max_trials`` stops early (to simulate a closed tab).
+    A simulation, for demonstrating and testing the analysis: it plays every sample
+    and answers through the same state machine as the page, and its records carry
+    ``"simulated": true``. Returns the number of trials answered; ``max_trials`` stops
+    early (a closed tab).
     """
     rng = np.random.default_rng([int(seed), zlib.crc32(session.listener.encode())])
     bias = 0.0 if careless else float(rng.normal(0, 0.15))
     n = 0
     while not session.finished and (max_trials is None or n < max_trials):
         t = session.current
-        d = session.plan.degradation
+        for label in session.required_plays():
+            session.play(label)
+        d = {k: session.plan.degradation[session.condition_name(k)]
+             for k in ([t["condition"]] if session.kind == "mos" else t["slots"])}
         if session.kind == "mos":
-            session.answer(simulated_rating("mos", d[t["condition"]], rng, bias, noise, careless))
+            rating = simulated_rating("mos", d[t["condition"]], rng, bias, noise, careless)
         else:
-            session.answer([simulated_rating("mushra", d[c], rng, bias, noise, careless)
-                            for c in t["slots"]])
+            rating = [simulated_rating("mushra", d[k], rng, bias, noise, careless) for k in t["slots"]]
+        session.answer(rating, simulated=True)
         session.next()
         n += 1
     return n
-
-
-# --- results and statistics --------------------------------------------------------------------
-def load_results(directory, kind: str) -> list[dict]:
-    """Last answer per (listener, trial) from every ``<kind>_*.jsonl`` file in ``directory``."""
-    latest = {}
-    for path in sorted(Path(directory).glob(f"{kind}_*.jsonl")):
-        for r in read_records(path):
-            if r.get("kind") == kind:
-                latest[(r["listener"], r["trial_id"])] = r
-    return list(latest.values())
-
-
-def mos_scores(records: list[dict]) -> dict[str, list[float]]:
-    """MOS records -> ``{condition: [rating, ...]}``."""
-    out = {}
-    for r in records:
-        out.setdefault(r["condition"], []).append(float(r["rating"]))
-    return out
-
-
-def mushra_post_screening(records: list[dict], reference: str = REFERENCE, threshold: float = 90.0,
-                          max_fraction: float = 0.15) -> tuple[list[str], dict[str, float]]:
-    """BS.1534 post-screening -> ``(kept listeners, {excluded listener: fraction of trials})``.
-
-    A listener is excluded when the hidden reference is rated below ``threshold`` in
-    more than ``max_fraction`` of that listener's trials.
-    """
-    low, total = {}, {}
-    for r in records:
-        who = r["listener"]
-        total[who] = total.get(who, 0) + 1
-        low[who] = low.get(who, 0) + (r["ratings"].get(reference, 100.0) < threshold)
-    fractions = {w: low[w] / total[w] for w in total}
-    kept = sorted(w for w, f in fractions.items() if f <= max_fraction)
-    return kept, {w: f for w, f in sorted(fractions.items()) if f > max_fraction}
-
-
-def mushra_scores(records: list[dict], listeners=None) -> dict[str, list[float]]:
-    """MUSHRA records (optionally only ``listeners``) -> ``{condition: [score, ...]}``."""
-    out = {}
-    for r in records:
-        if listeners is None or r["listener"] in listeners:
-            for c, v in r["ratings"].items():
-                out.setdefault(c, []).append(float(v))
-    return out
-
-
-def mean_ci(values, confidence: float = 0.95, bootstrap: int = 0, seed: int = 0):
-    """Mean and confidence interval ``(mean, low, high)`` of 1-D ``values``.
-
-    t-based (Student, n-1 degrees of freedom) by default; with ``bootstrap`` > 0 the
-    percentile interval of that many resampled means. n = 1 gives a NaN interval.
-    """
-    from scipy import stats
-
-    x = np.asarray(values, np.float64)
-    if x.size == 0:
-        raise LpcnetError("no ratings to summarise")
-    m = float(x.mean())
-    if x.size < 2:
-        return m, float("nan"), float("nan")
-    if bootstrap:
-        rng = np.random.default_rng(seed)
-        means = x[rng.integers(0, x.size, size=(bootstrap, x.size))].mean(axis=1)
-        a = (1 - confidence) / 2
-        return m, float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
-    half = stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
-    return m, m - float(half), m + float(half)
-
-
-def summarize(scores: dict[str, list[float]], order=None, bootstrap: int = 0) -> list[dict]:
-    """``{condition: ratings}`` -> rows ``{condition, n, mean, std, ci_low, ci_high}``."""
-    rows = []
-    for c in (order or list(scores)):
-        if c not in scores:
-            continue
-        x = np.asarray(scores[c], np.float64)
-        m, lo, hi = mean_ci(x, bootstrap=bootstrap)
-        rows.append({"condition": c, "n": int(x.size), "mean": m,
-                     "std": float(x.std(ddof=1)) if x.size > 1 else float("nan"),
-                     "ci_low": lo, "ci_high": hi})
-    return rows
-
-
-def format_summary(rows: list[dict], title: str = "") -> str:
-    """Plain-text table of :func:`summarize` rows (mean and 95 % CI)."""
-    lines = [title] if title else []
-    lines.append(f"{'condition':24s} {'n':>4s} {'mean':>7s} {'95% CI':>17s}")
-    for r in rows:
-        lines.append(f"{r['condition']:24s} {r['n']:4d} {r['mean']:7.2f} "
-                     f"[{r['ci_low']:6.2f}, {r['ci_high']:6.2f}]")
-    return "\n".join(lines)
-
-
-def plot_summary(rows: list[dict], kind: str = "mos", title: str | None = None):
-    """Mean per condition with 95 % CI error bars -> matplotlib Figure."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(max(4.0, 1.2 * len(rows) + 1.5), 3.2), layout="constrained")
-    ax = fig.add_subplot()
-    x = np.arange(len(rows))
-    means = np.array([r["mean"] for r in rows])
-    err = np.array([[r["mean"] - r["ci_low"] for r in rows], [r["ci_high"] - r["mean"] for r in rows]])
-    ax.bar(x, means, color="#9ab7d3", edgecolor="#3b5b7a")
-    ax.errorbar(x, means, yerr=np.nan_to_num(err), fmt="none", ecolor="k", capsize=4)
-    ax.set_xticks(x, [r["condition"] for r in rows], rotation=20, ha="right")
-    if kind == "mos":
-        ax.set(ylim=(1, 5), ylabel="MOS (ACR 1-5)")
-    else:
-        ax.set(ylim=(0, 100), ylabel="MUSHRA score (0-100)")
-    ax.set_title(title or f"{kind.upper()}: mean and 95% confidence interval")
-    ax.grid(axis="y", alpha=0.3)
-    return fig
-
-
-def summarize_results(directory, kind: str, order=None, bootstrap: int = 0) -> tuple[list[dict], dict]:
-    """All listeners' results in ``directory`` -> ``(summary rows, excluded listeners)``.
-
-    MUSHRA results go through :func:`mushra_post_screening` first; MOS has no exclusion.
-    """
-    records = load_results(directory, kind)
-    if not records:
-        raise LpcnetError(f"{directory}: no {kind} results yet")
-    if kind == "mos":
-        return summarize(mos_scores(records), order, bootstrap), {}
-    kept, excluded = mushra_post_screening(records)
-    if not kept:
-        raise LpcnetError(f"{directory}: every MUSHRA listener failed the post-screening")
-    return summarize(mushra_scores(records, kept), order, bootstrap), excluded

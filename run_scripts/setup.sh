@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up the kit on a fresh Debian machine with Python 3.11; idempotent and fast when done.
 # Usage: bash run_scripts/setup.sh        (called by `make demo` / `make test`)
-#   1. Debian packages the kit needs (Asterisk G.722 speech prompts), via apt-get when missing
+#   1. Debian packages the kit needs (Asterisk G.722 speech prompts; chromium for the browser
+#      test of notebook 05), via apt-get when missing
 #   2. .venv with the exact pins of requirements.txt / requirements-lock.txt
 #   3. Horovod 0.28.1 (TensorFlow + gloo, no MPI) built once into a wheel cache, then reused
 #   4. the kit itself, editable, with its native library
@@ -12,7 +13,7 @@ PYTHON="${PYTHON:-python3.11}"
 VENV="${LPCNET_VENV:-$ROOT/.venv}"
 WHEEL_CACHE="${LPCNET_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lpcnet-kit/wheels}"
 HOROVOD_VERSION=0.28.1
-APT_PACKAGES=(asterisk-core-sounds-en-g722 make gcc g++)
+APT_PACKAGES=(asterisk-core-sounds-en-g722 make gcc g++ chromium)
 STAMP="$VENV/.lpcnet-setup-stamp"
 log() { printf '[setup] %s\n' "$*"; }
 
