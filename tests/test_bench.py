@@ -41,3 +41,13 @@ def test_help_shows_each_benchmarks_default_from_its_signature():
     bench_cli.add_arguments(p)
     help_text = " ".join(p.format_help().split())
     assert "train 384, scaling 64" in help_text and "features 120.0, synth 120.0" in help_text
+
+
+def test_bench_quality_prints_the_ratio(capsys):
+    from lpcnet.bench import BENCHMARKS
+
+    res = BENCHMARKS["quality"].function(gru_a=16, gru_b=8, batch=4, steps=6, every=2, rounds=1)
+    assert res["plain_seq_s"] > 0 and res["eval_seq_s"] > 0
+    assert res["ratio"] == pytest.approx(res["eval_seq_s"] / res["plain_seq_s"])
+    assert res["evaluations_scored"] >= 1 and res["reports"][0].startswith("quality:")
+    assert "with --eval-audio" in capsys.readouterr().out

@@ -6,7 +6,7 @@ them: name -> :class:`Benchmark` (function, one-line help, the keyword arguments
 command line may set). :mod:`lpcnet.bench.cli` is the one place that turns flags into those
 keyword arguments; nothing else in the package imports ``lpcnet.bench``.
 
-Modules: one per benchmark (``features``, ``train``, ``scaling``, ``synth``), ``harness``
+Modules: one per benchmark (``features``, ``train``, ``scaling``, ``synth``, ``quality``), ``harness``
 (one-core pinning, timers, the bundled speech), ``baselines`` (the plain-Keras model the
 training benchmark compares against) and ``report`` (tables and plots of the results).
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 from lpcnet.bench.features import bench_features
+from lpcnet.bench.quality import bench_quality
 from lpcnet.bench.scaling import bench_scaling
 from lpcnet.bench.synth import bench_synth
 from lpcnet.bench.train import bench_train
@@ -40,8 +41,11 @@ BENCHMARKS = {
     "scaling": Benchmark(bench_scaling,
                          "Horovod weak scaling: sequences/s at np=1 and np=2, one thread per rank",
                          ("gru_a", "gru_b", "batch", "steps")),
+    "quality": Benchmark(bench_quality,
+                         "training sequences/s without and with --eval-audio scoring beside it",
+                         ("gru_a", "gru_b", "batch", "steps", "every", "rounds")),
     "synth": Benchmark(bench_synth, "synthesis RTF on one core: native float/int8 vs Keras reference",
                        ("seconds", "reference_seconds", "repeat")),
 }
 
-__all__ = ["BENCHMARKS", "Benchmark", "bench_features", "bench_scaling", "bench_synth", "bench_train"]
+__all__ = ["BENCHMARKS", "Benchmark", "bench_features", "bench_quality", "bench_scaling", "bench_synth", "bench_train"]

@@ -36,6 +36,7 @@ FLAGS = {
     "gru_b": Flag("--gru-b", int, "GRU B units"),
     "batch": Flag("--batch", int, "sequences per batch (per rank for scaling)"),
     "steps": Flag("--steps", int, "timed steps per variant"),
+    "every": Flag("--every", int, "steps between evaluations"),
 }
 
 
