@@ -4,6 +4,7 @@
   seed-compatible throughput JSON of ``--use_performance``;
 * :class:`Progress`: the tqdm bar; :class:`TensorBoardLogger`: ``--enable_tensorboard``;
 * :class:`AtomicCheckpoint`: the full model after every epoch, written atomically;
+* :class:`StopOnNonFinite`: a NaN/Inf loss or weight stops training with one error;
 * :class:`Sparsify`, :class:`SparsifyGRUB`: block sparsification of the GRU weights on
   their schedule (the NumPy part is :mod:`lpcnet.sparsity`);
 * :func:`callbacks_factory`: extra callbacks from ``--callbacks-module``.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import platform
 import time
 from pathlib import Path
@@ -184,10 +184,12 @@ class TensorBoardLogger(keras.callbacks.Callback):
 
 # --- checkpoints --------------------------------------------------------------------------------
 class AtomicCheckpoint(keras.callbacks.Callback):
-    """Save the full model (weights + optimizer state) after every epoch: temp file + rename.
+    """Save the full model (weights + optimizer state) after every epoch, atomically.
 
     ``path_for(epoch)`` gets the 1-based number of finished epochs (the seed's
-    ``{epoch:02d}``); a crash mid-write leaves the previous checkpoint intact.
+    ``{epoch:02d}``). Written by :func:`lpcnet.formats.atomic_path`: a locked hidden temp
+    file, fsynced, renamed over the checkpoint, folder fsynced; a crash mid-write leaves
+    the previous checkpoints intact and a temp file the next run removes.
     """
 
     def __init__(self, path_for, ext: str = ".keras"):
@@ -196,15 +198,67 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.last = None
 
     def on_epoch_end(self, epoch, logs=None):
+        from lpcnet.formats import atomic_path
+
         path = Path(self.path_for(epoch + 1))
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{self.ext}")
-        try:
+        with atomic_path(path) as tmp:       # the temp keeps the suffix Keras needs
             self.model.save(tmp)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         self.last = path
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stop training with one LpcnetError at the first non-finite loss or weight.
+
+    After every step: the logged loss (the running mean turns NaN with the first bad step) and
+    the sum of all float weights (one compiled reduction: NaN or Inf when any weight is; a NaN
+    weight need not show in the loss, which clips probabilities). At every epoch end every
+    weight is checked. Place this callback before the checkpoint callback, so that no
+    checkpoint of a diverged model is written. The error names the step, the first bad
+    weight and the last good checkpoint (``last_checkpoint()``: a path or None).
+    """
+
+    def __init__(self, last_checkpoint):
+        super().__init__()
+        self.last_checkpoint = last_checkpoint
+        self.epoch = 0
+        self._weights_sum = None
+
+    def on_train_begin(self, logs=None):
+        import tensorflow as tf
+
+        floats = [v for v in self.model.weights if "float" in str(v.dtype)]
+        self._weights_sum = tf.function(
+            lambda: tf.add_n([tf.reduce_sum(tf.cast(v.value, tf.float32)) for v in floats]))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self._stop(f"the loss is {float(loss)}")
+        if self._weights_sum is not None and not np.isfinite(float(self._weights_sum())):
+            self._stop(self._first_bad_weight() or "the weights hold NaN/Inf")
+
+    def on_epoch_end(self, epoch, logs=None):
+        bad = self._first_bad_weight()
+        if bad:
+            self._stop(bad)
+
+    def _first_bad_weight(self) -> str | None:
+        for w in self.model.weights:
+            value = keras.ops.convert_to_numpy(w)
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                return f"weight {w.path} holds {int(np.count_nonzero(~np.isfinite(value)))} NaN/Inf value(s)"
+        return None
+
+    def _stop(self, what: str):
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        last = self.last_checkpoint()
+        kept = (f"the last good checkpoint is {last}" if last
+                else "no checkpoint of this run was written")
+        raise LpcnetError(f"training diverged at step {step} (epoch {self.epoch + 1}): {what}; "
+                          f"stopped without saving it, {kept} (lower --lr, or check the data)")
 
 
 # --- block sparsification of the GRU weights (docs/training.md, Sparsification) ----------------

@@ -3,7 +3,8 @@
 Each sub-command lives in its stage module, which provides ``add_arguments(parser)``
 and ``run(args) -> int``; modules are imported only when their command runs, so
 ``lpcnet prepare`` never loads TensorFlow. User mistakes (:class:`LpcnetError`)
-print one line on stderr and exit 1, without a traceback.
+print one line on stderr and exit 1, without a traceback; warnings about suspicious input
+(:class:`LpcnetWarning`) print one line each and the command goes on.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
-from lpcnet.errors import LpcnetError
+from lpcnet.errors import LpcnetError, LpcnetWarning
 
 #: sub-command -> (module, one-line help)
 COMMANDS = {
@@ -22,6 +24,8 @@ COMMANDS = {
     "bench": ("lpcnet.bench.cli", "benchmarks (features, train, scaling, synth): speed ratios measured side by side"),
     "dump-data": ("lpcnet.features", "speech -> features.f32 (-test) or features.f32 + data.u8 (-train), native C"),
     "train": ("lpcnet.train", "train LPCNet on features.f32 + data.u8 (checkpoints, sparsity, AMP)"),
+    "launch": ("lpcnet.launcher", "run `lpcnet train` on N Horovod processes, fixed or elastic "
+               "(a failed rank's own error first)"),
     "synth": ("lpcnet.synth", "features (.f32) or speech (copy-synthesis) -> speech, native C or Keras engine"),
     "export": ("lpcnet.export", "checkpoint -> versioned weight blob for the native synthesis engine"),
     "eval": ("lpcnet.quality", "objective quality of synthesis vs reference: PESQ-WB, STOI, LSD, pitch, DNSMOS"),
@@ -50,10 +54,25 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_printer(prog: str):
+    """``warnings.showwarning`` that prints LpcnetWarning as ``<prog>: warning: <message>``."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, LpcnetWarning):
+            print(f"{prog}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+    return show
+
+
 def run_command(module_name: str, args: argparse.Namespace, prog: str) -> int:
     """Run ``module.run(args)``, turning user errors into one stderr line and exit 1."""
     try:
-        return int(importlib.import_module(module_name).run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", LpcnetWarning)
+            warnings.showwarning = _warning_printer(prog)
+            return int(importlib.import_module(module_name).run(args) or 0)
     except LpcnetError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,6 +200,14 @@ class TrainConfig(_Dictable):
                                group=_DEV, kind="bool")
     scale_lr: bool = option(False, "multiply --lr by the Horovod world size (off, as in the seed)",
                             group=_DEV, kind="bool")
+    elastic: bool = option(False, "Horovod elastic training: workers may leave and join, the global batch "
+                           "stays --batch_size x --max-np (docs/distributed.md; start it with "
+                           "`lpcnet launch --elastic`)", group=_DEV, kind="bool")
+    min_np: int = option(1, "elastic: fewest workers to continue with", "--min-np", group=_DEV, type=int)
+    max_np: int = option(0, "elastic: most workers (required with --elastic)", "--max-np", group=_DEV,
+                         type=int)
+    commit_every: int = option(20, "elastic: commit the training state every N steps (a lost worker costs "
+                               "at most N steps)", "--commit-every", group=_DEV, type=int, metavar="N")
     eval_audio: tuple = option((), "held-out speech (wavs or folders) copy-synthesised and scored while "
                                "training (rank 0, beside training; docs/training.md, Quality)",
                                "--eval-audio", nargs="+", metavar="WAV")
@@ -209,6 +218,13 @@ class TrainConfig(_Dictable):
     callbacks_module: str | None = option(None, "import this module and add the Keras callbacks its "
                                           "callbacks(rank, world) returns", "--callbacks-module",
                                           metavar="MODULE")
+
+    def __post_init__(self):
+        # Refused at start: a NaN, infinite or non-positive rate would train to garbage silently.
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise LpcnetError(f"--lr must be a finite number > 0, got {self.lr}")
+        if self.decay is not None and not (math.isfinite(self.decay) and self.decay >= 0):
+            raise LpcnetError(f"--decay must be a finite number >= 0 (0: constant rate), got {self.decay}")
 
     @property
     def learning_rate(self) -> float:
@@ -309,13 +325,20 @@ def from_flags(cls, args):
 
 
 # --- files ---------------------------------------------------------------------------------------
-def save_config(path, model_cfg: ModelConfig, train_cfg: TrainConfig | None = None) -> Path:
-    """Write ``{"model": ..., "train": ...}`` as JSON (atomically)."""
+def save_config(path, model_cfg: ModelConfig, train_cfg: TrainConfig | None = None,
+                run: dict | None = None) -> Path:
+    """Write ``{"model": ..., "train": ..., "run": ...}`` as JSON (atomically).
+
+    ``run``: facts of the training run that ``--resume`` must match (``world_size``,
+    ``replicas``, ``precision``).
+    """
     from lpcnet.formats import atomic_output
 
     d = {"model": model_cfg.to_dict()}
     if train_cfg is not None:
         d["train"] = train_cfg.to_dict()
+    if run is not None:
+        d["run"] = dict(run)
     with atomic_output(path, "w") as f:
         json.dump(d, f, indent=1)
     return Path(path)

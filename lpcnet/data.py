@@ -13,18 +13,21 @@ import fnmatch
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from lpcnet.audio import AUDIO_EXTENSIONS, load_speech
-from lpcnet.errors import AudioError, LpcnetError
-from lpcnet.formats import PCM_SCALE, SAMPLE_RATE, atomic_output, to_int16
+from lpcnet.errors import AudioError, LpcnetError, LpcnetWarning
+from lpcnet.formats import PCM_SCALE, SAMPLE_RATE, atomic_output, check_outputs, to_int16
 
 #: Asterisk prompt files that are not speech (silence, beeps, tones).
 DEFAULT_EXCLUDES = ("silence/*", "beep*", "*-2tone*", "tt-monkeys*")
 DEFAULT_LEVEL_DB = {"peak": -1.0, "rms": -26.0}
+#: A file with more than this share of its samples clipped gets a warning (docs/promises.md).
+CLIP_WARN_SHARE = 0.001
 
 
 @dataclass
@@ -52,6 +55,7 @@ class Manifest:
     level_db: float | None = None
     sources: list[SourceEntry] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
@@ -143,9 +147,14 @@ def prepare(inputs, output, *, list_files=(), exclude=DEFAULT_EXCLUDES, normaliz
         raise LpcnetError(f"--normalize must be none, peak or rms, got {normalize!r}")
     if level_db is None and normalize != "none":
         level_db = DEFAULT_LEVEL_DB[normalize]
+    if normalize == "peak" and level_db > 0:
+        raise LpcnetError(f"--normalize peak --level-db {level_db:g}: a peak above 0 dBFS clips every "
+                          f"file; choose a level <= 0 dBFS")
     files = collect_inputs(inputs, exclude, list_files)
     output = Path(output)
     manifest_path = Path(manifest_path) if manifest_path else output.with_name(output.name + ".json")
+    check_outputs({**{str(f): f for f in files}, **{f"--list {f}": f for f in list_files}},
+                  {f"--output {output}": output, f"--manifest {manifest_path}": manifest_path})
     man = Manifest(output=str(output), normalize=normalize, level_db=level_db)
     from tqdm.auto import tqdm
 
@@ -168,14 +177,33 @@ def prepare(inputs, output, *, list_files=(), exclude=DEFAULT_EXCLUDES, normaliz
                 path=str(path), offset=man.total_samples, samples=len(pcm),
                 duration_s=len(pcm) / SAMPLE_RATE, source_rate=info["sample_rate"],
                 source_channels=info["channels"], gain_db=float(20 * np.log10(gain)),
-                clipped_samples=int(np.count_nonzero(np.abs(scaled) > 32767.5))))
+                clipped_samples=int(np.count_nonzero((scaled > 32767.5) | (scaled < -32768.5)))))
             man.total_samples += len(pcm)
         if man.total_samples == 0:
             raise LpcnetError(f"{output}: no usable audio in {len(files)} input file(s) "
                               f"({len(man.skipped)} skipped); nothing written")
+    man.warnings = clipping_warnings(man)
+    for w in man.warnings:
+        warnings.warn(w, LpcnetWarning, stacklevel=2)
     with atomic_output(manifest_path, "w") as f:
         json.dump(man.to_dict(), f, indent=1)
     return man
+
+
+def clipping_warnings(man: Manifest) -> list[str]:
+    """One line per source with more than CLIP_WARN_SHARE of its samples clipped, plus a total."""
+    heavy = [s for s in man.sources if s.clipped_samples > CLIP_WARN_SHARE * max(1, s.samples)]
+    if not heavy:
+        return []
+    total = sum(s.clipped_samples for s in man.sources)
+    worst = max(heavy, key=lambda s: s.clipped_samples / s.samples)
+    setting = (f"--normalize {man.normalize} --level-db {man.level_db:g}" if man.normalize != "none"
+               else "no normalisation (sources beyond full scale)")
+    return [f"{len(heavy)} of {len(man.sources)} file(s) have more than {100 * CLIP_WARN_SHARE:g} % of "
+            f"their samples clipped ({total} samples in all, {100 * total / max(1, man.total_samples):.3f} % "
+            f"of the output; worst {worst.path}: {worst.clipped_samples} of {worst.samples}, "
+            f"{100 * worst.clipped_samples / worst.samples:.2f} %) with {setting}; lower --level-db or "
+            f"use --normalize rms, which never clips"]
 
 
 # --- CLI ---------------------------------------------------------------------

@@ -11,3 +11,7 @@ class FormatError(LpcnetError, ValueError):
 
 class AudioError(LpcnetError):
     """Audio that cannot be read or is unusable (silent, wrong rate where fixed)."""
+
+
+class LpcnetWarning(UserWarning):
+    """Input that is usable but suspicious (e.g. clipped samples); the CLI prints it as one line."""

@@ -121,6 +121,9 @@ def blob_from_bytes(raw: bytes, name="weights") -> WeightBlob:
             raise FormatError(f"{name}: tensor {tname}: size/offset inconsistent with the blob")
         tensors[tname] = np.frombuffer(raw, dtype=dt, count=int(np.prod(shape)),
                                        offset=offset).reshape(shape)
+        if dt.kind == "f" and not np.isfinite(tensors[tname]).all():
+            raise FormatError(f"{name}: tensor {tname} holds NaN or Inf weights (exported from a "
+                              f"diverged model?); refusing to use it")
     return WeightBlob(sizes, tensors, flags)
 
 
@@ -327,9 +330,12 @@ def blob_from_weights(weights: dict, cfg, int8: bool = False) -> WeightBlob:
     t |= dump_dense("dense1", w["feature_dense1"]["kernel"], w["feature_dense1"]["bias"])
     t |= dump_dense("dense2", w["feature_dense2"]["kernel"], w["feature_dense2"]["bias"])
     ka = np.asarray(w["gru_a"]["kernel"], np.float32)
-    emb = np.asarray(w["embed_sig"]["embeddings"], np.float32)
-    # Per-sample input of GRU A = three table rows + the per-frame conditioning product.
-    t["gru_a_embed"] = np.stack([emb @ ka[j * e:(j + 1) * e] for j in range(3)]).astype(np.float32)
+    emb = np.asarray(w["embed_sig"]["embeddings"], np.float64)
+    # Per-sample input of GRU A = three table rows + the per-frame conditioning product. Summed in
+    # float64 and rounded once: a float32 product's last bits depend on the BLAS kernel of the CPU,
+    # so the same weights exported on two machines gave different blobs.
+    t["gru_a_embed"] = np.stack([emb @ ka[j * e:(j + 1) * e].astype(np.float64)
+                                 for j in range(3)]).astype(np.float32)
     t |= dump_gru("gru_a", ka[3 * e:], w["gru_a"]["recurrent_kernel"], w["gru_a"]["bias"],
                   sparse_recurrent=True, int8=int8)
     t |= dump_gru("gru_b", w["gru_b"]["kernel"], w["gru_b"]["recurrent_kernel"], w["gru_b"]["bias"],
@@ -343,7 +349,10 @@ def export_checkpoint(checkpoint, output, int8: bool = False) -> WeightBlob:
     """Read a checkpoint (.keras or seed .h5) and write the weight blob atomically."""
     from lpcnet.model import config_from_weights, read_checkpoint_weights
 
-    weights = read_checkpoint_weights(checkpoint)
+    from lpcnet.formats import check_outputs
+
+    check_outputs({f"checkpoint {checkpoint}": checkpoint}, {f"output {output}": output})
+    weights = read_checkpoint_weights(checkpoint)         # refuses NaN/Inf weights
     cfg = config_from_weights(weights)
     blob = blob_from_weights(weights, cfg, int8=int8)
     write_blob(output, blob)

@@ -23,8 +23,8 @@ import numpy as np
 from lpcnet import native
 from lpcnet.errors import FormatError, LpcnetError
 from lpcnet.formats import (DATA_CHANNELS, FRAME_SIZE, LAYOUT, NB_TOTAL_FEATURES,  # noqa: F401
-                            RAW_PCM_SUFFIXES, SAMPLE_RATE, atomic_output, check_s16,
-                            float_to_int16, to_int16)
+                            RAW_PCM_SUFFIXES, SAMPLE_RATE, atomic_output, check_outputs,
+                            check_s16, float_to_int16, to_int16)
 
 MODES = {"test": 0, "train": 1}
 #: Seed of the ``-test`` dither when none is given (reproducible features).
@@ -228,6 +228,9 @@ def dump_data(input_path, features_path, data_path=None, mode: str = "test",
         raise LpcnetError("--max-frames applies to -train only")
     t0 = time.perf_counter()
     input_path = Path(input_path)
+    check_outputs({f"input {input_path}": input_path},
+                  {f"features output {features_path}": features_path,
+                   f"data output {data_path}": data_path if mode == "train" else None})
     src = _open_source(input_path)
     if src.frames == 0:
         raise FormatError(f"{input_path}: shorter than one frame ({FRAME_SIZE} samples = 10 ms); "

@@ -15,14 +15,18 @@ the expected multiple. Writers are atomic (temp file + rename).
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from lpcnet.errors import FormatError
+from lpcnet.errors import FormatError, LpcnetError
 
 # --- global constants (docs/formats.md) --------------------------------------
 SAMPLE_RATE = 16000          # Hz
@@ -105,30 +109,224 @@ def decode_pitch(fp) -> np.ndarray:
     return np.clip(period, 33, 255).astype(np.int32)
 
 
-# --- atomic output -----------------------------------------------------------
+# --- outputs: checked, atomic, durable (docs/promises.md) ----------------------------------
+#: errno values of a write that failed for lack of room or a broken device (reported in one line).
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
+
+
+def _named(items) -> list[tuple[str, Path]]:
+    """``{label: path}`` or an iterable of paths -> ``[(label, Path)]``; None entries skipped."""
+    pairs = items.items() if isinstance(items, dict) else ((None, p) for p in items)
+    return [(str(label) if label else str(p), Path(p)) for label, p in pairs if p is not None]
+
+
+def _identity(path: Path):
+    """(resolved path, (device, inode) or None): what makes two paths the same file."""
+    resolved = Path(os.path.realpath(path))
+    try:
+        st = os.stat(path)
+        return resolved, (st.st_dev, st.st_ino)
+    except OSError:
+        return resolved, None
+
+
+def check_outputs(inputs, outputs) -> None:
+    """Refuse, before anything is written, outputs that are an input or another output.
+
+    ``inputs`` / ``outputs``: ``{label: path}`` (labels such as ``"--output"`` name the path
+    in the message) or iterables of paths; None entries are skipped. Two paths are the same
+    file when their resolved paths agree (symbolic links, ``..``, relative paths) or, for
+    existing files, their device and inode agree (hard links, bind mounts).
+
+    Each output path is also checked with :func:`check_output_path`, so a command that
+    calls this first fails before any work. Raises LpcnetError (one line) naming the paths.
+    """
+    ins = [(label, p, *_identity(p)) for label, p in _named(inputs)]
+    seen: list = []
+    for label, p in _named(outputs):
+        check_output_path(p)
+        real, inode = _identity(p)
+        for in_label, _, in_real, in_inode in ins:
+            if real == in_real or (inode is not None and inode == in_inode):
+                raise LpcnetError(f"{label}: is the same file as the input {in_label}; refusing to "
+                                  f"overwrite an input (choose another output path)")
+        for out_label, out_real, out_inode in seen:
+            if real == out_real or (inode is not None and inode == out_inode):
+                raise LpcnetError(f"{label}: is the same file as the output {out_label}; two outputs "
+                                  f"cannot share one file")
+        seen.append((label, real, inode))
+
+
+def check_output_path(path) -> Path:
+    """Refuse (one line) an output path that cannot become a regular file.
+
+    Refused: an existing folder, device, pipe or socket at ``path`` (a rename would replace
+    it), and a regular file where a folder on the way should be. Creates nothing.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise LpcnetError(f"{path}: is a folder; expected the path of an output file")
+    if path.exists() and not path.is_file():
+        raise LpcnetError(f"{path}: exists and is not a regular file (device, pipe or socket); "
+                          f"refusing to replace it")
+    for folder in (path.parent, *path.parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise LpcnetError(f"{path}: cannot be written: {folder} is a file, not a folder")
+            break
+    return path
+
+
+def _lock(fd: int) -> bool:
+    """Take an exclusive, non-blocking lock on an open temp file; False when another process holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:          # file system without locks: behave as if held (never reuse, never sweep)
+        return False
+
+
+def temp_name(path) -> str:
+    """Name of the hidden temporary file beside ``path``: ``.<name>.tmp<suffix>``.
+
+    The suffix is kept (Keras needs ``.keras``). The writer holds a lock on it; a temp file
+    that no process holds is a leftover of a killed run (see :func:`remove_stale_temps`).
+    """
+    path = Path(path)
+    return f".{path.name}.tmp{path.suffix}"
+
+
+#: Hidden temporary files of :func:`atomic_path`: ``.<name>.tmp<suffix>`` or, when that one is
+#: in use, ``.<name>.<random>.tmp<suffix>`` (``<name>`` ends with ``<suffix>``); and
+#: ``.<stem>.<pid>.tmp.keras`` of earlier checkpoint writers.
+_TEMP_RE = re.compile(r"^\.(?P<body>.+)\.tmp(?P<suffix>\.[A-Za-z0-9_]+)?$")
+_OLD_CHECKPOINT_TEMP_RE = re.compile(r"^\..+\.\d+\.tmp\.keras$")
+
+
+def _is_temp_name(name: str) -> bool:
+    m = _TEMP_RE.match(name)
+    if m:
+        body, suffix = m["body"], m["suffix"] or ""
+        if body.endswith(suffix) or (suffix and "." in body and body.rsplit(".", 1)[0].endswith(suffix)):
+            return True
+    return bool(_OLD_CHECKPOINT_TEMP_RE.match(name))
+
+
+def _open_temp(path: Path) -> tuple[int, Path]:
+    """Open and lock the temp file of ``path``: the fixed name, reused (truncated) when a killed
+    run left it, or a unique name when a live process holds it. Returns ``(fd, temp path)``."""
+    tmp = path.with_name(temp_name(path))
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)   # mode follows the umask
+    if _lock(fd):
+        os.ftruncate(fd, 0)
+        return fd, tmp
+    os.close(fd)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)          # mkstemp makes 0600; outputs follow the umask like open()
+    _lock(fd)
+    return fd, Path(name)
+
+
+def fsync_dir(folder) -> None:
+    """Make a rename or unlink in ``folder`` durable (fsync of the folder; no-op where unsupported)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path) -> Iterator[Path]:
+    """Yield a locked temporary path beside ``path`` for a writer that opens files by name
+    (Keras, h5py); on success fsync it, rename it over ``path`` and fsync the folder.
+
+    On any exception the temp file is removed and a previous ``path`` is left untouched.
+    Output-path problems (a folder, a file in the way, no permission, disk full) raise
+    LpcnetError with one line.
+    """
+    path = check_output_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LpcnetError(f"{path}: cannot create its folder {path.parent} "
+                          f"({exc.strerror or exc})") from None
+    try:
+        fd, tmp = _open_temp(path)
+    except OSError as exc:
+        raise LpcnetError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    try:
+        yield tmp
+        _fsync_path(tmp)                    # data on disk before the name points at it
+        os.replace(tmp, path)
+        fsync_dir(path.parent)              # the rename on disk before we report success
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and (exc.errno in _WRITE_ERRNOS or exc.filename in (str(tmp), str(path))):
+            raise LpcnetError(f"{path}: cannot write ({exc.strerror or exc}); nothing was written, "
+                              f"a previous file is unchanged") from None
+        raise
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, mode: str = "wb") -> Iterator:
     """Open a temp file beside ``path``; rename it over ``path`` only on success.
 
-    A crash or exception leaves any previous ``path`` untouched and removes the
-    temp file, so readers never see a half-written output.
+    A crash or exception leaves any previous ``path`` untouched and removes the temp file,
+    so readers never see a half-written output; the file and the rename are fsynced
+    (docs/promises.md). Errors of the output path are one-line LpcnetErrors.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs follow the umask like open()
-    try:
-        with os.fdopen(fd, mode) as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, mode) as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+
+
+def remove_stale_temps(folder) -> list[Path]:
+    """Remove the hidden temp files of :func:`atomic_path` in ``folder`` that no process holds
+    (left by a killed run); return their paths. Files held by a running writer are kept."""
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for entry in os.scandir(folder):
+        if not _is_temp_name(entry.name) or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            if _lock(fd):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    if removed:
+        fsync_dir(folder)
+    return removed
 
 
 def _write_array(path, array: np.ndarray) -> Path:
@@ -149,9 +347,11 @@ def _checked_size(path, record_bytes: int, what: str) -> int:
     if size == 0:
         raise FormatError(f"{path}: file is empty (expected {what}, a multiple of {record_bytes} bytes)")
     if size % record_bytes:
+        hint = ("; a multiple of 220 bytes: 55-float features of the older generation?"
+                if record_bytes == FEATURE_BYTES_PER_FRAME and size % 220 == 0 else "")
         raise FormatError(
             f"{path}: size {size} bytes is not a multiple of {record_bytes} ({what}); "
-            f"truncated or wrong file?")
+            f"truncated or wrong file?{hint}")
     return size
 
 
@@ -180,14 +380,114 @@ def read_features(path, mmap: bool = True, check_finite: bool = True) -> np.ndar
     """Read ``features.f32`` -> ``(frames, 36)`` float32 (memory-mapped).
 
     Raises FormatError for a missing/empty file, a size that is not a multiple
-    of 144 bytes, or any NaN/Inf value (reported with its frame and index).
+    of 144 bytes, features of the older 55-float generation, any NaN/Inf value or a
+    value no LPCNet feature extractor can produce (:func:`check_feature_values`;
+    ``check_finite=False`` skips the value checks).
     """
     size = _checked_size(path, FEATURE_BYTES_PER_FRAME,
                          f"{NB_TOTAL_FEATURES} float32 per frame = {FEATURE_BYTES_PER_FRAME} bytes")
     feats = _load(path, np.float32, (size // FEATURE_BYTES_PER_FRAME, NB_TOTAL_FEATURES), mmap)
     if check_finite:
-        check_features_finite(feats, path)
+        _check_not_55_float(path, size)
+        check_feature_values(feats, path)
     return feats
+
+
+# --- values the extractor can produce (docs/formats.md, Plausible values) ---------------------
+#: Pitch feature f_p = 0.01 (clamp(P0 + P1, 66, 510) - 200).
+PITCH_FEATURE_RANGE = (-1.34, 3.10)
+#: Pitch correlation feature f_c = corr - 0.5 with corr a weighted mean of 2xy / (1 + x^2 + y^2).
+PITCH_CORR_RANGE = (-1.5, 0.5)
+#: log10 band energies the cepstrum encodes: floored at log10(0.01) = -2; full-scale input
+#: reaches about 9, so 12 leaves a factor of 1000 in energy.
+BAND_LOG_ENERGY_RANGE = (-2.0, 12.0)
+#: Slack on the exact bounds (float32 rounding, other builds of the same extractor).
+_RANGE_SLACK = 0.02
+_BAND_SLACK = 0.5
+#: |a_k| of a minimum-phase A(z) of order 16 is at most binomial(16, k).
+LPC_BOUND = np.array([math.comb(LPC_ORDER, k) for k in range(1, LPC_ORDER + 1)], np.float64)
+
+
+def _dct_basis(n: int = NB_BANDS) -> np.ndarray:
+    """Orthonormal DCT-II basis (n, n): cepstrum = basis @ log energies (docs/features.md)."""
+    k, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    b = np.sqrt(2.0 / n) * np.cos(np.pi * k * (j + 0.5) / n)
+    b[0] *= np.sqrt(0.5)
+    return b
+
+
+_DCT = _dct_basis()
+
+
+def _value_problems(block: np.ndarray) -> tuple[np.ndarray, list]:
+    """Per frame of ``(n, 36)`` features: True where a value is impossible; and per frame the
+    first problem as ``(what, value, allowed range)`` (None for good frames)."""
+    block = np.asarray(block, np.float64)
+    ceps = block[:, CEPSTRUM].copy()
+    ceps[:, 0] += 4.0
+    log_energy = ceps @ _DCT                                 # inverse of the orthonormal DCT
+    lo_e, hi_e = BAND_LOG_ENERGY_RANGE[0] - _BAND_SLACK, BAND_LOG_ENERGY_RANGE[1]
+    checks = [
+        ("pitch feature (index 18)", block[:, PITCH_INDEX:PITCH_INDEX + 1],
+         PITCH_FEATURE_RANGE[0] - _RANGE_SLACK, PITCH_FEATURE_RANGE[1] + _RANGE_SLACK),
+        ("pitch correlation (index 19)", block[:, PITCH_CORR_INDEX:PITCH_CORR_INDEX + 1],
+         PITCH_CORR_RANGE[0] - _RANGE_SLACK, PITCH_CORR_RANGE[1] + _RANGE_SLACK),
+        ("band log-energy encoded by the cepstrum (indices 0-17)", log_energy, lo_e, hi_e),
+        ("LPC coefficient / binomial(16, k) (indices 20-35)", block[:, LPC] / LPC_BOUND,
+         -1.0 - _RANGE_SLACK, 1.0 + _RANGE_SLACK),
+    ]
+    bad = np.zeros(len(block), bool)
+    first: list = [None] * len(block)
+    for what, values, lo, hi in checks:
+        out = (values < lo) | (values > hi)
+        rows = np.flatnonzero(out.any(axis=1))
+        for r in rows:
+            if first[r] is None:
+                v = values[r][out[r]][0]
+                first[r] = (what, float(v), (lo, hi))
+        bad[rows] = True
+    return bad, first
+
+
+def check_feature_values(feats: np.ndarray, name="features", chunk_frames: int = 1 << 16) -> None:
+    """Refuse ``(frames, 36)`` features holding NaN/Inf or values no extractor can produce.
+
+    Impossible (docs/formats.md, Plausible values): a pitch feature outside
+    [-1.34, 3.10], a pitch correlation outside [-1.5, 0.5], a cepstrum whose band
+    log-energies leave [-2, 12], an LPC coefficient a_k beyond binomial(16, k) (the bound
+    of a stable predictor), each with a small slack. Raises FormatError naming the first
+    bad frame, the value, the allowed range and how many frames are bad.
+    """
+    check_features_finite(feats, name, chunk_frames)
+    n_bad, first = 0, None
+    for start in range(0, len(feats), chunk_frames):
+        bad, problems = _value_problems(np.asarray(feats[start:start + chunk_frames]))
+        if bad.any():
+            n_bad += int(bad.sum())
+            if first is None:
+                r = int(np.flatnonzero(bad)[0])
+                first = (start + r, *problems[r])
+    if first is not None:
+        frame, what, value, (lo, hi) = first
+        raise FormatError(
+            f"{name}: {n_bad} of {len(feats)} frames ({100 * n_bad / len(feats):.1f} %) hold values "
+            f"no LPCNet feature extractor produces; first at frame {frame}: {what} {value:.4g} "
+            f"outside [{lo:.4g}, {hi:.4g}] (not 36-float LPCNet features, or corrupted)")
+
+
+def _check_not_55_float(path, size: int) -> None:
+    """Refuse a 55-float file (older generation, 220 bytes per frame) whose size is also a
+    multiple of 144: in its records, floats 18..35 are never written (all zero)."""
+    old = 55 * 4
+    if size % old:
+        return
+    n = min(size // old, 4096)
+    head = np.fromfile(path, dtype=np.float32, count=n * 55).reshape(n, 55)
+    if np.any(head) and not np.any(head[:, 18:36]):
+        raise FormatError(
+            f"{path}: looks like features of the older 55-float generation (size {size} bytes = "
+            f"{size // old} frames of 220 bytes, floats 18..35 of every frame zero), not the "
+            f"36-float features this kit reads; extract them again with `lpcnet dump-data`")
 
 
 def check_features_finite(feats: np.ndarray, name="features", chunk_frames: int = 1 << 16) -> None:

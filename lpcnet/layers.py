@@ -288,19 +288,27 @@ class FusedGRU(keras.layers.GRU):
     GPU (cuDNN), or when the kernel is not built, it is exactly ``keras.layers.GRU``. The
     native op is not an XLA op: the layer reports ``supports_jit = False`` when it takes
     the fused path.
+
+    :meth:`call_parts` runs the same layer on an input given in parts (embedded codes,
+    a dense sequence, frame-rate conditioning) without forming it: the embedding fold
+    of the training model (``LPCNetModel.call``, docs/training.md).
     """
 
     def __init__(self, units, fused: bool = True, **kwargs):
         super().__init__(units, **kwargs)
         self.fused = bool(fused)
 
-    def _can_fuse(self, mask) -> bool:
+    def can_call_parts(self) -> bool:
+        """True when the layer is the GRU that the fused kernel and :meth:`call_parts` compute."""
         cell = self.cell
-        if not (self.fused and mask is None and not self.go_backwards and cell.reset_after
-                and not cell.dropout and not cell.recurrent_dropout and not self.stateful
-                and cell.use_bias and keras.backend.backend() == "tensorflow"
+        return (not self.go_backwards and cell.reset_after and not cell.dropout
+                and not cell.recurrent_dropout and not self.stateful and cell.use_bias
+                and keras.backend.backend() == "tensorflow"
                 and cell.activation is keras.activations.tanh
-                and cell.recurrent_activation is keras.activations.sigmoid):
+                and cell.recurrent_activation is keras.activations.sigmoid)
+
+    def _can_fuse(self, mask) -> bool:
+        if not (self.fused and mask is None and self.can_call_parts()):
             return False
         import tensorflow as tf
 
@@ -322,11 +330,100 @@ class FusedGRU(keras.layers.GRU):
         cell = self.cell
         xp = ops.matmul(sequences, ops.cast(cell.kernel, sequences.dtype))
         xp = xp + ops.cast(cell.bias[0], xp.dtype)
-        low = keras.backend.standardize_dtype(self.compute_dtype) != "float32"
         outputs = gru_sequence(xp, cell.recurrent_kernel, cell.bias[1], initial_state,
-                               grad_dtype=self.compute_dtype if low else None)
+                               grad_dtype=self._grad_dtype())
         last = outputs[:, -1, :]
         return last, outputs, [last]
+
+    def _grad_dtype(self):
+        """dtype of the native op's dL/dU matmul and per-step products: bf16 under AMP, else None."""
+        low = keras.backend.standardize_dtype(self.compute_dtype) != "float32"
+        return self.compute_dtype if low else None
+
+    def call_parts(self, *, codes=None, embeddings=None, dense=None, frames=None,
+                   frame_size: int = 1, training=False):
+        """Whole-sequence outputs (B, T, H) for an input given in parts, zero initial state.
+
+        The input, in kernel-row order, is ``[embeddings[codes[..., 0]], ...,
+        embeddings[codes[..., k-1]], dense, frames repeated frame_size times]`` (codes or
+        dense required, frames optional); the result equals calling the layer on that
+        concatenation (the tests check it), but the input is never formed (docs/training.md,
+        Speed):
+
+        - embedded codes: ``E[c] W_j = (E W_j)[c]``, so code slot j takes rows of a table
+          ``E W_j`` (V, 3H) instead of a (B*T, width) x (width, 3H) matmul; the gradients
+          reach ``E`` and ``W_j`` through the tables (the table gradient is the sum of
+          dL/dxp over the steps of each code: dense tensors);
+        - frames: projected once per frame (B, F, 3H), with the input bias, and added to
+          each of the frame's ``frame_size`` steps (T = F * frame_size);
+        - dense: one matmul in the layer's compute dtype, as the plain layer.
+
+        With the native kernel the parts are summed per step in C (native/src/gru_train.c);
+        otherwise (``fused=False``, e.g. under XLA) by TensorFlow gathers, then
+        :func:`gru_scan`. Tables and frame projections are float32 (also under mixed
+        precision). Args: ``codes`` (B, T, k) int, ``embeddings`` (V, width) (the embedding
+        matrix itself, e.g. ``embed_sig.embeddings``), ``dense`` (B, T, d), ``frames``
+        (B, F, f). Returns the outputs in the layer's compute dtype.
+        """
+        import tensorflow as tf
+
+        if not self.can_call_parts():
+            raise ValueError(f"{self.name}: call_parts needs a reset_after sigmoid/tanh GRU "
+                             "with biases, no dropout, forwards, on TensorFlow")
+        cell = self.cell
+        f32 = tf.float32
+        kernel = tf.convert_to_tensor(cell.kernel)
+        h3 = 3 * self.units
+        row, tables, xp, steps = 0, None, None, None
+        if codes is not None:
+            codes = tf.cast(codes, tf.int32)
+            slots, width = int(codes.shape[-1]), int(embeddings.shape[-1])
+            table_e = tf.cast(tf.convert_to_tensor(embeddings), f32)
+            w = tf.reshape(kernel[:slots * width], [slots, width, h3])
+            tables = tf.matmul(table_e[None], w)                             # (k, V, 3H)
+            row, steps = slots * width, tf.shape(codes)[1]
+        if dense is not None:
+            width = int(dense.shape[-1])
+            low = self.compute_dtype
+            xp = tf.cast(tf.matmul(tf.cast(dense, low), tf.cast(kernel[row:row + width], low)), f32)
+            row, steps = row + width, tf.shape(dense)[1]
+        if steps is None:
+            raise ValueError(f"{self.name}: call_parts needs codes or dense")
+        batch = tf.shape(codes if codes is not None else dense)[0]
+        bias = tf.cast(cell.bias[0], f32)
+        per_frame = None
+        if frames is not None:
+            width = int(frames.shape[-1])
+            per_frame = tf.matmul(tf.cast(frames, f32), kernel[row:row + width]) + bias
+            row += width
+        elif xp is not None:                    # the input bias goes with one part of each step
+            xp = xp + bias
+        else:
+            tables = tf.concat([tables[:1] + bias, tables[1:]], axis=0)
+        if row != kernel.shape[0]:
+            raise ValueError(f"{self.name}: the parts give {row} input rows, the kernel has "
+                             f"{kernel.shape[0]}")
+        h0 = tf.zeros([batch, self.units], f32)
+        if self._can_fuse(None):
+            from lpcnet.fused_gru import gru_sequence
+
+            self.supports_jit = False
+            outputs = gru_sequence(xp, cell.recurrent_kernel, cell.bias[1], h0,
+                                   grad_dtype=self._grad_dtype(), codes=codes, tables=tables,
+                                   frames=per_frame, frame_size=frame_size)
+        else:
+            terms = [] if xp is None else [xp]
+            if codes is not None:
+                terms += [tf.gather(tables[j], codes[..., j]) for j in range(int(codes.shape[-1]))]
+            xp = tf.add_n(terms) if len(terms) > 1 else terms[0]
+            if per_frame is not None:
+                static = xp.shape
+                xp = tf.reshape(tf.reshape(xp, [batch, -1, frame_size, h3]) + per_frame[:, :, None, :],
+                                [batch, steps, h3])
+                xp = tf.ensure_shape(xp, static)
+            outputs = gru_scan(xp, tf.convert_to_tensor(cell.recurrent_kernel),
+                               tf.cast(cell.bias[1], f32), h0)
+        return tf.cast(outputs, self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()
@@ -334,8 +431,36 @@ class FusedGRU(keras.layers.GRU):
         return config
 
 
+def gru_scan(xp, recurrent_kernel, recurrent_bias, h0):
+    """The GRU recurrence (reset_after, sigmoid / tanh) over precomputed input projections.
+
+    ``xp`` (B, T, 3H) = x W + b_in, ``recurrent_kernel`` (H, 3H), ``recurrent_bias`` (3H,),
+    ``h0`` (B, H) -> outputs (B, T, H): the maths of docs/model.md as a ``tf.scan``
+    (differentiable; XLA-compilable, its loop bounded by T: what FusedGRU runs when the
+    native kernel is off).
+    """
+    import tensorflow as tf
+
+    units = int(recurrent_kernel.shape[0])
+
+    def step(h, x_t):
+        hr = tf.matmul(h, recurrent_kernel) + recurrent_bias
+        z = tf.sigmoid(x_t[:, :units] + hr[:, :units])
+        r = tf.sigmoid(x_t[:, units:2 * units] + hr[:, units:2 * units])
+        n = tf.tanh(x_t[:, 2 * units:] + r * hr[:, 2 * units:])
+        return z * h + (1.0 - z) * n
+
+    outputs = tf.scan(step, tf.transpose(xp, (1, 0, 2)), initializer=h0)
+    return tf.transpose(outputs, (1, 0, 2))
+
+
 def _normal_noise(shape, seed, stddev) -> np.ndarray:
-    """float32 N(0, stddev^2) of ``shape`` from NumPy's PCG64 / ziggurat, seeded by ``seed``."""
+    """float32 N(0, stddev^2) of ``shape`` seeded by ``seed``: the native counter-based stream
+    (``fused_gru.normal_noise``), or NumPy's PCG64 / ziggurat where the kernel is not built."""
+    from lpcnet import fused_gru
+
+    if fused_gru.available():
+        return fused_gru.normal_noise(shape, seed, stddev)
     rng = np.random.default_rng([int(x) & 0xFFFFFFFF for x in np.ravel(seed)])
     noise = rng.standard_normal(tuple(int(d) for d in shape), dtype=np.float32)
     noise *= np.float32(stddev)
@@ -344,18 +469,21 @@ def _normal_noise(shape, seed, stddev) -> np.ndarray:
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class FastGaussianNoise(keras.layers.GaussianNoise):
-    """``keras.layers.GaussianNoise`` with its normal draws made by NumPy on the CPU.
+    """``keras.layers.GaussianNoise`` with its normal draws made on the host, outside TensorFlow.
 
     TensorFlow's CPU normal sampler costs ~40 ns per value: 0.56 s per step for GRU A's
-    output at 384 units x batch 16 x 2400 samples, a seventh of a training step; NumPy's
-    ziggurat is ~10x faster. Same distribution N(0, stddev^2), same seed generator state
+    output at 384 units x batch 16 x 2400 samples, a seventh of a training step. The draws
+    come from the native counter-based generator (``fused_gru.normal_noise``: SplitMix64 +
+    Box-Muller, ~0.6 ns per value with AVX-512), or from NumPy's ziggurat (~8 ns) where the
+    native library is not built. Same distribution N(0, stddev^2), same seed generator state
     (saved in checkpoints, so resumed runs continue the stream); a different random stream
     from Keras' for a given seed. On a GPU, or with ``numpy_draws=False`` (what
     ``lpcnet.model.use_native_ops(model, False)`` sets for XLA), it is ``keras.layers.GaussianNoise``.
 
     Args:
         stddev, seed: as ``keras.layers.GaussianNoise``.
-        numpy_draws: draw with NumPy (True) or with Keras' sampler (False, e.g. under XLA).
+        numpy_draws: draw on the host (True; the name is kept for old checkpoints) or with
+            Keras' sampler (False, e.g. under XLA).
     """
 
     def __init__(self, stddev, seed=None, numpy_draws: bool = True, **kwargs):
@@ -372,7 +500,7 @@ class FastGaussianNoise(keras.layers.GaussianNoise):
             return super().call(inputs, training=training)
         noise = tf.numpy_function(_normal_noise, [tf.shape(inputs), self.seed_generator.next(),
                                                   self.stddev], tf.float32, stateful=False,
-                                  name="numpy_normal")
+                                  name="host_normal")
         noise = tf.ensure_shape(noise, inputs.shape)
         return inputs + ops.cast(noise, inputs.dtype)
 

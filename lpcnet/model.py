@@ -46,18 +46,86 @@ class LPCNetModel(keras.Model):
     averages the logged metrics (loss, accuracy) across Horovod ranks.
     Loss scaling uses ``optimizer.scale_loss`` (a no-op unless the optimizer is a
     ``LossScaleOptimizer``).
+
+    ``call`` computes the network of the functional graph with GRU A's and GRU B's input
+    projections folded (:meth:`FusedGRU.call_parts`: the µ-law embeddings times GRU A's
+    kernel as table lookups, the conditioning projected once per frame) on the CPU;
+    ``fold_inputs = False`` (or a GPU, or a graph that is not LPCNet's) runs the
+    functional graph itself. With the native ops on, the training step also computes the
+    dual FC, the tree and the compiled loss in one native op (:func:`lpcnet.fused_gru.tree_head`).
+    Same weights, same maths (docs/training.md, Speed).
     """
 
     gradient_reducer = None
     metrics_reducer = None
+    #: None, or ``(grads, logs) -> (grads, logs)``: both reductions in one collective (Horovod: one
+    #: allreduce and one wait for the other ranks per step instead of two); then the metrics are
+    #: computed before the update (from the same predictions) and the two hooks above are not used
+    #: in the step (``metrics_reducer`` still averages the epoch-end logs).
+    step_reducer = None
+    #: Fold the GRU input projections in ``call`` (read when the step is traced).
+    fold_inputs = True
+
+    def call(self, inputs, training=None, mask=None):
+        no_mask = mask is None or all(m is None for m in keras.tree.flatten(mask))
+        parts = self._folded_layers(inputs) if no_mask else None
+        if parts is None:
+            return super().call(inputs, training=training, mask=mask)
+        return parts["tree_to_pdf"](parts["dual_fc"](self._folded_gru_b(parts, inputs, training)))
+
+    def _folded_layers(self, inputs):
+        """The layers of the folded path for ``inputs``, or None (then the graph runs)."""
+        if not self.fold_inputs or not isinstance(inputs, (list, tuple)) or len(inputs) != 3:
+            return None
+        return _fold_layers(self)
+
+    def _folded_gru_b(self, p, inputs, training):
+        """GRU B's outputs (B, T, N_B) with both GRU input projections folded (``call``)."""
+        pcm, feat, pitch = (keras.ops.convert_to_tensor(x, dtype=t.dtype)
+                            for x, t in zip(inputs, self.inputs))
+        pe = p["pitch_reshape"](p["embed_pitch"](pitch))
+        x = p["feature_concat"]([feat, pe])
+        cond = p["feature_dense2"](p["feature_dense1"](p["feature_conv2"](p["feature_conv1"](x))))
+        frame_size = p["upsample"].frame_size
+        a = p["gru_a"].call_parts(codes=pcm, embeddings=p["embed_sig"].embeddings, frames=cond,
+                                  frame_size=frame_size, training=training)
+        a = p["gru_a_noise"](a, training=training)
+        return p["gru_b"].call_parts(dense=a, frames=cond, frame_size=frame_size, training=training)
+
+    def _forward_and_loss(self, data):
+        """``(y_pred, loss)`` of a training step: ``self(x)`` and ``compute_loss``, or the same
+        through the native output head (:func:`lpcnet.fused_gru.tree_head`: dual FC, tree
+        and the compiled SparseCategoricalCrossentropy in one op) where it applies."""
+        import tensorflow as tf
+
+        x, y = data[0], data[1]
+        weighted = len(data) > 2 and data[2] is not None
+        parts = None if weighted else self._folded_layers(x)
+        if parts is None or not _native_head_applies(self, parts):
+            y_pred = self(x, training=True)
+            return y_pred, self.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+        from lpcnet.fused_gru import tree_head
+
+        dual_fc = parts["dual_fc"]
+        b = self._folded_gru_b(parts, x, True)
+        y_pred, per_sample = tree_head(b, dual_fc.kernel, dual_fc.bias, dual_fc.factor, y,
+                                       eps=keras.config.epsilon())
+        # What compute_loss does with the compiled loss ("sum_over_batch_size": the mean, then
+        # divided by the replicas of a tf.distribute strategy) plus the regularisation losses.
+        loss = tf.reduce_mean(per_sample)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            loss = loss / replicas
+        for extra in self.losses:
+            loss = loss + tf.reduce_sum(tf.cast(extra, loss.dtype))
+        return y_pred, loss
 
     def train_step(self, data):
         import tensorflow as tf
 
         x, y = data[0], data[1]
         with tf.GradientTape() as tape:
-            y_pred = self(x, training=True)
-            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+            y_pred, loss = self._forward_and_loss(data)
             # compute_loss divides by the replicas of a tf.distribute strategy; the metric
             # tracks the per-replica loss itself (as Keras' own train_step does).
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -70,6 +138,15 @@ class LPCNetModel(keras.Model):
         # embedding steps far beyond lr. Dense gradients give standard Adam (as Keras 2 and
         # the seed's sparse_as_dense=True), and identical math on 1 and N Horovod processes.
         grads = _dense_gradients(tape.gradient(scaled, variables))
+        if self.step_reducer is not None:
+            reducer, self.metrics_reducer = self.metrics_reducer, None    # (while tracing)
+            try:
+                logs = self.compute_metrics(x, y, y_pred)
+            finally:
+                self.metrics_reducer = reducer
+            grads, logs = self.step_reducer(grads, logs)
+            self.optimizer.apply(grads, variables)
+            return logs
         if self.gradient_reducer is not None:
             grads = self.gradient_reducer(grads)
         self.optimizer.apply(grads, variables)
@@ -82,6 +159,59 @@ class LPCNetModel(keras.Model):
         if self.metrics_reducer is not None:
             logs = self.metrics_reducer(logs)
         return logs
+
+
+#: The layers ``LPCNetModel.call`` wires by name when it folds the GRU inputs, and their types.
+_FOLD_LAYERS = {"embed_pitch": keras.layers.Embedding, "pitch_reshape": keras.layers.Reshape,
+                "feature_concat": keras.layers.Concatenate, "feature_conv1": keras.layers.Conv1D,
+                "feature_conv2": keras.layers.Conv1D, "feature_dense1": keras.layers.Dense,
+                "feature_dense2": keras.layers.Dense, "upsample": RepeatFrames,
+                "embed_sig": keras.layers.Embedding, "gru_a": FusedGRU,
+                "gru_a_noise": keras.layers.GaussianNoise, "gru_b": FusedGRU,
+                "dual_fc": MDense, "tree_to_pdf": TreeToPdf}
+
+
+def _fold_layers(model: keras.Model):
+    """``{name: layer}`` for LPCNetModel.call's folded path, or None where it does not apply.
+
+    None on a GPU (Keras' cuDNN GRU is the fast path there), on another backend, or when
+    the model is not build_lpcnet's graph (a layer missing or of another type, or GRU A's
+    kernel rows not 3 embeddings + the conditioning).
+    """
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):
+        return None
+    found = {layer.name: layer for layer in model.layers}
+    if not all(isinstance(found.get(name), kind) for name, kind in _FOLD_LAYERS.items()):
+        return None
+    gru_a, gru_b, cond = found["gru_a"], found["gru_b"], found["feature_dense2"].units
+    rows_a = 3 * found["embed_sig"].output_dim + cond
+    rows_b = gru_a.units + cond
+    if (gru_a.cell.kernel.shape[0] != rows_a or gru_b.cell.kernel.shape[0] != rows_b
+            or not gru_a.can_call_parts() or not gru_b.can_call_parts()):
+        return None
+    return found
+
+
+def _native_head_applies(model, parts) -> bool:
+    """True when the training step can use the native output head: the native ops are on (the
+    GRUs fused, e.g. not under XLA) and built, the head is MDense (sigmoid) + TreeToPdf, and the
+    compiled loss is a default SparseCategoricalCrossentropy on probabilities."""
+    from lpcnet import fused_gru
+
+    dual_fc, tree, loss = parts["dual_fc"], parts["tree_to_pdf"], getattr(model, "loss", None)
+    if not (parts["gru_b"].fused and fused_gru.available()):
+        return False
+    if dual_fc.activation is not keras.activations.sigmoid or tree.levels != dual_fc.units:
+        return False
+    if type(loss) is not keras.losses.SparseCategoricalCrossentropy:
+        return False
+    cfg = loss.get_config()
+    return (not cfg.get("from_logits") and cfg.get("ignore_class") is None
+            and cfg.get("reduction") == "sum_over_batch_size")
 
 
 def loss_metric(model: keras.Model):
@@ -189,9 +319,11 @@ def build_lpcnet(cfg: ModelConfig = ModelConfig(), *, training: bool = True, qua
 def use_native_ops(model: keras.Model, on: bool) -> None:
     """Switch the kit's CPU ops (not XLA ops) on or off in every layer of ``model`` that has one.
 
-    FusedGRU's native loop and FastGaussianNoise's NumPy draws run as ``tf.numpy_function``;
-    XLA (``jit_compile``) needs them off (then the layers are exactly keras.layers.GRU and
-    GaussianNoise). Takes effect when the train / predict function is next traced.
+    FusedGRU's native loop, FastGaussianNoise's host draws and (following the GRUs) the
+    native output head of the training step run as ``tf.numpy_function``; XLA
+    (``jit_compile``) needs them off (then the layers are exactly keras.layers.GRU and
+    GaussianNoise; the folded GRU inputs stay, as TensorFlow ops). Takes effect when the
+    train / predict function is next traced.
     """
     for layer in model.layers:
         if isinstance(layer, FusedGRU):
@@ -285,7 +417,19 @@ def read_checkpoint_weights(path) -> dict:
     missing = [n for n in WEIGHT_LAYERS if not weights.get(n)]
     if missing:
         raise LpcnetError(f"{path}: not an LPCNet checkpoint (missing layers {missing})")
+    check_weights_finite(weights, path)
     return weights
+
+
+def check_weights_finite(weights: dict, source="checkpoint") -> None:
+    """Raise LpcnetError naming the first ``{layer: {variable: array}}`` weight holding NaN/Inf."""
+    for layer, variables in weights.items():
+        for key, value in variables.items():
+            value = np.asarray(value)
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                n = int(np.count_nonzero(~np.isfinite(value)))
+                raise LpcnetError(f"{source}: weight {layer}/{key} holds {n} NaN/Inf value(s) of "
+                                  f"{value.size} (a diverged model?); refusing to use it")
 
 
 def config_from_weights(weights: dict, base: ModelConfig = ModelConfig()) -> ModelConfig:
@@ -326,17 +470,60 @@ def assign_weights(model: keras.Model, weights: dict, source="checkpoint") -> No
         v.assign(value.astype(v.dtype) if hasattr(value, "astype") else value)
 
 
-def save_seed_h5(model: keras.Model, path) -> Path:
-    """Write weights in the seed's ``.h5`` layout: ``model_weights/<layer>/<layer>/<var>:0``."""
+#: Variables of each weight layer in the order Keras 2 lists them (``layer.weights``).
+SEED_WEIGHT_ORDER = {"embed_pitch": ("embeddings",), "feature_conv1": ("kernel", "bias"),
+                     "feature_conv2": ("kernel", "bias"), "feature_dense1": ("kernel", "bias"),
+                     "feature_dense2": ("kernel", "bias"), "embed_sig": ("embeddings",),
+                     "gru_a": ("kernel", "recurrent_kernel", "bias"),
+                     "gru_b": ("kernel", "recurrent_kernel", "bias"),
+                     "dual_fc": ("kernel", "bias", "factor")}
+#: ``keras_version`` written into seed-style files: the Keras 2 (tf_keras) release whose HDF5
+#: layout :func:`write_seed_h5` reproduces and whose ``load_weights`` the tests run on it.
+KERAS2_VERSION = "2.18.0"
+
+
+def _seed_weight_name(layer: str, var: str) -> str:
+    """Keras 2's variable name: GRU weights live in the layer's ``gru_cell``."""
+    return f"{layer}/gru_cell/{var}:0" if layer in ("gru_a", "gru_b") else f"{layer}/{var}:0"
+
+
+def write_seed_h5(weights: dict, path) -> Path:
+    """Write ``{layer: {variable: array}}`` as a seed-style ``.h5`` file, atomically.
+
+    The layout and attributes are those Keras 2 (tf_keras) writes for a model saved as
+    ``.h5`` (docs/promises.md, Seed-style .h5 files): root attributes ``backend``, ``keras_version``;
+    group ``model_weights`` with ``layer_names``, ``backend``, ``keras_version``; per
+    layer a group ``<layer>`` with ``weight_names`` (in Keras 2's order) and the datasets
+    ``<layer>/<layer>[/gru_cell]/<variable>:0``. So the predecessor's
+    ``model.load_weights(path, by_name=True)`` finds every weight, and this kit reads it
+    back by layer name. There is no ``model_config``: the file holds weights, not a model.
+    """
     import h5py
 
     from lpcnet.formats import atomic_output
 
+    check_weights_finite(weights, path)
+    backend, version = b"tensorflow", KERAS2_VERSION.encode("utf8")
     with atomic_output(path) as f:
         with h5py.File(f, "w") as h5:
+            # Keras 2 stores the root pair as str (UTF-8), the model_weights pair as bytes (ASCII)
+            h5.attrs["backend"], h5.attrs["keras_version"] = backend.decode(), version.decode()
             root = h5.create_group("model_weights")
-            for lname, vars_ in model_weights(model).items():
-                g = root.create_group(lname).create_group(lname)
-                for key, value in vars_.items():
-                    g.create_dataset(f"{key}:0", data=value)
+            # lists of bytes, stored as Keras 2's save_attributes_to_hdf5_group stores them
+            root.attrs["layer_names"] = [n.encode("utf8") for n in WEIGHT_LAYERS]
+            root.attrs["backend"], root.attrs["keras_version"] = backend, version
+            for lname in sorted(WEIGHT_LAYERS):          # Keras 2 creates the groups sorted by name
+                g = root.create_group(lname)
+                order = SEED_WEIGHT_ORDER[lname]
+                names = [_seed_weight_name(lname, v).encode("utf8") for v in order]
+                g.attrs["weight_names"] = names
+                for name, var in zip(names, order):
+                    value = np.asarray(weights[lname][var])
+                    g.create_dataset(name.decode("utf8"), value.shape, dtype=value.dtype)[...] = value
+            root.create_group("top_level_model_weights").attrs["weight_names"] = []
     return Path(path)
+
+
+def save_seed_h5(model: keras.Model, path) -> Path:
+    """Write ``model``'s LPCNet weights as a seed-style ``.h5`` file (:func:`write_seed_h5`)."""
+    return write_seed_h5(model_weights(model), path)

@@ -21,6 +21,12 @@ and trimmed to the overlap and the lag is reported. A pair is refused (LpcnetErr
 when the sample rates differ or when the 10 ms log-energy contours of the aligned
 signals correlate below ``MIN_ENVELOPE_CORR`` (not the same speech). The envelope
 rather than the waveform is checked because vocoded speech need not be phase-aligned.
+
+Never a score for a pair not fully scored (docs/promises.md, Truthful evaluation): a pair is
+also refused when either signal is silent (peak below ``SILENCE_DBFS``) or holds NaN/Inf, or
+when the lengths differ by more than ``MAX_LENGTH_DIFF_MS`` (the metrics would cover only the
+overlap), whatever ``min_envelope_corr`` is. :func:`evaluate` keeps such a pair as a flagged
+row (``not_scored``: the reason) outside the means; ``lpcnet eval`` then exits with status 1.
 """
 
 from __future__ import annotations
@@ -36,6 +42,11 @@ from lpcnet.errors import LpcnetError
 from lpcnet.formats import PCM_SCALE, SAMPLE_RATE, atomic_output
 
 MIN_ENVELOPE_CORR = 0.6
+#: most a synthesis may differ in length from its reference (frame rounding < 10 ms, copy-synthesis
+#: lag 15 ms, alignment range +-50 ms)
+MAX_LENGTH_DIFF_MS = 100.0
+#: a signal whose peak stays below this level (dBFS) is silent and not scored
+SILENCE_DBFS = -60.0
 #: below this normalised waveform cross-correlation peak the lag comes from the energy envelopes
 WAVEFORM_PEAK_MIN = 0.3
 #: metric -> True when higher is better (display order of tables and plots).
@@ -51,16 +62,38 @@ def _read(source, rate, name) -> tuple[np.ndarray, int]:
         from lpcnet.audio import read_audio, to_mono
 
         x, r = read_audio(source)
-        return to_mono(x).astype(np.float64), int(r)
+        x = to_mono(x).astype(np.float64)
+        _check_usable(x, f"{name} {source}")
+        return x, int(r)
     x = np.asarray(source)
     if x.ndim != 1 or len(x) == 0:
         raise LpcnetError(f"{name}: expected mono audio of shape (samples>0,), got {x.shape}")
     if np.issubdtype(x.dtype, np.integer):
         x = x.astype(np.float64) / PCM_SCALE
     x = x.astype(np.float64)
-    if not np.isfinite(x).all():
-        raise LpcnetError(f"{name}: audio holds NaN or Inf")
+    _check_usable(x, name)
     return x, int(rate)
+
+
+def _check_usable(x: np.ndarray, name: str) -> None:
+    """Refuse audio holding NaN/Inf or silent audio (peak below SILENCE_DBFS)."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        raise LpcnetError(f"{name}: {int(bad.sum())} of {len(x)} samples are NaN or Inf; not scored")
+    peak = float(np.max(np.abs(x))) if len(x) else 0.0
+    if peak < 10 ** (SILENCE_DBFS / 20):
+        level = f"peak {20 * math.log10(peak):.1f} dBFS" if peak > 0 else "all zero"
+        raise LpcnetError(f"{name}: silent ({level}, below {SILENCE_DBFS:g} dBFS); not scored")
+
+
+def check_lengths(ref: np.ndarray, syn: np.ndarray, max_length_diff_ms: float = MAX_LENGTH_DIFF_MS,
+                  rate: int = SAMPLE_RATE) -> None:
+    """Refuse a pair whose lengths differ by more than ``max_length_diff_ms``."""
+    diff = len(syn) - len(ref)
+    if abs(diff) > rate * max_length_diff_ms / 1000:
+        raise LpcnetError(f"synthesis is {len(syn) / rate:.3f} s, reference {len(ref) / rate:.3f} s "
+                          f"({1000 * diff / rate:+.0f} ms, more than the {max_length_diff_ms:g} ms "
+                          f"allowed): only the overlap would be scored; not scored")
 
 
 def load_pair(reference, synthesis, rate: int = SAMPLE_RATE, synth_rate: int | None = None):
@@ -238,12 +271,16 @@ def dnsmos(x, rate: int = SAMPLE_RATE) -> dict:
 
 def score_pair(reference, synthesis, rate: int = SAMPLE_RATE, synth_rate: int | None = None,
                use_dnsmos: bool = True, max_lag_ms: float = 50.0,
-               min_envelope_corr: float = MIN_ENVELOPE_CORR) -> dict:
+               min_envelope_corr: float = MIN_ENVELOPE_CORR,
+               max_length_diff_ms: float = MAX_LENGTH_DIFF_MS) -> dict:
     """All metrics of one pair (paths or arrays) -> dict of floats plus the alignment info.
 
-    ``min_envelope_corr`` = -1 scores any pair (e.g. an early checkpoint's output).
+    ``min_envelope_corr`` = -1 scores any pair of speech-length, non-silent, finite signals
+    (e.g. an early checkpoint's output); silence, NaN/Inf and a length difference beyond
+    ``max_length_diff_ms`` are refused (LpcnetError) in any case.
     """
     ref, syn = load_pair(reference, synthesis, rate, synth_rate)
+    check_lengths(ref, syn, max_length_diff_ms)
     ref, syn, info = align(ref, syn, SAMPLE_RATE, max_lag_ms, min_envelope_corr)
     out = dict(info)
     out["pesq_wb"] = pesq_wb(ref, syn)
@@ -257,11 +294,15 @@ def score_pair(reference, synthesis, rate: int = SAMPLE_RATE, synth_rate: int | 
 
 # --- tables ------------------------------------------------------------------------------------
 def evaluate(references: dict, conditions: dict, use_dnsmos: bool = True,
-             max_lag_ms: float = 50.0, min_envelope_corr: float = MIN_ENVELOPE_CORR) -> dict:
+             max_lag_ms: float = 50.0, min_envelope_corr: float = MIN_ENVELOPE_CORR,
+             max_length_diff_ms: float = MAX_LENGTH_DIFF_MS) -> dict:
     """Score ``{condition: {utterance: synthesis}}`` against ``{utterance: reference}``.
 
-    Returns ``{"pairs": [per-pair dicts], "table": [per-condition means], "dnsmos": status}``;
-    table rows hold ``condition``, ``n`` (utterances) and the mean of each metric.
+    Returns ``{"pairs": [per-pair dicts], "table": [per-condition means], "dnsmos": status,
+    "not_scored": count}``. A pair :func:`score_pair` refuses is kept as
+    ``{"condition", "utterance", "not_scored": reason}`` and left out of the means; table
+    rows hold ``condition``, ``n`` (pairs scored), ``not_scored`` (pairs refused) and the
+    mean of each metric over the scored pairs.
     """
     ok, reason = dnsmos_status()
     pairs = []
@@ -272,20 +313,24 @@ def evaluate(references: dict, conditions: dict, use_dnsmos: bool = True,
             row = {"condition": cond, "utterance": utt}
             try:
                 row.update(score_pair(references[utt], syn, use_dnsmos=use_dnsmos,
-                                      max_lag_ms=max_lag_ms, min_envelope_corr=min_envelope_corr))
+                                      max_lag_ms=max_lag_ms, min_envelope_corr=min_envelope_corr,
+                                      max_length_diff_ms=max_length_diff_ms))
             except LpcnetError as exc:
-                raise LpcnetError(f"{cond} / {utt}: {exc}") from None
+                row["not_scored"] = str(exc)
             pairs.append(row)
     return {"pairs": pairs, "table": condition_table(pairs),
-            "dnsmos": reason if (use_dnsmos or not ok) else "DNSMOS skipped: disabled"}
+            "dnsmos": reason if (use_dnsmos or not ok) else "DNSMOS skipped: disabled",
+            "not_scored": sum("not_scored" in p for p in pairs)}
 
 
 def condition_table(pairs: list[dict]) -> list[dict]:
-    """Per-pair dicts -> one row per condition with the mean of each metric over utterances."""
+    """Per-pair dicts -> one row per condition with the mean of each metric over the scored
+    utterances (``n``); ``not_scored`` counts the condition's refused pairs."""
     rows = []
     for cond in dict.fromkeys(p["condition"] for p in pairs):
-        mine = [p for p in pairs if p["condition"] == cond]
-        row = {"condition": cond, "n": len(mine)}
+        mine = [p for p in pairs if p["condition"] == cond and "not_scored" not in p]
+        row = {"condition": cond, "n": len(mine),
+               "not_scored": sum(p["condition"] == cond and "not_scored" in p for p in pairs)}
         for m in list(METRICS) + ["lag_ms"]:
             vals = [p[m] for p in mine if m in p and np.isfinite(p[m])]
             if vals:
@@ -297,12 +342,14 @@ def condition_table(pairs: list[dict]) -> list[dict]:
 def format_table(rows: list[dict]) -> str:
     """Plain-text table of :func:`condition_table` rows (arrows: better direction)."""
     metrics = [m for m in METRICS if any(m in r for r in rows)]
+    refused = any(r.get("not_scored") for r in rows)
     head = f"{'condition':22s} {'n':>3s} " + " ".join(
         f"{m + ('↑' if METRICS[m] else '↓'):>14s}" for m in metrics) + f" {'lag_ms':>7s}"
-    lines = [head]
+    lines = [head + (f" {'not scored':>10s}" if refused else "")]
     for r in rows:
         cells = " ".join(f"{r[m]:14.3f}" if m in r else f"{'-':>14s}" for m in metrics)
-        lines.append(f"{r['condition']:22s} {r['n']:3d} {cells} {r.get('lag_ms', float('nan')):7.2f}")
+        line = f"{r['condition']:22s} {r['n']:3d} {cells} {r.get('lag_ms', float('nan')):7.2f}"
+        lines.append(line + (f" {r.get('not_scored', 0):10d}" if refused else ""))
     return "\n".join(lines)
 
 
@@ -338,55 +385,97 @@ def add_arguments(p) -> None:
     p.add_argument("--synth", nargs="+", action="extend", metavar="NAME=SYN.wav",
                    help="synthesised speech as condition=file, repeated per utterance")
     p.add_argument("--pairs", metavar="PAIRS.csv",
-                   help="CSV with header condition,reference,synthesis (instead of --reference/--synth)")
+                   help="CSV with header condition,reference,synthesis (instead of --reference/--synth); "
+                        "every condition must cover the same references, each once")
     p.add_argument("--json", metavar="OUT.json", help="also write pairs and table as JSON (atomic)")
     p.add_argument("--no-dnsmos", action="store_true", help="skip DNSMOS (the slowest metric)")
     p.add_argument("--max-lag-ms", type=float, default=50.0,
                    help="alignment search range in ms (+-)")
     p.add_argument("--min-envelope-corr", type=float, default=MIN_ENVELOPE_CORR,
                    help="refuse pairs whose energy contours correlate less (-1: score any pair, "
-                        "e.g. an early checkpoint)")
+                        "e.g. an early checkpoint; silent or NaN audio is refused anyway)")
+    p.add_argument("--max-length-diff-ms", type=float, default=MAX_LENGTH_DIFF_MS,
+                   help="refuse pairs whose lengths differ by more (the metrics would cover only "
+                        "the overlap)")
+
+
+def _pairs_from_csv(path: Path) -> tuple[dict, dict]:
+    """``--pairs``: refuses a repeated (condition, reference) row and conditions that do not
+    cover the same references (their means would not be comparable)."""
+    if not path.is_file():
+        raise LpcnetError(f"{path}: file not found (expected a CSV condition,reference,synthesis)")
+    refs, conds, first_line = {}, {}, {}
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if not {"condition", "reference", "synthesis"} <= set(reader.fieldnames or []):
+            raise LpcnetError(f"{path}: header must hold condition,reference,synthesis")
+        for line, row in enumerate(reader, 2):
+            ref = (path.parent / row["reference"]).resolve()
+            syn = (path.parent / row["synthesis"]).resolve()
+            key = (row["condition"], str(ref))
+            if key in first_line:
+                raise LpcnetError(f"{path}: line {line} repeats condition '{row['condition']}' with "
+                                  f"reference {row['reference']} (first on line {first_line[key]}); "
+                                  f"each pair must appear once")
+            first_line[key] = line
+            refs[str(ref)] = ref
+            conds.setdefault(row["condition"], {})[str(ref)] = syn
+    if not conds:
+        raise LpcnetError(f"{path}: no pairs")
+    for cond, by_ref in conds.items():
+        missing = [Path(r).name for r in refs if r not in by_ref]
+        if missing:
+            raise LpcnetError(f"{path}: condition '{cond}' has {len(by_ref)} synthesis file(s) for "
+                              f"{len(refs)} reference(s) (none for {', '.join(missing[:3])}"
+                              f"{' ...' if len(missing) > 3 else ''}); every condition must cover "
+                              f"the same references")
+    return refs, conds
 
 
 def _pairs_from_args(args) -> tuple[dict, dict]:
-    refs, conds = {}, {}
     if args.pairs:
-        path = Path(args.pairs)
-        if not path.is_file():
-            raise LpcnetError(f"{path}: file not found (expected a CSV condition,reference,synthesis)")
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            if not {"condition", "reference", "synthesis"} <= set(reader.fieldnames or []):
-                raise LpcnetError(f"{path}: header must hold condition,reference,synthesis")
-            for n, row in enumerate(reader, 2):
-                ref = (path.parent / row["reference"]).resolve()
-                syn = (path.parent / row["synthesis"]).resolve()
-                refs[str(ref)] = ref
-                conds.setdefault(row["condition"], {})[str(ref)] = syn
-        if not conds:
-            raise LpcnetError(f"{path}: no pairs")
-        return refs, conds
-    if not args.reference or not args.synth:
-        raise LpcnetError("give --reference and --synth NAME=FILE, or --pairs PAIRS.csv")
-    refs = {r: Path(r) for r in args.reference}
-    files = {}
-    for item in args.synth:
-        name, sep, file = item.partition("=")
-        if not sep or not name or not file:
-            raise LpcnetError(f"--synth '{item}': expected NAME=FILE")
-        files.setdefault(name, []).append(Path(file))
-    for name, lst in files.items():
-        if len(lst) != len(refs):
-            raise LpcnetError(f"condition '{name}' has {len(lst)} file(s) for {len(refs)} reference(s)")
-        conds[name] = dict(zip(refs, lst))
+        refs, conds = _pairs_from_csv(Path(args.pairs))
+    else:
+        if not args.reference or not args.synth:
+            raise LpcnetError("give --reference and --synth NAME=FILE, or --pairs PAIRS.csv")
+        refs, conds = {}, {}
+        for r in args.reference:
+            if r in refs:
+                raise LpcnetError(f"--reference {r} is given twice; each reference once")
+            refs[r] = Path(r)
+        files = {}
+        for item in args.synth:
+            name, sep, file = item.partition("=")
+            if not sep or not name or not file:
+                raise LpcnetError(f"--synth '{item}': expected NAME=FILE")
+            files.setdefault(name, []).append(Path(file))
+        for name, lst in files.items():
+            if len(lst) != len(refs):
+                raise LpcnetError(f"condition '{name}' has {len(lst)} file(s) for {len(refs)} reference(s)")
+            conds[name] = dict(zip(refs, lst))
+    for label, path in [("reference", r) for r in refs.values()] + [
+            (f"synthesis of '{c}'", s) for c, by in conds.items() for s in by.values()]:
+        if not Path(path).is_file():
+            raise LpcnetError(f"{path}: file not found ({label})")
     return refs, conds
 
 
 def run(args) -> int:
+    from lpcnet.formats import check_outputs
+
     refs, conds = _pairs_from_args(args)
+    if args.json:
+        inputs = {**{f"reference {r}": r for r in refs.values()},
+                  **{f"synthesis {s}": s for by in conds.values() for s in by.values()},
+                  **({f"--pairs {args.pairs}": args.pairs} if args.pairs else {})}
+        check_outputs(inputs, {f"--json {args.json}": args.json})
     result = evaluate(refs, conds, use_dnsmos=not args.no_dnsmos, max_lag_ms=args.max_lag_ms,
-                      min_envelope_corr=args.min_envelope_corr)
+                      min_envelope_corr=args.min_envelope_corr,
+                      max_length_diff_ms=args.max_length_diff_ms)
     for p in result["pairs"]:
+        if "not_scored" in p:
+            print(f"{p['condition']}: {Path(p['utterance']).name}: NOT SCORED: {p['not_scored']}")
+            continue
         print(f"{p['condition']}: {Path(p['utterance']).name}: lag {p['lag_samples']} samples, "
               f"PESQ-WB {p['pesq_wb']:.2f}, STOI {p['stoi']:.3f}, LSD {p['lsd_db']:.2f} dB")
     print(format_table(result["table"]))
@@ -395,6 +484,9 @@ def run(args) -> int:
         with atomic_output(args.json, "w") as f:
             json.dump(result, f, indent=1, default=str)
         print(f"wrote {args.json}")
+    if result["not_scored"]:
+        raise LpcnetError(f"{result['not_scored']} of {len(result['pairs'])} pair(s) not scored (NOT "
+                          f"SCORED above); the means cover the scored pairs only")
     return 0
 
 

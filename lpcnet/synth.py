@@ -102,7 +102,7 @@ def load_weights(checkpoint):
 
 def blob_bytes(checkpoint, int8: bool = False) -> bytes:
     """Weight blob for the native engine: a ``.bin`` from ``lpcnet export`` or exported now."""
-    from lpcnet.export import MAGIC, blob_from_weights, blob_to_bytes
+    from lpcnet.export import MAGIC, blob_from_bytes, blob_from_weights, blob_to_bytes
 
     path = Path(checkpoint)
     if not path.is_file():
@@ -110,7 +110,9 @@ def blob_bytes(checkpoint, int8: bool = False) -> bytes:
     with open(path, "rb") as f:
         head = f.read(len(MAGIC))
     if head == MAGIC:
-        return path.read_bytes()
+        raw = path.read_bytes()
+        blob_from_bytes(raw, str(path))      # validates it; refuses NaN/Inf weights (one line)
+        return raw
     weights, cfg = load_weights(path)
     return blob_to_bytes(blob_from_weights(weights, cfg, int8=int8))
 
@@ -127,6 +129,11 @@ _SIGNATURES = {
     "lpcnet_synth_frame": ([_vp, _vp, _vp], _int),
     "lpcnet_synth_flush": ([_vp, _vp], _int),
     "lpcnet_synth_run": ([_vp, _vp, _long, _vp, _vp, _vp], _long),
+    "lpcnet_synth_frames": ([_vp, _vp, _long, _vp], _long),
+    "lpcnet_synth_multi_create": ([_vp, _int, _int], _vp),
+    "lpcnet_synth_multi_destroy": ([_vp], None),
+    "lpcnet_synth_multi_start": ([_vp, _int, ctypes.c_uint64], _int),
+    "lpcnet_synth_multi_step": ([_vp, _int, _vp, _vp, _vp, _vp], _long),
     "lpcnet_synth_simd_level": ([], _int),
     "lpcnet_synth_set_simd_level": ([_int], _int),
 }
@@ -169,15 +176,24 @@ class NativeModel:
             self._ptr = None
 
 
+def _flags(model: NativeModel, int8: bool, sharpen: bool, argmax: bool, lpc_from_cepstrum: bool) -> int:
+    if int8 and not model.has_int8:
+        raise LpcnetError("int8 synthesis needs a blob exported with `lpcnet export --int8`")
+    return ((FLAG_INT8 if int8 else 0) | (FLAG_SHARPEN if sharpen else 0)
+            | (FLAG_ARGMAX if argmax else 0) | (FLAG_LPC_CEPSTRUM if lpc_from_cepstrum else 0))
+
+
 class NativeStream:
-    """Frame-at-a-time native synthesis: ``frame(features36)`` -> 0 or 160 samples, ``flush()``."""
+    """Frame-at-a-time native synthesis: ``frame(features36)`` -> 0 or 160 samples,
+    ``frames(block)`` -> the samples of a block of frames, ``flush()`` -> the last frames.
+
+    Feeding a long input block by block gives exactly the samples of :meth:`run` on the whole
+    of it, with memory that does not grow with its length.
+    """
 
     def __init__(self, model: NativeModel, seed: int = 0, int8: bool = False, sharpen: bool = False,
                  argmax: bool = False, lpc_from_cepstrum: bool = False):
-        if int8 and not model.has_int8:
-            raise LpcnetError("int8 synthesis needs a blob exported with `lpcnet export --int8`")
-        flags = ((FLAG_INT8 if int8 else 0) | (FLAG_SHARPEN if sharpen else 0)
-                 | (FLAG_ARGMAX if argmax else 0) | (FLAG_LPC_CEPSTRUM if lpc_from_cepstrum else 0))
+        flags = _flags(model, int8, sharpen, argmax, lpc_from_cepstrum)
         self.model, self.lib = model, model.lib
         self._ptr = self.lib.lpcnet_synth_create(model._ptr, flags, int(seed) % (1 << 64))
         if not self._ptr:
@@ -188,6 +204,16 @@ class NativeStream:
         f = np.ascontiguousarray(features, dtype=np.float32).reshape(NB_TOTAL_FEATURES)
         n = self.lib.lpcnet_synth_frame(self._ptr, f.ctypes.data, self._buf.ctypes.data)
         return self._buf[:n].copy()
+
+    def frames(self, features) -> np.ndarray:
+        """A block ``(n, 36)`` of the stream's next frames -> their int16 samples (160 per frame,
+        none for the first two frames of the stream: the network looks two frames ahead)."""
+        f = np.ascontiguousarray(features, dtype=np.float32).reshape(-1, NB_TOTAL_FEATURES)
+        out = np.empty(len(f) * FRAME_SIZE, np.int16)
+        n = self.lib.lpcnet_synth_frames(self._ptr, f.ctypes.data, len(f), out.ctypes.data)
+        if n < 0:
+            raise LpcnetError("native synthesis state refused the frames")
+        return out[:n]
 
     def flush(self) -> np.ndarray:
         n = self.lib.lpcnet_synth_flush(self._ptr, self._buf.ctypes.data)
@@ -211,6 +237,70 @@ class NativeStream:
     def __del__(self):
         if getattr(self, "_ptr", None):
             self.lib.lpcnet_synth_destroy(self._ptr)
+            self._ptr = None
+
+
+#: Commands of :meth:`NativeMulti.step` (LPCNET_SYNTH_* of lpcnet_synth.h).
+IDLE, FEED, END = 0, 1, 2
+#: Steps of end-of-stream padding after a stream's last frame (the network's lookahead).
+DELAY_FRAMES = 2
+#: Most streams of one NativeMulti (LPCNET_SYNTH_MAX_STREAMS).
+MAX_STREAMS = 64
+
+
+class NativeMulti:
+    """``streams`` native synthesis streams stepped together on one core (docs/synthesis.md).
+
+    The matrix products of all streams read the weights once (int8: a 512-bit VNNI kernel
+    over the streams); each stream's samples are exactly those of a :class:`NativeStream`
+    with the same options and seed fed the same frames. :meth:`start` begins a new utterance
+    on a stream; :meth:`step` runs blocks of steps.
+    """
+
+    def __init__(self, model: NativeModel, streams: int, int8: bool = False, sharpen: bool = False,
+                 argmax: bool = False, lpc_from_cepstrum: bool = False):
+        if not 1 <= int(streams) <= MAX_STREAMS:
+            raise LpcnetError(f"--streams: expected 1..{MAX_STREAMS} streams, got {streams}")
+        flags = _flags(model, int8, sharpen, argmax, lpc_from_cepstrum)
+        self.model, self.lib, self.streams = model, model.lib, int(streams)
+        self._ptr = self.lib.lpcnet_synth_multi_create(model._ptr, flags, self.streams)
+        if not self._ptr:
+            raise LpcnetError("cannot create native synthesis streams (out of memory)")
+
+    def start(self, stream: int, seed: int = 0) -> None:
+        """Begin a new utterance on ``stream`` (a fresh state with this sampling seed)."""
+        if self.lib.lpcnet_synth_multi_start(self._ptr, int(stream), int(seed) % (1 << 64)):
+            raise LpcnetError(f"cannot start stream {stream} of {self.streams}")
+
+    def step(self, features: np.ndarray, commands: np.ndarray) -> tuple:
+        """Run ``len(commands)`` steps.
+
+        Args:
+            features: ``(steps, streams, 36)`` float32; row ``[t, s]`` is read when
+                ``commands[t, s] == FEED``.
+            commands: ``(steps, streams)`` int8: ``IDLE``, ``FEED`` (the stream's next frame) or
+                ``END`` (one of the :data:`DELAY_FRAMES` steps that end an utterance).
+        Returns:
+            ``(samples (steps, streams, 160) int16, counts (steps, streams))``: stream ``s``
+            produced ``counts[t, s]`` (0 or 160) samples at step ``t``.
+        """
+        cmd = np.ascontiguousarray(commands, dtype=np.int8)
+        steps = cmd.shape[0]
+        if cmd.shape != (steps, self.streams):
+            raise LpcnetError(f"commands must have shape (steps, {self.streams}), got {cmd.shape}")
+        f = np.ascontiguousarray(features, dtype=np.float32)
+        if f.shape != (steps, self.streams, NB_TOTAL_FEATURES):
+            raise LpcnetError(f"features must have shape ({steps}, {self.streams}, {NB_TOTAL_FEATURES})")
+        out = np.empty((steps, self.streams, FRAME_SIZE), np.int16)
+        counts = np.empty((steps, self.streams), np.int16)
+        if self.lib.lpcnet_synth_multi_step(self._ptr, steps, f.ctypes.data, cmd.ctypes.data,
+                                            out.ctypes.data, counts.ctypes.data) < 0:
+            raise LpcnetError("native synthesis refused a step command")
+        return out, counts
+
+    def __del__(self):
+        if getattr(self, "_ptr", None):
+            self.lib.lpcnet_synth_multi_destroy(self._ptr)
             self._ptr = None
 
 
@@ -413,15 +503,24 @@ def plot_spectrograms(signals: dict, rate: int = SAMPLE_RATE):
 def add_arguments(p) -> None:
     p.add_argument("--checkpoint", required=True,
                    help="kit checkpoint (.keras), seed-style weights (.h5) or an exported blob (.bin)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--features", help="feature file from `lpcnet dump-data -test` (.f32)")
-    src.add_argument("--audio", help="speech file for copy-synthesis (features extracted first)")
-    p.add_argument("--output", required=True,
-                   help="output file: .wav (default format) or raw .s16; inside --output_dir if given")
+    p.add_argument("--features", nargs="+", action="extend", default=[], metavar="F",
+                   help="feature files from `lpcnet dump-data -test` (.f32), or folders of them")
+    p.add_argument("--audio", nargs="+", action="extend", default=[], metavar="A",
+                   help="speech files for copy-synthesis (features extracted first), or folders")
+    p.add_argument("--list", dest="lists", action="append", default=[], metavar="LIST",
+                   help="text file naming one input per line (.f32: features, else speech; "
+                        "relative paths: relative to the list's folder)")
+    p.add_argument("--output", default=None,
+                   help="one input: the output file, .wav (default format) or raw .s16; inside "
+                        "--output_dir if given")
     p.add_argument("--output_dir", "--output-dir", dest="output_dir", default=None,
-                   help="directory for --output (seed-compatible; created if missing)")
+                   help="folder of the outputs (created if missing): for one input, where --output "
+                        "goes (seed-compatible); for several, each input's name + --format")
+    p.add_argument("--format", choices=("wav", "s16"), default="wav",
+                   help="output format of several inputs (default: wav)")
     p.add_argument("--engine", choices=("native", "keras"), default="native", help="synthesis engine")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampling random stream")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the sampling random stream (the same for every input)")
     p.add_argument("--int8", action="store_true", help="native: int8 GRU matrices (VNNI when available)")
     p.add_argument("--sharpen", action="store_true",
                    help="pitch-correlation sharpening of the bit probabilities")
@@ -429,27 +528,93 @@ def add_arguments(p) -> None:
     p.add_argument("--lpc-from-cepstrum", action="store_true",
                    help="native: LPC computed from the cepstrum (as the seed's C decoder) instead of "
                         "features 20..35")
+    p.add_argument("--streams", type=int, default=None, metavar="K",
+                   help="several inputs: files synthesised at once on each core (default: 8 with "
+                        "--int8 on AVX-512 VNNI CPUs, else 1)")
+    p.add_argument("--jobs", type=int, default=None, metavar="J",
+                   help="several inputs: worker threads, one per core (default: all CPUs)")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar over files")
+
+
+def _native_options(args) -> dict:
+    return dict(int8=args.int8, sharpen=args.sharpen, argmax=args.argmax,
+                lpc_from_cepstrum=args.lpc_from_cepstrum)
+
+
+def _run_one(args, source: Path, out: Path) -> int:
+    """One input: native synthesis in blocks (memory flat in the input's length), or Keras."""
+    import time
+
+    from lpcnet.synth_batch import synthesize_file
+
+    w0, c0 = time.perf_counter(), time.process_time()
+    if args.engine == "native":
+        model = NativeModel.from_checkpoint(args.checkpoint, int8=args.int8)
+        w1, c1 = time.perf_counter(), time.process_time()
+        n = synthesize_file(source, out, model, seed=args.seed, **_native_options(args))
+    else:
+        w1, c1 = w0, c0
+        opts = dict(engine="keras", seed=args.seed, sharpen=args.sharpen, argmax=args.argmax,
+                    int8=args.int8, lpc_from_cepstrum=args.lpc_from_cepstrum)
+        samples = (copy_synthesis(source, args.checkpoint, **opts) if source.suffix.lower() != ".f32"
+                   else synthesize(source, args.checkpoint, **opts))
+        write_output(out, samples)
+        n = len(samples)
+    w2, c2 = time.perf_counter(), time.process_time()
+    secs = n / SAMPLE_RATE
+    print(f"wrote {out}: {n} samples ({secs:.2f} s) with the {args.engine} engine in "
+          f"{w2 - w0:.2f} s (model {w1 - w0:.2f} s; synthesis {w2 - w1:.2f} s wall, {c2 - c1:.2f} s CPU)")
+    return 0
+
+
+def _run_batch(args, inputs: list) -> int:
+    """Several inputs: native multi-stream synthesis on all cores, or Keras one by one."""
+    from lpcnet.formats import check_outputs
+    from lpcnet.synth_batch import batch_outputs, synthesize_files
+
+    if args.output is not None:
+        raise LpcnetError(f"--output names one file, but {len(inputs)} inputs were given: name the "
+                          f"output folder with --output_dir (files: input name + .{args.format})")
+    if args.output_dir is None:
+        raise LpcnetError(f"{len(inputs)} inputs need an output folder: give --output_dir")
+    for flag, value, low in (("--streams", args.streams, 1), ("--jobs", args.jobs, 1)):
+        if value is not None and value < low:
+            raise LpcnetError(f"{flag}: expected a positive count, got {value}")
+    outputs = batch_outputs(inputs, args.output_dir, "." + args.format)
+    check_outputs({f"--checkpoint {args.checkpoint}": args.checkpoint,
+                   **{f"input {p}": p for p in inputs}},
+                  {f"output {o}": o for o in outputs})       # before any work
+    if args.engine == "keras":
+        for src, out in zip(inputs, outputs):
+            _run_one(args, src, out)
+        return 0
+    model = NativeModel.from_checkpoint(args.checkpoint, int8=args.int8)
+    r = synthesize_files(list(zip(inputs, outputs)), model, streams=args.streams, workers=args.jobs,
+                         seed=args.seed, progress=args.progress, **_native_options(args))
+    print(f"wrote {r['files']} files ({r['audio_seconds']:.1f} s of audio) to {args.output_dir} in "
+          f"{r['wall_seconds']:.1f} s with {r['workers']} jobs x {r['streams']} streams: "
+          f"{r['audio_seconds'] / max(r['wall_seconds'], 1e-9):.1f} x real time, "
+          f"{r['audio_seconds'] / max(r['cpu_seconds'], 1e-9):.1f} s of audio per CPU-second")
+    return 0
 
 
 def run(args) -> int:
-    import time
+    from lpcnet.formats import check_outputs
+    from lpcnet.synth_batch import collect_inputs
 
-    from lpcnet.formats import read_features
-
+    if not (args.features or args.audio or args.lists):
+        raise LpcnetError("no input: give --features, --audio or --list")
+    inputs, batch = collect_inputs(args.features, args.audio, args.lists)
+    if batch:
+        return _run_batch(args, inputs)
+    if args.output is None:
+        raise LpcnetError("--output: the output file is required for one input")
     out = Path(args.output_dir) / args.output if args.output_dir else Path(args.output)
-    opts = dict(engine=args.engine, seed=args.seed, int8=args.int8, sharpen=args.sharpen,
-                argmax=args.argmax, lpc_from_cepstrum=args.lpc_from_cepstrum)
-    t0 = time.perf_counter()
-    if args.features:
-        samples = synthesize(np.asarray(read_features(args.features, mmap=False)), args.checkpoint, **opts)
-    else:
-        samples = copy_synthesis(args.audio, args.checkpoint, **opts)
-    dt = time.perf_counter() - t0
-    write_output(out, samples)
-    secs = len(samples) / SAMPLE_RATE
-    print(f"wrote {out}: {len(samples)} samples ({secs:.2f} s) with the {args.engine} engine "
-          f"in {dt:.2f} s")
-    return 0
+    flag = "--features" if args.features else "--audio"
+    check_outputs({f"--checkpoint {args.checkpoint}": args.checkpoint, f"{flag} {inputs[0]}": inputs[0]},
+                  {f"--output {out}": out})          # before any work (docs/promises.md)
+    return _run_one(args, inputs[0], out)
 
 
 def main(argv=None) -> int:

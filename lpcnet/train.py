@@ -18,6 +18,7 @@ import contextlib
 import os
 import re
 import secrets
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,10 +207,72 @@ class _Run:
         return self.rank == 0
 
 
-def _resume_point(mcfg: ModelConfig, tcfg: TrainConfig):
-    """(resume_from, mcfg, tcfg) of ``--resume``: the last checkpoint and the run's own sizes and seed."""
+def _checkpoint_problem(path) -> str | None:
+    """Why a ``.keras`` checkpoint cannot be read back (truncated or corrupt archive), or None."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()                 # reads every member and checks its CRC
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        return f"{str(exc) or type(exc).__name__}"
+    return None if bad is None else f"member {bad} fails its CRC check"
+
+
+def _newest_intact_checkpoint(model_dir: Path, output: str):
+    """``(epoch, grua, path)`` of the newest checkpoint that reads back, or None; says which
+    newer ones were skipped as truncated or corrupt (e.g. cut short by a full disk or a copy)."""
+    size_re = re.compile(rf"^{re.escape(output)}_(\d+)_(\d+){re.escape(CHECKPOINT_EXT)}$")
+    found = sorted(((int(mo.group(2)), int(mo.group(1)), p) for p in model_dir.glob(f"*{CHECKPOINT_EXT}")
+                    if (mo := size_re.match(p.name))), reverse=True) if model_dir.is_dir() else []
+    skipped = []
+    for epoch, grua, path in found:
+        problem = _checkpoint_problem(path)
+        if problem is None:
+            if skipped:
+                print(f"--resume: skipped {', '.join(skipped)}; resuming from the newest intact "
+                      f"checkpoint {path} (epoch {epoch})", flush=True)
+            return epoch, grua, path
+        skipped.append(f"{path.name} (truncated or corrupt: {problem})")
+    if skipped:
+        raise LpcnetError(f"--resume: no intact checkpoint in {model_dir}: {'; '.join(skipped)}")
+    return None
+
+
+def _precision(train: dict) -> str:
+    """fp32 or amp_<dtype> of a TrainConfig dict (the AMP dtype resolved as _setup_devices does)."""
+    if not train.get("use_amp"):
+        return "fp32"
+    return "amp_" + (train.get("amp_dtype") or ("float16" if train.get("num_gpus") else "bfloat16"))
+
+
+def _resume_mismatches(mcfg: ModelConfig, tcfg: TrainConfig, saved: dict, world: int) -> list[str]:
+    """Settings that must match the resumed run (docs/promises.md, Training) but differ.
+
+    Sizes count only when given on the command line (a value other than the default); the
+    batch size, the precision and the number of processes always count.
+    """
+    diffs = []
+    run_model, run_train, run_info = saved.get("model", {}), saved.get("train", {}), saved.get("run", {})
+    defaults = ModelConfig()
+    for name, flag in (("gru_a", "--grua-size"), ("gru_b", "--grub-size"), ("cond_size", "--cond-size")):
+        given = getattr(mcfg, name)
+        if name in run_model and given != getattr(defaults, name) and given != run_model[name]:
+            diffs.append(f"{flag} {given} (run: {run_model[name]})")
+    if "batch_size" in run_train and tcfg.batch_size != run_train["batch_size"]:
+        diffs.append(f"--batch_size {tcfg.batch_size} (run: {run_train['batch_size']})")
+    if run_train and _precision(tcfg.to_dict()) != _precision(run_train):
+        diffs.append(f"precision {_precision(tcfg.to_dict())} (run: {_precision(run_train)})")
+    if "world_size" in run_info and world != run_info["world_size"]:
+        diffs.append(f"{world} process(es) (run: {run_info['world_size']})")
+    return diffs
+
+
+def _resume_point(mcfg: ModelConfig, tcfg: TrainConfig, world: int = 1):
+    """(resume_from, mcfg, tcfg) of ``--resume``: the newest intact checkpoint and the run's own
+    sizes and seed. Raises LpcnetError for settings that differ from the run's."""
     model_dir = Path(tcfg.model_dir)
-    resume_from = latest_checkpoint(model_dir, tcfg.output)
+    resume_from = _newest_intact_checkpoint(model_dir, tcfg.output)
     if resume_from is None:
         print(f"--resume: no {tcfg.output}_<grua>_<epoch>{CHECKPOINT_EXT} in {model_dir}; "
               f"starting a new run")
@@ -221,6 +284,11 @@ def _resume_point(mcfg: ModelConfig, tcfg: TrainConfig):
     import json
 
     saved = json.loads(cfg_file.read_text())
+    diffs = _resume_mismatches(mcfg, tcfg, saved, world)
+    if diffs:
+        raise LpcnetError(f"--resume: {', '.join(diffs)} differ from the run in {model_dir} "
+                          f"({cfg_file.name}); resume with the run's settings, or start a new run "
+                          f"in another --model_dir")
     mcfg = ModelConfig.from_dict(saved["model"])
     if tcfg.seed is None:
         tcfg = tcfg.replace(seed=saved.get("train", {}).get("seed"))
@@ -228,22 +296,52 @@ def _resume_point(mcfg: ModelConfig, tcfg: TrainConfig):
 
 
 def _resolve_run(mcfg: ModelConfig, tcfg: TrainConfig) -> _Run:
-    """Start Horovod if asked; on rank 0 find the resume point and the seed; share them with all ranks."""
+    """Start Horovod if asked; on rank 0 find the resume point and the seed; share them with all ranks.
+
+    A refusal on rank 0 (settings that differ from the resumed run's, no intact checkpoint) is
+    shared too, so that every rank raises the same one-line error.
+    """
     from lpcnet import distributed as D
 
     _setup_threads()
     if tcfg.use_horovod:
         D.init(pin_gpu=tcfg.num_gpus > 0)
     rank, world = D.rank(), D.size()
-    resume_from = None
+    if world > 1:   # the same flags on every rank, checked before rank 0's values are shared
+        D.check_same_flags(D.flag_values(mcfg, tcfg))
+    resume_from, refusal = None, None
     if rank == 0:
-        if tcfg.resume:
-            resume_from, mcfg, tcfg = _resume_point(mcfg, tcfg)
+        try:
+            if tcfg.resume:
+                resume_from, mcfg, tcfg = _resume_point(mcfg, tcfg, world)
+        except LpcnetError as exc:
+            refusal = str(exc)
         if tcfg.seed is None:
             tcfg = tcfg.replace(seed=secrets.randbits(31))
     if world > 1:   # every rank continues the same run with the same seed (shared data order)
-        resume_from, mcfg, tcfg = D.broadcast_object((resume_from, mcfg, tcfg), 0)
+        resume_from, mcfg, tcfg, refusal = D.broadcast_object((resume_from, mcfg, tcfg, refusal), 0)
+    if refusal:
+        raise LpcnetError(refusal)
     return _Run(rank, world, mcfg, tcfg, resume_from)
+
+
+def _check_run_outputs(run: _Run, mcfg: ModelConfig, initial_epoch: int) -> None:
+    """Refuse a run whose checkpoints, config or summary would overwrite one of its inputs."""
+    from lpcnet.formats import check_outputs
+
+    tcfg, model_dir = run.tcfg, Path(run.tcfg.model_dir)
+    inputs = {f"--{k} {v}": v for k, v in (("features", tcfg.features), ("data", tcfg.data),
+                                           ("finetune", tcfg.finetune), ("retrain", tcfg.retrain),
+                                           ("quantize", tcfg.quantize)) if v}
+    outputs = {f"checkpoint {p}": p for p in (checkpoint_path(model_dir, tcfg.output, mcfg.gru_a, e)
+                                              for e in range(initial_epoch + 1, tcfg.epochs + 1))}
+    outputs[f"config {config_path(model_dir, tcfg.output, mcfg.gru_a)}"] = \
+        config_path(model_dir, tcfg.output, mcfg.gru_a)
+    if tcfg.use_performance:
+        summaries = {os.path.realpath(p): p for p in (model_dir / "summary" / "summary.json",
+                                                      Path("summary") / "summary.json")}
+        outputs.update({f"summary {p}": p for p in summaries.values()})   # one file when model_dir is .
+    check_outputs(inputs, outputs)
 
 
 # --- step 2: build or restore the model -------------------------------------------------
@@ -306,13 +404,14 @@ def _sync_ranks(model, world: int) -> None:
     D.broadcast_variables(list(model.weights) + list(model.optimizer.variables), 0)
     model.gradient_reducer = D.allreduce_gradients
     model.metrics_reducer = D.average_logs
+    model.step_reducer = D.reduce_step         # both in one collective per step
 
 
 # --- step 3: callbacks ------------------------------------------------------------------
 def _callbacks(run: _Run, mcfg: ModelConfig, global_batch: int, steps: int, extra=()) -> tuple:
     """(callbacks in order, step timer, checkpoint callback). Rank 0 alone writes and shows progress."""
     from lpcnet.callbacks import (AtomicCheckpoint, Progress, QualityCallback, Sparsify, SparsifyGRUB,
-                                  StepTimer, TensorBoardLogger, callbacks_factory)
+                                  StepTimer, StopOnNonFinite, TensorBoardLogger, callbacks_factory)
 
     tcfg, model_dir = run.tcfg, Path(run.tcfg.model_dir)
     t_start, t_end, interval = tcfg.schedule
@@ -323,7 +422,9 @@ def _callbacks(run: _Run, mcfg: ModelConfig, global_batch: int, steps: int, extr
                               grua_units=mcfg.gru_a, quantize=quant)
     ckpt = AtomicCheckpoint(lambda e: checkpoint_path(model_dir, tcfg.output, mcfg.gru_a, e),
                             CHECKPOINT_EXT)
-    cbs = [sparsify, sparsify_b, timer, *extra]
+    # Before the checkpoint: a diverged model is never saved (docs/promises.md).
+    stop = StopOnNonFinite(lambda: ckpt.last or (run.resume_from[2] if run.resume_from else None))
+    cbs = [sparsify, sparsify_b, timer, stop, *extra]
     if tcfg.callbacks_module:
         cbs += list(callbacks_factory(tcfg.callbacks_module)(run.rank, run.world))
     if run.chief:
@@ -377,6 +478,10 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, callbacks=()) -> dict:
     model_dir.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if tcfg.elastic:    # Horovod elastic: workers leave and join (lpcnet/elastic.py)
+        from lpcnet import elastic
+
+        return elastic.train(mcfg, tcfg, callbacks, steps=sys.modules[__name__])
     _validate(tcfg)
     run = _resolve_run(mcfg, tcfg)
     tcfg = run.tcfg
@@ -396,6 +501,15 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, callbacks=()) -> dict:
     model_dir = Path(tcfg.model_dir)
     if run.chief:
         _check_writable(model_dir)
+    _check_run_outputs(run, mcfg, run.resume_from[0] if run.resume_from else
+                       (tcfg.start_epoch if tcfg.finetune else 0))
+    if run.chief:
+        from lpcnet.formats import remove_stale_temps
+
+        removed = remove_stale_temps(model_dir)        # left by a killed run (docs/promises.md)
+        if removed:
+            print(f"removed {len(removed)} temporary file(s) left in {model_dir} by an interrupted "
+                  f"run: {', '.join(p.name for p in removed)}", flush=True)
     lr = tcfg.learning_rate * (run.world if tcfg.scale_lr else 1)
     model, initial_epoch = _build_or_restore(run, mcfg, init_weights, strategy, amp, lr)
     model.jit_compile = tcfg.jit_compile
@@ -408,7 +522,9 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, callbacks=()) -> dict:
     steps = tcfg.steps_per_epoch or len(loader)
     start_step = int(keras.ops.convert_to_numpy(model.optimizer.iterations)) if run.resume_from else 0
     if run.chief:
-        save_config(config_path(model_dir, tcfg.output, mcfg.gru_a), mcfg, tcfg)
+        save_config(config_path(model_dir, tcfg.output, mcfg.gru_a), mcfg, tcfg,
+                    run={"world_size": run.world, "replicas": replicas,
+                         "precision": f"amp_{amp}" if amp else "fp32"})
     global_batch = loader.batch_size * run.world
     cbs, timer, ckpt = _callbacks(run, mcfg, global_batch, steps, callbacks)
 

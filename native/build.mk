@@ -13,6 +13,6 @@ FEATURES_LIBS = -lm
 # lpcnet/_lpcnet_synth*.so, native/build/liblpcnet_synth.so (docs/synthesis.md)
 SYNTH_SRC = src/synth.c src/blob.c src/nnet.c src/nnet_avx2.c src/nnet_avx512.c src/freq.c src/fft.c src/simd.c
 SYNTH_LIBS = -lm
-# lpcnet/_lpcnet_gru*.so, native/build/liblpcnet_gru.so (lpcnet/fused_gru.py)
-GRU_SRC = src/gru_train.c src/gru_kernels.c src/simd.c
+# lpcnet/_lpcnet_gru*.so, native/build/liblpcnet_gru.so (lpcnet/fused_gru.py: training kernels)
+GRU_SRC = src/gru_train.c src/gru_kernels.c src/train_head.c src/simd.c
 GRU_LIBS = -lm -lpthread

@@ -19,7 +19,7 @@ log() { printf '[setup] %s\n' "$*"; }
 
 # Everything that changes what gets installed goes into the stamp.
 stamp_value() {
-  { cat requirements.txt requirements-lock.txt pyproject.toml run_scripts/setup.sh
+  { cat requirements.txt requirements-lock.txt requirements-nodeps.txt pyproject.toml run_scripts/setup.sh
     [ -f setup.py ] && cat setup.py
     [ -d native ] && find native -type f \( -name '*.c' -o -name '*.h' -o -name 'Makefile' \) -print0 \
       | sort -z | xargs -0 -r cat
@@ -57,6 +57,7 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install --upgrade "pip==26.3" "setuptools==65.5.0" "wheel==0.48.0"
 log "installing pinned requirements"
 "${PIP[@]}" install -r requirements.txt -c requirements-lock.txt
+"${PIP[@]}" install --no-deps -r requirements-nodeps.txt   # why --no-deps: see the file
 
 # Horovod: building takes minutes, so build the wheel once and keep it in the cache.
 if ! "$VENV/bin/python" -c "import horovod, horovod.tensorflow; assert horovod.__version__ == '$HOROVOD_VERSION'" 2>/dev/null; then

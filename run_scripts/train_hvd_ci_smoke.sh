@@ -4,11 +4,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../env.sh"
 NP=${1:-$NP}; shift $(( $# > 0 ? 1 : 0 ))
-# Threads per rank so NP ranks do not oversubscribe this host (override: LPCNET_THREADS_PER_RANK).
-THREADS=${LPCNET_THREADS_PER_RANK:-$(( $(nproc) / NP ))}; [ "$THREADS" -ge 1 ] || THREADS=1
-export TF_NUM_INTRAOP_THREADS=$THREADS OMP_NUM_THREADS=$THREADS TF_NUM_INTEROP_THREADS=1
-exec horovodrun -np "$NP" -H "localhost:$NP" --gloo \
-  python -m lpcnet.train --features "$DATA_DIR/features.f32" --data "$DATA_DIR/data.u8" \
+exec python -m lpcnet.launcher -np "$NP" ${LPCNET_THREADS_PER_RANK:+--threads "$LPCNET_THREADS_PER_RANK"} -- \
+  --features "$DATA_DIR/features.f32" --data "$DATA_DIR/data.u8" \
   --output lpcnet_smoke --model_dir "$MODEL_DIR/smoke${NP}" --batch_size 2 --epochs 1 \
-  --steps_per_epoch 10 --grua-size 16 --grub-size 8 --use_amp False --use_horovod True \
-  --use_performance True "$@"
+  --steps_per_epoch 10 --grua-size 16 --grub-size 8 --use_amp False --use_performance True "$@"

@@ -1,7 +1,7 @@
 """Horovod data-parallel training (issue 6): sharding, launcher, run scripts, np=2 runs.
 
 Runs with ``@pytest.mark.horovod`` start ``horovodrun -np 2 --gloo`` (through
-``lpcnet.distributed.launch``) on a tiny model (GRU A 16 / GRU B 8) and the real speech
+``lpcnet.launcher.launch``) on a tiny model (GRU A 16 / GRU B 8) and the real speech
 slice; each costs about 20 s on two cores. Test hooks (tests/train_hooks.py, passed to every
 rank with ``--callbacks-module train_hooks``, driven by environment variables):
 ``LPCNET_TEST_WEIGHTS_DIR`` (every rank saves its final weights and logged history) and
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 
 from lpcnet import distributed as D
+from lpcnet import launcher as L
 from lpcnet.data import TrainingLoader
 from lpcnet.errors import LpcnetError
 
@@ -97,22 +99,39 @@ def _run_script(script, tmp_path, *argv, check=True):
 
 
 #: Arguments the run scripts need (the rest take their defaults from env.sh).
-SCRIPT_ARGS = {"train_hvd.sh": ("amp",)}
+SCRIPT_ARGS = {"train_hvd.sh": ("amp",), "train_hvd_elastic.sh": ("fp32", "1", "2")}
+
+
+def _launcher_parser():
+    from lpcnet.cli import OneLineErrorParser
+
+    p = OneLineErrorParser()
+    L.add_arguments(p)
+    return p
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
 def test_run_scripts_use_existing_flags(script, tmp_path):
-    """Each script, run with stand-ins for python/horovodrun, starts lpcnet.train with valid flags."""
+    """Each script, run with stand-ins for python/horovodrun, starts lpcnet.train with valid flags
+    (the Horovod scripts through the kit's launcher, python -m lpcnet.launcher)."""
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     rc, calls = _run_script(script, tmp_path, *SCRIPT_ARGS.get(script.name, ()))
     assert rc == 0
-    call = next(c for c in calls if "lpcnet.train" in c)
-    args = _train_parser().parse_args(call[call.index("lpcnet.train") + 1:])
-    assert args.features.endswith("features.f32") and args.batch_size > 0
     if "hvd" in script.name:
-        assert Path(call[0]).name == "horovodrun" and "--gloo" in call and args.use_horovod is True
+        call = next(c for c in calls if "lpcnet.launcher" in c)
+        launcher = _launcher_parser().parse_args(call[call.index("lpcnet.launcher") + 1:])
+        assert launcher.np == 2 and launcher.train_args[0] == "--"
+        train_args = launcher.train_args[1:]
+        assert "--use_horovod" not in train_args          # the launcher adds it
+        assert launcher.elastic is ("elastic" in script.name)
+        if launcher.elastic:
+            assert (launcher.min_np, launcher.max_np) == (1, 2)
     else:
-        assert args.use_horovod is False
+        call = next(c for c in calls if "lpcnet.train" in c)
+        train_args = call[call.index("lpcnet.train") + 1:]
+    args = _train_parser().parse_args(train_args)
+    assert args.features.endswith("features.f32") and args.batch_size > 0
+    assert args.use_horovod is False
     precision = "amp" if "amp" in script.name or "amp" in SCRIPT_ARGS.get(script.name, ()) else "fp32"
     if "ci_smoke" not in script.name and "demo" not in script.name:
         assert args.use_amp is (precision == "amp") and args.model_dir.endswith(precision)
@@ -121,33 +140,102 @@ def test_run_scripts_use_existing_flags(script, tmp_path):
 def test_hvd_script_wants_a_precision(tmp_path):
     rc, calls = _run_script(ROOT / "run_scripts" / "train_hvd.sh", tmp_path, "fp16")
     assert rc == 2 and calls == []
+    rc, calls = _run_script(ROOT / "run_scripts" / "train_hvd_elastic.sh", tmp_path, "fp32", "2")
+    assert rc == 2 and calls == []
 
 
-def test_train_command_hosts_threads(tmp_path):
+def test_discovery_script_reads_hosts_file_then_hosts(tmp_path):
+    script = ROOT / "run_scripts" / "discover_hosts.sh"
+
+    def hosts(**env):
+        base = {k: v for k, v in os.environ.items() if k not in ("LPCNET_HOSTS_FILE", "HOSTS", "NP")}
+        return subprocess.run(["bash", str(script)], env={**base, **env}, capture_output=True,
+                              text=True, check=True).stdout.split()
+
+    f = L.write_hosts_file(tmp_path / "hosts.txt", {"node1": 4, "node2": 2})
+    assert hosts(LPCNET_HOSTS_FILE=str(f), HOSTS="x:1") == ["node1:4", "node2:2"]
+    f.write_text("node1:4\n# node2 is gone\n\n")       # edited while a run goes on
+    assert hosts(LPCNET_HOSTS_FILE=str(f)) == ["node1:4"]
+    assert hosts(LPCNET_HOSTS_FILE=str(tmp_path / "none")) == []
+    assert hosts(HOSTS="a:2,b:2") == ["a:2", "b:2"]
+    assert hosts(NP="3") == ["localhost:3"]
+
+
+def test_train_command_hosts_threads(tmp_path, monkeypatch):
     import sys
 
-    assert D.train_command(1, ["--epochs", "1"])[:3] == [sys.executable, "-m", "lpcnet.train"]
+    assert L.train_command(1, ["--epochs", "1"])[:3] == [sys.executable, "-m", "lpcnet.train"]
     if D.horovod_available():
-        cmd = D.train_command(2, ["--epochs", "1"])
+        cmd = L.train_command(2, ["--epochs", "1"])
         assert cmd[1:6] == ["-np", "2", "--gloo", "-H", "localhost:2"] and cmd[-2:] == ["--use_horovod", "True"]
-        cmd = D.train_command(2, ["--use_horovod", "False", "--epochs", "1"])
+        cmd = L.train_command(2, ["--use_horovod", "False", "--epochs", "1"])
         assert cmd.count("--use_horovod") == 1 and cmd[-2:] == ["--use_horovod", "True"]
         hf = tmp_path / "hosts"
         hf.write_text("node1 slots=4\nnode2 slots=4\n")
-        cmd = D.train_command(8, ["--epochs", "1"], hostfile=hf)
+        cmd = L.train_command(8, ["--epochs", "1"], hostfile=hf)
         assert cmd[cmd.index("--hostfile") + 1] == str(hf)
-        cmd = D.train_command(8, ["--epochs", "1"], hosts="node1:4,node2:4")
+        cmd = L.train_command(8, ["--epochs", "1"], hosts="node1:4,node2:4")
         assert cmd[cmd.index("-H") + 1] == "node1:4,node2:4"
+        el = L.train_command(2, ["--epochs", "1", "--elastic", "False"],
+                             elastic=L.Elastic(1, 3, hosts_file=None, cooldown=(5, 60)))
+        assert el[el.index("--min-np") + 1] == "1" and el[el.index("--max-np") + 1] == "3"
+        assert el[el.index("--host-discovery-script") + 1] == str(L.DISCOVERY_SCRIPT)
+        assert el[el.index("--blacklist-cooldown-range") + 1:][:2] == ["5", "60"]
+        assert el[-8:] == ["--use_horovod", "True", "--elastic", "True", "--min-np", "1", "--max-np", "3"]
+        assert el.count("--elastic") == 1
+        # A bare boolean flag (`--elastic` with no value) does not take the next flag with it.
+        el = L.train_command(2, ["--elastic", "--max-np", "2", "--epochs", "1"], elastic=L.Elastic(1, 2))
+        assert el.count("--max-np") == 2 and el[el.index("--epochs") + 1] == "1"   # horovodrun's + train's
+        local = L.write_hosts_file(tmp_path / "local", {"localhost": 1, "127.0.0.1": 1})
+        el = L.train_command(2, [], elastic=L.Elastic(1, 2, hosts_file=str(local)))
+        assert el[el.index("--network-interface") + 1] == "lo"     # one machine acting as two hosts
+        monkeypatch.delenv("HOSTS", raising=False)
+        assert "lo" in L.train_command(2, [], elastic=L.Elastic(1, 2))       # default: localhost:NP
+        monkeypatch.setenv("HOSTS", "node1:2,node2:2")
+        assert "--network-interface" not in L.train_command(2, [], elastic=L.Elastic(1, 2))
+        with pytest.raises(LpcnetError, match="min-np"):
+            L.train_command(3, [], elastic=L.Elastic(1, 2))
     with pytest.raises(LpcnetError):
-        D.train_command(0, [])
-    assert D.threads_per_rank(2, cores=2) == 1 and D.threads_per_rank(4, cores=16) == 4
-    assert D.threads_per_rank(8, cores=2) == 1
+        L.train_command(0, [])
+    assert L.threads_per_rank(2, cores=2) == 1 and L.threads_per_rank(4, cores=16) == 4
+    assert L.threads_per_rank(8, cores=2) == 1
+
+
+def test_rank_environment_threads_pinning_cycle_time(monkeypatch):
+    monkeypatch.delenv("HOROVOD_CYCLE_TIME", raising=False)
+    env = L.rank_environment(2, cores=2)
+    assert env["TF_NUM_INTRAOP_THREADS"] == "1" and env["TF_NUM_INTEROP_THREADS"] == "1"
+    assert env["HOROVOD_CYCLE_TIME"] == L.CYCLE_TIME_MS and L.PIN_ENV not in env
+    assert L.rank_environment(2, cores=8)["TF_NUM_INTRAOP_THREADS"] == "4"
+    assert L.rank_environment(2, cores=2, pin=True)[L.PIN_ENV] == "1"
+    assert L.PIN_ENV not in L.rank_environment(1, cores=2, pin=True)      # one process: nothing to split
+    assert L.PIN_ENV not in L.rank_environment(4, cores=2, pin=True)      # more ranks than cores
+    assert L.PIN_ENV not in L.rank_environment(2, cores=2, pin=True, one_host=False)
+    monkeypatch.setenv("HOROVOD_CYCLE_TIME", "3")                          # the user's choice wins
+    assert L.rank_environment(2, cores=2)["HOROVOD_CYCLE_TIME"] == "3"
+    # Each rank's share of the cores: contiguous, disjoint, equal.
+    assert D.pin_to_cores(0, 2, cores={0, 1, 2, 3}) == {0, 1}
+    assert D.pin_to_cores(1, 2, cores={0, 1, 2, 3}) == {2, 3}
+    assert D.pin_to_cores(2, 3, cores=range(7)) == {4, 5}
+    assert D.pin_to_cores(0, 4, cores={0, 1}) is None                     # fewer cores than ranks
+
+
+def test_flag_differences_name_each_flag_and_rank():
+    from lpcnet.config import ModelConfig, TrainConfig
+
+    a = D.flag_values(ModelConfig(gru_a=16), TrainConfig(features="f", data="d", lr=1e-3))
+    assert a["--grua-size"] == 16 and a["--lr"] == 1e-3 and a["--batch_size"] == 128
+    b = {**a, "--lr": 2e-3}
+    assert D.flag_differences([a, a]) == []
+    assert D.flag_differences([a, b, a]) == ["--lr (ranks 0,2: 0.001; rank 1: 0.002)"]
+    assert D.flag_differences([a, {**b, "--features": "g"}]) == [
+        "--features (rank 0: 'f'; rank 1: 'g')", "--lr (rank 0: 0.001; rank 1: 0.002)"]
 
 
 def test_launch_timeout_kills_the_run(slice_training_pair, tmp_path):
     t0 = time.monotonic()
     with pytest.raises(LpcnetError, match="timed out after 3 s"):
-        D.launch(1, _args(slice_training_pair, tmp_path / "m", "--epochs", "100"), timeout=3,
+        L.launch(1, _args(slice_training_pair, tmp_path / "m", "--epochs", "100"), timeout=3,
                  out=open(tmp_path / "o", "w"))
     assert time.monotonic() - t0 < 20
 
@@ -179,7 +267,7 @@ def test_np2_weights_masks_identical_rank0_files(slice_training_pair, tmp_path, 
     monkeypatch.chdir(tmp_path)                 # the seed's ./summary/summary.json lands here
     wdir, mdir, log = tmp_path / "w", tmp_path / "m", tmp_path / "log.txt"
     # Sparsify from step 1 to 3 (every step) down to low densities: masks must match too.
-    summary = D.launch(2, _args(slice_training_pair, mdir, "--batch_size", "2", "--epochs", "2",
+    summary = L.launch(2, _args(slice_training_pair, mdir, "--batch_size", "2", "--epochs", "2",
                                 "--steps_per_epoch", "2", "--seed", "3", "--density", "0.1",
                                 "--sparsify-schedule", "1", "3", "1", "--use_performance", "True",
                                 "--enable_tensorboard", "True", *HOOKS),
@@ -222,7 +310,7 @@ def test_np2_step_equals_single_process_double_batch(slice_training_pair, tmp_pa
     common = ["--epochs", "1", "--steps_per_epoch", "1", "--seed", "11", "--noise-std", "0",
               "--lr", "1e-3", "--decay", "0"]
     wdir = tmp_path / "w"
-    D.launch(2, _args(slice_training_pair, tmp_path / "m2", "--batch_size", "2", *common, *HOOKS),
+    L.launch(2, _args(slice_training_pair, tmp_path / "m2", "--batch_size", "2", *common, *HOOKS),
              timeout=180, env=_hooks_env(LPCNET_TEST_WEIGHTS_DIR=str(wdir)), out=open(tmp_path / "o", "w"))
     hvd_w = _weights(wdir / "rank0.npz")
     f, d = map(str, slice_training_pair)
@@ -246,7 +334,7 @@ def test_killed_rank_ends_run_quickly_and_resume_works(slice_training_pair, tmp_
                  "--steps_per_epoch", "3", "--seed", "4", *HOOKS)
     t0 = time.monotonic()
     with pytest.raises(LpcnetError, match=r"rank 1 was killed \(signal 9\)"):
-        D.launch(2, args, timeout=170, env=_hooks_env(LPCNET_TEST_FAIL_AT="1:4:kill"),
+        L.launch(2, args, timeout=170, env=_hooks_env(LPCNET_TEST_FAIL_AT="1:4:kill"),
                  out=open(tmp_path / "o", "w"))
     assert time.monotonic() - t0 < 90           # start-up (~15 s) + 4 steps + a few s to stop
     # The last good checkpoint (epoch 1) is intact and no temp files are left.
@@ -255,12 +343,12 @@ def test_killed_rank_ends_run_quickly_and_resume_works(slice_training_pair, tmp_
     # Rank 0's collective may fail first; the blame still goes to rank 1 (see _failure_reason).
     with pytest.raises(LpcnetError, match=r"rank 1 (exited with status 1|failed|was killed \(signal 15\)): "
                                           r"RuntimeError: LPCNET_TEST_FAIL_AT"):
-        D.launch(2, [*args, "--resume", "True"], timeout=170, env=_hooks_env(LPCNET_TEST_FAIL_AT="1:2"),
+        L.launch(2, [*args, "--resume", "True"], timeout=170, env=_hooks_env(LPCNET_TEST_FAIL_AT="1:2"),
                  out=open(tmp_path / "o2", "w"))
     assert sorted(p.name for p in mdir.iterdir()) == ["t_16_01.keras", "t_16_config.json"]
     # --resume continues from the last good checkpoint on two ranks.
     out = tmp_path / "o3"
-    D.launch(2, [*args, "--resume", "True", "--epochs", "2"], timeout=170, env=_hooks_env(),
+    L.launch(2, [*args, "--resume", "True", "--epochs", "2"], timeout=170, env=_hooks_env(),
              out=open(out, "w"))
     assert (mdir / "t_16_02.keras").is_file()
     assert "trained epochs 2..2" in out.read_text()
@@ -270,16 +358,81 @@ def test_failure_reason_blames_the_root_cause_not_the_first_exit():
     graph = "tensorflow.python.framework.errors_impl.UnknownError: Graph execution error:"
     boom = "RuntimeError: LPCNET_TEST_FAIL_AT=1:2"
     # Rank 0's collective lost its peer and exited first; rank 1 raised the real error.
-    assert D._failure_reason([(0, 1), (1, 1)], {0: graph, 1: boom}) == f": rank 1 exited with status 1: {boom}"
+    assert L._failure_reason([(0, 1), (1, 1)], {0: graph, 1: boom}) == (1, f": rank 1 exited with status 1: {boom}")
     # horovodrun SIGTERMed rank 1 before its own exit was reported: its error line still wins.
-    assert D._failure_reason([(0, 1), (1, -15)], {0: graph, 1: boom}) == f": rank 1 was killed (signal 15): {boom}"
-    assert D._failure_reason([(0, 1)], {0: graph, 1: boom}) == f": rank 1 failed: {boom}"
+    assert L._failure_reason([(0, 1), (1, -15)], {0: graph, 1: boom}) == (1, f": rank 1 was killed (signal 15): {boom}")
+    assert L._failure_reason([(0, 1)], {0: graph, 1: boom}) == (1, f": rank 1 failed: {boom}")
     # A SIGKILLed rank (no error line) is the cause; the survivor's Horovod error is not.
-    assert D._failure_reason([(0, 1), (1, 137)], {0: "HorovodInternalError: x"}) == ": rank 1 was killed (signal 9)"
+    assert L._failure_reason([(0, 1), (1, 137)], {0: "HorovodInternalError: x"}) == (1, ": rank 1 was killed (signal 9)")
     # Only consequences: the first rank to exit is named.
-    assert D._failure_reason([(1, 1), (0, 1)], {0: graph, 1: graph}) == f": rank 1 exited with status 1: {graph}"
-    assert D._failure_reason([], {-1: "ValueError: bad hostfile"}) == ": ValueError: bad hostfile"
-    assert D._failure_reason([], {}) == ""
+    assert L._failure_reason([(1, 1), (0, 1)], {0: graph, 1: graph}) == (1, f": rank 1 exited with status 1: {graph}")
+    assert L._failure_reason([], {-1: "ValueError: bad hostfile"}) == (-1, ": ValueError: bad hostfile")
+    assert L._failure_reason([], {}) == (None, "")
+
+
+@horovod
+@needs_hvd
+def test_failing_rank_error_is_the_first_line_of_the_run_script(slice_training_pair, tmp_path):
+    """Under the run scripts' path (train_hvd_ci_smoke.sh -> lpcnet launch -> horovodrun) the first
+    line of a failed run is the failing rank's own error, not rank 0's or horovodrun's tracebacks."""
+    f, d = slice_training_pair
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "features.f32").symlink_to(f)
+    (data / "data.u8").symlink_to(d)
+    env = {**os.environ, **_hooks_env(LPCNET_TEST_FAIL_AT="1:2"), "DATA_DIR": str(data),
+           "MODEL_DIR": str(tmp_path / "m"), "HOSTS": "", "HOSTFILE": ""}
+    res = subprocess.run(["bash", str(ROOT / "run_scripts" / "train_hvd_ci_smoke.sh"), "2", *HOOKS,
+                          "--no-progress"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=170)
+    assert res.returncode == 1
+    lines = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip()]
+    # (horovodrun may SIGTERM rank 1 before its own exit is reported: the cause is still its error)
+    assert re.match(r"training with np=2 failed \(exit 1\) after \d+ s: rank 1 (exited with status 1|"
+                    r"was killed \(signal 15\)|failed): RuntimeError: LPCNET_TEST_FAIL_AT: rank 1 fails on "
+                    r"purpose after 2 steps \(test hook\)$", lines[0]), lines[0]
+    assert lines[1] == "--- rank 1 (the cause): last lines ---"
+    # The consequences follow, after the cause: rank 0's lost collective, horovodrun's summary.
+    text = "\n".join(lines)
+    assert text.index("Horovod has been shut down") > text.index("--- rank 1 (the cause)")
+    assert lines[-1].startswith("python -m lpcnet.launcher: error: training with np=2 failed")
+
+
+@horovod
+@needs_hvd
+def test_flag_differing_between_ranks_is_refused(slice_training_pair, tmp_path):
+    """Ranks started with different --lr: every rank refuses, naming the flag and each rank's value."""
+    import shlex
+    import sys
+
+    train = [sys.executable, "-m", "lpcnet.train", *_args(slice_training_pair, tmp_path / "m"),
+             "--batch_size", "2", "--epochs", "1", "--steps_per_epoch", "2", "--use_horovod", "True"]
+    # Rank 1's command line says --lr 0.002 (as a per-node wrapper script might), rank 0's 0.001.
+    cmd = ["horovodrun", "-np", "2", "-H", "localhost:2", "--gloo", "bash", "-c",
+           shlex.join(train) + ' --lr "$([ "$HOROVOD_RANK" = 1 ] && echo 0.002 || echo 0.001)"']
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=170, cwd=tmp_path,
+                         env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    assert res.returncode != 0
+    refusals = [ln for ln in (res.stdout + res.stderr).splitlines() if "error: the ranks were started with different flags" in ln]
+    assert {ln[:3] for ln in refusals} == {"[0]", "[1]"}                 # every rank refuses
+    assert all("--lr (rank 0: 0.001; rank 1: 0.002)" in ln for ln in refusals)
+    assert not (tmp_path / "m").exists()                                  # nothing written
+
+
+@horovod
+@needs_hvd
+def test_scaling_bench_prints_the_overhead_line(tmp_path):
+    from lpcnet.bench import bench_scaling
+
+    out = tmp_path / "bench.txt"
+    with open(out, "w") as fh:
+        res = bench_scaling(gru_a=16, gru_b=8, batch=2, steps=8, out=fh)
+    text = out.read_text()
+    line = next(ln for ln in text.splitlines() if "per-step overhead at np=2" in ln)
+    assert f"{res['overhead_ms_per_step']:+.0f} ms wall" in line and "ms CPU per rank" in line
+    assert [r["processes"] for r in res["rows"]] == [1, 2]
+    assert all(0 < r["cpu_s_per_step_per_rank"] < 10 for r in res["rows"])   # measured on every rank
+    assert "efficiency at np=2" in text
 
 
 def test_scaling_rows_and_figure():

@@ -104,8 +104,8 @@ def test_s16_round_trip_is_memmapped(tmp_path, rng):
     np.testing.assert_array_equal(F.read_s16(tmp_path / "b.s16"), [1, -1, 32767, -32768])
 
 
-def test_features_and_data_round_trip(tmp_path, rng):
-    feats = rng.standard_normal((7, 36)).astype(np.float32)
+def test_features_and_data_round_trip(tmp_path, rng, slice_training_pair):
+    feats = np.array(F.read_features(slice_training_pair[0])[100:107])   # the extractor's values
     data = rng.integers(0, 256, (7 * 160, 4)).astype(np.uint8)
     F.write_features(tmp_path / "f.f32", feats)
     F.write_data(tmp_path / "d.u8", data)

@@ -110,24 +110,125 @@ def test_keras_roundtrip_and_seed_h5(tmp_path):
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     assert type(loaded).__name__ == "LPCNetModel"
     np.testing.assert_allclose(np.asarray(loaded(x, training=False)), ref, rtol=1e-6)
-    # Seed-style .h5 (model_weights/<layer>/<layer>/<var>:0) and the gru_cell variant (spec C.9).
+    # Seed-style .h5 as Keras 2 writes it (model_weights/<layer>/<layer>/gru_cell/<var>:0 for the
+    # GRUs) and the variant without gru_cell/ that other TensorFlow versions wrote (docs/model.md).
     save_seed_h5(m, tmp_path / "seed.h5")
     with h5py.File(tmp_path / "seed.h5", "r") as f:
-        assert f["model_weights/gru_a/gru_a/recurrent_kernel:0"].shape == (16, 48)
-    with h5py.File(tmp_path / "cell.h5", "w") as f:
+        assert f["model_weights/gru_a/gru_a/gru_cell/recurrent_kernel:0"].shape == (16, 48)
+    with h5py.File(tmp_path / "nocell.h5", "w") as f:
         for layer, vars_ in model_weights(m).items():
             g = f.create_group(f"model_weights/{layer}/{layer}")
-            if layer.startswith("gru"):
-                g = g.create_group("gru_cell")
             for k, v in vars_.items():
                 g.create_dataset(f"{k}:0", data=v)
-    for name in ("m.keras", "seed.h5", "cell.h5"):
+    for name in ("m.keras", "seed.h5", "nocell.h5"):
         w = read_checkpoint_weights(tmp_path / name)
         cfg = config_from_weights(w)
         assert (cfg.gru_a, cfg.gru_b, cfg.cond_size) == (16, 8, 128)
         fresh = build_lpcnet(cfg, seed=9).model
         assign_weights(fresh, w)
         np.testing.assert_allclose(np.asarray(fresh(x, training=False)), ref, rtol=1e-6)
+
+
+def _keras2_predecessor(cfg: ModelConfig):
+    """The predecessor's network in Keras 2 (tf_keras): its layer names, layer types and weight
+    shapes (docs/model.md), untrained. Its dual FC is the predecessor's MDense: weights kernel
+    (256, in, 2), bias (256, 2), factor (256, 2) in that order."""
+    import tensorflow as tf
+    import tf_keras
+
+    L = tf_keras.layers
+
+    class MDense(L.Layer):
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(256, input_shape[-1], 2), name="kernel")
+            self.bias = self.add_weight(shape=(256, 2), name="bias")
+            self.factor = self.add_weight(shape=(256, 2), name="factor", initializer="ones")
+
+        def call(self, x):
+            return tf.reduce_sum(tf.tanh(tf.tensordot(x, self.kernel, [[-1], [1]]) + self.bias)
+                                 * self.factor, -1)
+
+    pcm, feat = L.Input((None, 3), dtype="int32"), L.Input((None, cfg.nb_features))
+    pitch = L.Input((None, 1), dtype="int32")
+    pe = L.Reshape((-1, 64))(L.Embedding(256, 64, name="embed_pitch")(pitch))
+    x = L.Concatenate()([feat, pe])
+    for name in ("feature_conv1", "feature_conv2"):
+        x = L.Conv1D(cfg.cond_size, 3, padding="same", activation="tanh", name=name)(x)
+    for name in ("feature_dense1", "feature_dense2"):
+        x = L.Dense(cfg.cond_size, activation="tanh", name=name)(x)
+    up = L.Lambda(lambda c: tf.repeat(c, 160, axis=1))(x)
+    cpcm = L.Reshape((-1, 3 * 128))(L.Embedding(256, 128, name="embed_sig")(pcm))
+    a = L.GRU(cfg.gru_a, return_sequences=True, reset_after=True, name="gru_a")(L.Concatenate()([cpcm, up]))
+    b = L.GRU(cfg.gru_b, return_sequences=True, reset_after=True, name="gru_b")(L.Concatenate()([a, up]))
+    return tf_keras.Model([pcm, feat, pitch], MDense(name="dual_fc")(b))
+
+
+def _assert_keras2_loads_by_name(path, weights: dict, cfg: ModelConfig):
+    """``load_weights(path, by_name=True)`` of Keras 2 fills every layer with exactly ``weights``."""
+    from lpcnet.model import SEED_WEIGHT_ORDER, WEIGHT_LAYERS
+
+    old = _keras2_predecessor(cfg)
+    rng = np.random.default_rng(0)
+    for w in old.weights:           # values no file holds: a load that does nothing would show
+        w.assign(rng.normal(size=w.shape).astype(np.float32) + 100.0)
+    old.load_weights(str(path), by_name=True)
+    for name in WEIGHT_LAYERS:
+        layer = old.get_layer(name)
+        assert len(layer.weights) == len(SEED_WEIGHT_ORDER[name])
+        for var, w in zip(SEED_WEIGHT_ORDER[name], layer.weights):
+            np.testing.assert_array_equal(w.numpy(), weights[name][var], err_msg=f"{name}/{var}")
+    return old
+
+
+def _string_attrs(group) -> dict:
+    return {k: (h5py.check_string_dtype(group.attrs.get_id(k).dtype), np.asarray(group.attrs[k]).tolist())
+            for k in group.attrs}
+
+
+def test_seed_h5_is_read_by_keras2_load_weights_by_name(tmp_path):
+    """The predecessor's tools load our .h5 by name (before: no layer_names, nothing loaded)."""
+    from lpcnet.model import WEIGHT_LAYERS
+
+    m = build_lpcnet(TINY, seed=5).model
+    save_seed_h5(m, tmp_path / "seed.h5")
+    old = _assert_keras2_loads_by_name(tmp_path / "seed.h5", model_weights(m), TINY)
+    # Attributes and names exactly as Keras 2 writes them for the same network (its
+    # save_weights_to_hdf5_group, which writes the root of a weights file and the
+    # model_weights group of a model file).
+    old.save_weights(str(tmp_path / "keras2.h5"))
+    with h5py.File(tmp_path / "seed.h5", "r") as ours, h5py.File(tmp_path / "keras2.h5", "r") as theirs:
+        mine, ref = _string_attrs(ours["model_weights"]), _string_attrs(theirs)
+        assert set(mine) == set(ref) == {"backend", "keras_version", "layer_names"}
+        assert mine["backend"] == ref["backend"] and mine["keras_version"] == ref["keras_version"]
+        assert mine["layer_names"][0] == ref["layer_names"][0]          # same string type
+        assert set(mine["layer_names"][1]) == set(WEIGHT_LAYERS) <= set(ref["layer_names"][1])
+        for name in WEIGHT_LAYERS:
+            assert _string_attrs(ours["model_weights"][name]) == _string_attrs(theirs[name])
+            for wname in ours["model_weights"][name].attrs["weight_names"]:
+                assert ours["model_weights"][name][wname].shape == theirs[name][wname].shape
+        assert {k: ours.attrs[k] for k in ours.attrs} == {"backend": "tensorflow", "keras_version": "2.18.0"}
+
+
+def test_carried_demo_weights_load_in_keras2():
+    from lpcnet.demo import DEMO_CHECKPOINT
+
+    if not DEMO_CHECKPOINT.is_file():
+        pytest.skip("no demo model in models/demo")
+    weights = read_checkpoint_weights(DEMO_CHECKPOINT)
+    cfg = config_from_weights(weights)
+    _assert_keras2_loads_by_name(DEMO_CHECKPOINT, weights, cfg)
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    m = build_lpcnet(TINY, seed=5).model
+    w = m.get_layer("gru_b").cell.recurrent_kernel
+    w.assign(np.where(np.eye(*w.shape, dtype=bool), np.nan, keras.ops.convert_to_numpy(w)))
+    m.save(tmp_path / "nan.keras")
+    with pytest.raises(LpcnetError, match=r"gru_b/recurrent_kernel holds 8 NaN/Inf value\(s\) of 192"):
+        read_checkpoint_weights(tmp_path / "nan.keras")
+    with pytest.raises(LpcnetError, match="NaN/Inf"):
+        save_seed_h5(m, tmp_path / "nan.h5")
+    assert not list(tmp_path.glob("*.h5"))
 
 
 def test_bad_checkpoints(tmp_path):
@@ -191,6 +292,8 @@ def test_train_step_uses_only_public_keras_api_and_matches_keras_default():
             m = keras.Model(m.inputs, m.outputs)
         else:
             assert isinstance(m, LPCNetModel)
+            # the step itself; the folded forward and native head: tests/test_fused_gru.py
+            m.fold_inputs = False
         compile_lpcnet(m, make_optimizer())
         metric = loss_metric(m)
         assert isinstance(metric, keras.metrics.Mean) and metric in m.metrics

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lpcnet.errors import LpcnetError
+
 ROOT = Path(__file__).resolve().parents[1]
 HELDOUT = ROOT / "data" / "slice" / "arctic_a0007.wav"
 TRAIN = ROOT / "data" / "slice" / "arctic_a0009.wav"
@@ -169,6 +171,100 @@ def test_streaming_equals_whole_utterance(engines, heldout_features):
     assert np.array_equal(np.concatenate(parts), whole)
     one = synth.NativeStream(model, seed=9).run(feats[:1])      # a one-frame file works (G.10)
     assert len(one) == 160
+
+
+def test_blocks_equal_whole_utterance(engines, heldout_features, tmp_path):
+    """Long inputs go through in blocks (memory flat): any block size gives the whole-file samples."""
+    from lpcnet import synth
+    from lpcnet.formats import read_s16, write_features
+    from lpcnet.synth_batch import synthesize_file
+
+    model = engines[2]
+    feats = heldout_features[:61]
+    for int8 in (False, True):
+        whole = synth.NativeStream(model, seed=4, int8=int8).run(feats)
+        st = synth.NativeStream(model, seed=4, int8=int8)
+        parts = [st.frames(feats[i:i + n]) for i, n in ((0, 1), (1, 2), (3, 17), (20, 41))] + [st.flush()]
+        assert np.array_equal(np.concatenate(parts), whole), int8
+        write_features(tmp_path / "f.f32", feats)
+        n = synthesize_file(tmp_path / "f.f32", tmp_path / "o.s16", model, seed=4, int8=int8, block=7)
+        assert n == len(whole) and np.array_equal(read_s16(tmp_path / "o.s16"), whole), int8
+
+
+def _multi_run(model, utterances, streams, seed, **options):
+    """Synthesise utterances with NativeMulti: stream s starts at step 3 s, and a stream whose
+    utterance ends takes the next one left -> {index: samples}."""
+    from lpcnet import synth
+
+    multi = synth.NativeMulti(model, streams, **options)
+    todo = list(range(len(utterances)))
+    slot = [None] * streams          # [utterance index, frames fed, end steps done]
+    got = {i: [] for i in todo}
+    step = 0
+    while todo or any(slot):
+        feats = np.zeros((1, streams, 36), np.float32)
+        cmd = np.zeros((1, streams), np.int8)
+        for s in range(streams):
+            if slot[s] is None and todo and step >= 3 * s:
+                slot[s] = [todo.pop(0), 0, 0]
+                multi.start(s, seed)
+            if slot[s] is None:
+                continue
+            u, fed, ended = slot[s]
+            if fed < len(utterances[u]):
+                feats[0, s], cmd[0, s] = utterances[u][fed], synth.FEED
+                slot[s][1] += 1
+            else:
+                cmd[0, s] = synth.END
+                slot[s][2] += 1
+        out, counts = multi.step(feats, cmd)
+        for s in range(streams):
+            if slot[s] is not None:
+                got[slot[s][0]].append(out[0, s, :counts[0, s]])
+                if slot[s][2] == synth.DELAY_FRAMES:
+                    slot[s] = None
+        step += 1
+    return {u: np.concatenate(parts) for u, parts in got.items()}
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_multi_stream_equals_single_stream(engines, heldout_features, int8):
+    """Streams synthesised together (the int8 products shared by all of them) give, stream by
+    stream, exactly the samples of a single stream with the same seed, at every SIMD level."""
+    from lpcnet import synth
+
+    model = engines[2]
+    utterances = [heldout_features[a:b] for a, b in ((40, 70), (10, 22), (0, 1), (55, 80), (5, 9))]
+    for level in ("scalar", "avx2", "avx512"):
+        synth.set_simd_level(level)
+        want = [synth.NativeStream(model, seed=3, int8=int8).run(u) for u in utterances]
+        for streams in (1, 2, 4):
+            got = _multi_run(model, utterances, streams, seed=3, int8=int8)
+            for u, w in enumerate(want):
+                assert np.array_equal(got[u], w), (level, streams, u)
+    synth.set_simd_level("auto")
+
+
+def test_multi_stream_odd_sizes(heldout_features, synth_lib):
+    """Odd sizes (GRU A 24: an odd number of 8-output groups) and 3 streams (a pad stream)."""
+    from lpcnet import synth
+    from lpcnet.config import ModelConfig
+    from lpcnet.export import blob_from_weights, blob_to_bytes
+    from lpcnet.model import build_lpcnet, model_weights
+
+    cfg = ModelConfig(gru_a=24, gru_b=8, cond_size=40)
+    weights = model_weights(build_lpcnet(cfg, training=False, seed=4).model)
+    model = synth.NativeModel(blob_to_bytes(blob_from_weights(weights, cfg, int8=True)))
+    utterances = [heldout_features[a:b] for a, b in ((40, 52), (3, 9), (20, 31))]
+    for int8 in (False, True):
+        want = [synth.NativeStream(model, seed=8, int8=int8, sharpen=True).run(u) for u in utterances]
+        got = _multi_run(model, utterances, 3, seed=8, int8=int8, sharpen=True)
+        assert all(np.array_equal(got[u], w) for u, w in enumerate(want)), int8
+    with pytest.raises(LpcnetError):
+        synth.NativeMulti(model, 0)
+    multi = synth.NativeMulti(model, 2)
+    with pytest.raises(LpcnetError):
+        multi.step(np.zeros((1, 2, 36), np.float32), np.array([[1, 9]], np.int8))
 
 
 def test_odd_sizes_random_init(heldout_features, synth_lib):
@@ -328,6 +424,89 @@ def test_cli_bad_inputs(tiny_checkpoint, heldout_features, tmp_path):
         assert r.returncode == 1, (case, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and "error" in r.stderr, r.stderr
         assert not out.exists() and not list(tmp_path.glob(".o.wav*"))
+
+
+def test_cli_several_inputs(engines, heldout_features, tmp_path):
+    """Several --features, a folder and a list: each output is the single-stream synthesis of
+    its input with the same seed (float and int8, several streams and jobs)."""
+    import soundfile as sf
+
+    from lpcnet import synth
+    from lpcnet.formats import read_s16, write_features
+
+    blob, model = _export_tmp(engines), engines[2]
+    spans = {"a": (40, 70), "b": (0, 9), "c": (12, 31), "d": (50, 53)}
+    feats = tmp_path / "feats"
+    feats.mkdir()
+    for name, (a, b) in spans.items():
+        write_features(feats / f"{name}.f32", heldout_features[a:b])
+    want = {(name, int8): synth.NativeStream(model, seed=6, int8=int8).run(heldout_features[a:b])
+            for name, (a, b) in spans.items() for int8 in (False, True)}
+    (tmp_path / "list.txt").write_text("# inputs\nfeats/b.f32\n\nfeats/c.f32\n")
+    runs = [("several", ["--features", str(feats / "a.f32"), "--features", str(feats / "d.f32"),
+                         str(feats / "c.f32")], ("a", "d", "c")),
+            ("folder", ["--features", str(feats)], tuple(spans)),
+            ("list", ["--list", str(tmp_path / "list.txt")], ("b", "c"))]
+    for label, args, names in runs:
+        for int8, extra in ((False, ["--streams", "3", "--jobs", "2"]), (True, [])):
+            out = tmp_path / f"out_{label}_{int8}"
+            r = _cli("synth", "--checkpoint", str(blob), *args, "--output_dir", str(out), "--seed", "6",
+                     "--no-progress", *(["--int8"] if int8 else []), *extra)
+            assert r.returncode == 0, r.stderr
+            assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.wav" for n in names)
+            for name in names:
+                wav, rate = sf.read(out / f"{name}.wav", dtype="int16")
+                assert rate == 16000 and np.array_equal(wav, want[name, int8]), (label, int8, name)
+    r = _cli("synth", "--checkpoint", str(blob), "--features", str(feats), "--output_dir",
+             str(tmp_path / "raw"), "--format", "s16", "--seed", "6", "--int8", "--streams", "1",
+             "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(read_s16(tmp_path / "raw" / "c.s16"), want["c", True])
+
+
+def test_cli_several_inputs_bad(tiny_checkpoint, heldout_features, tmp_path, synth_lib):
+    """Bad batches fail in one line, before anything is written."""
+    from lpcnet.formats import write_features
+
+    feats = tmp_path / "feats"
+    feats.mkdir()
+    write_features(feats / "a.f32", heldout_features[:5])
+    write_features(feats / "b.f32", heldout_features[5:9])
+    (tmp_path / "other").mkdir()
+    write_features(tmp_path / "other" / "a.f32", heldout_features[:3])
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "list.txt").write_text("feats/a.f32\nfeats/missing.f32\n")
+    (tmp_path / "blank.txt").write_text("# nothing\n\n")
+    ckpt = str(tiny_checkpoint)
+    a, b = str(feats / "a.f32"), str(feats / "b.f32")
+    out = str(tmp_path / "out")
+    cases = [(["--features", a, str(tmp_path / "nope.f32")], "nope.f32: file not found"),
+             (["--features", a, b, "--output_dir", str(tmp_path / "afile")], "is a file"),
+             (["--features", a, b, "--output", str(tmp_path / "o.wav")], "--output_dir"),
+             (["--features", a, b], "--output_dir"),
+             (["--features", a, str(tmp_path / "other" / "a.f32"), "--output_dir", out], "file names"),
+             (["--features", a, a, "--output_dir", out], "given twice"),
+             (["--features", str(tmp_path / "empty"), "--output_dir", out], "no .f32"),
+             (["--list", str(tmp_path / "list.txt"), "--output_dir", out], "entry 2"),
+             (["--list", str(tmp_path / "blank.txt"), "--output_dir", out], "lists no inputs"),
+             (["--features", a, b, "--output_dir", out, "--streams", "0"], "--streams"),
+             ([], "no input")]
+    for args, words in cases:
+        r = _cli("synth", "--checkpoint", ckpt, *args, "--no-progress")
+        assert r.returncode == 1, (args, r.stdout, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "error" in lines[0] and words in lines[0], (args, r.stderr)
+        assert not (tmp_path / "out").exists(), args
+    # an output that would replace an input (copy synthesis into the speech folder) is refused
+    speech = tmp_path / "speech"
+    speech.mkdir()
+    for name in ("x.wav", "y.wav"):
+        (speech / name).write_bytes(HELDOUT.read_bytes())
+    r = _cli("synth", "--checkpoint", ckpt, "--audio", str(speech), "--output_dir", str(speech),
+             "--no-progress")
+    assert r.returncode == 1 and "same file as the input" in r.stderr, r.stderr
+    assert (speech / "x.wav").read_bytes() == HELDOUT.read_bytes()
 
 
 def test_bad_blob_rejected_by_native_loader(engines, synth_lib):

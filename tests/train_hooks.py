@@ -4,6 +4,8 @@ Driven by environment variables, so that every rank of a ``horovodrun`` run gets
 
 * ``LPCNET_TEST_FAIL_AT="RANK:STEP"``: that rank raises RuntimeError after STEP train steps;
   ``"RANK:STEP:kill"``: it kills itself with SIGKILL instead (a crashed / OOM-killed process).
+* ``LPCNET_TEST_FAIL_ONCE=PATH``: with ``LPCNET_TEST_FAIL_AT``, fail only if PATH does not exist
+  (it is created first): a worker that rejoins an elastic run with the same environment lives.
 * ``LPCNET_TEST_WEIGHTS_DIR=DIR``: at the end of training every rank saves its final weights to
   ``DIR/rank<R>.npz`` and its logged history (loss, accuracy per epoch) to ``DIR/rank<R>.json``.
 """
@@ -19,6 +21,7 @@ import keras
 import numpy as np
 
 FAIL_ENV = "LPCNET_TEST_FAIL_AT"
+FAIL_ONCE_ENV = "LPCNET_TEST_FAIL_ONCE"
 WEIGHTS_ENV = "LPCNET_TEST_WEIGHTS_DIR"
 
 
@@ -33,6 +36,11 @@ class FailAt(keras.callbacks.Callback):
         self.n += 1
         if self.n < self.step:
             return
+        once = os.environ.get(FAIL_ONCE_ENV, "").strip()
+        if once:
+            if Path(once).exists():
+                return
+            Path(once).touch()
         if self.kill:
             print(f"{FAIL_ENV}: rank {self.rank} kills itself after {self.n} steps (test hook)",
                   flush=True)

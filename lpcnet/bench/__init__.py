@@ -19,6 +19,7 @@ from lpcnet.bench.features import bench_features
 from lpcnet.bench.quality import bench_quality
 from lpcnet.bench.scaling import bench_scaling
 from lpcnet.bench.synth import bench_synth
+from lpcnet.bench.synth_memory import bench_synth_memory
 from lpcnet.bench.train import bench_train
 
 
@@ -40,12 +41,17 @@ BENCHMARKS = {
                        ("gru_a", "gru_b", "batch", "steps", "rounds")),
     "scaling": Benchmark(bench_scaling,
                          "Horovod weak scaling: sequences/s at np=1 and np=2, one thread per rank",
-                         ("gru_a", "gru_b", "batch", "steps")),
+                         ("gru_a", "gru_b", "batch", "steps", "rounds")),
     "quality": Benchmark(bench_quality,
                          "training sequences/s without and with --eval-audio scoring beside it",
                          ("gru_a", "gru_b", "batch", "steps", "every", "rounds")),
-    "synth": Benchmark(bench_synth, "synthesis RTF on one core: native float/int8 vs Keras reference",
-                       ("seconds", "reference_seconds", "repeat")),
+    "synth": Benchmark(bench_synth, "synthesis RTF on one core: native float/int8 vs Keras reference, "
+                       "int8 vs float, the CLI path, K streams per core",
+                       ("seconds", "reference_seconds", "repeat", "plot")),
+    "synth-memory": Benchmark(bench_synth_memory,
+                              "synthesis peak memory for 1, 10 and 30 minutes of audio",
+                              ("minutes",)),
 }
 
-__all__ = ["BENCHMARKS", "Benchmark", "bench_features", "bench_quality", "bench_scaling", "bench_synth", "bench_train"]
+__all__ = ["BENCHMARKS", "Benchmark", "bench_features", "bench_quality", "bench_scaling", "bench_synth",
+           "bench_synth_memory", "bench_train"]

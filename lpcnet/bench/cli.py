@@ -37,6 +37,8 @@ FLAGS = {
     "batch": Flag("--batch", int, "sequences per batch (per rank for scaling)"),
     "steps": Flag("--steps", int, "timed steps per variant"),
     "every": Flag("--every", int, "steps between evaluations"),
+    "plot": Flag("--plot", str, "write the streams-per-core curve to this PNG"),
+    "minutes": Flag("--minutes", float, "longest input in minutes (also 1/30 and 1/3 of it)"),
 }
 
 

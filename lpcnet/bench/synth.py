@@ -98,26 +98,36 @@ def _print_table(result: dict, rtf: dict, wall: dict, keras_rtf: float) -> None:
     print(f"{'keras':<20}{keras_rtf:>10.4f}{1 / keras_rtf:>14.1f}{1:>10.0f}{wall['keras']:>12.4f}")
 
 
-def bench_synth(*, seconds: float = 120.0, reference_seconds: float = 10.0, repeat: int = 3) -> dict:
-    """Native float / int8 RTF on one core and the speed ratio to the Keras engine.
+def bench_synth(*, seconds: float = 120.0, reference_seconds: float = 10.0, repeat: int = 3,
+                plot: str | None = None) -> dict:
+    """Native float / int8 RTF on one core and the speed ratio to the Keras engine; int8 vs
+    float on the sparse and the dense demo model, the CLI path vs this harness, and K streams
+    per core (lpcnet.bench.synth_streams).
 
     Args:
         seconds: seconds of speech features for the native engine.
         reference_seconds: seconds for the Keras engine (at most 0.3: it is ~100x slower).
         repeat: timed repetitions of each native variant; the best (by CPU time) is reported.
+        plot: write the streams-per-core curve to this PNG.
     """
     from lpcnet import synth
+    from lpcnet.bench.synth_streams import extras, speech_like
     from lpcnet.export import blob_from_weights, blob_to_bytes
     from lpcnet.features import extract
 
     threads = _one_tf_thread()
     with OneCore(pick=max) as cpu:
         weights, cfg = sparse_model_weights()
-        model = synth.NativeModel(blob_to_bytes(blob_from_weights(weights, cfg, int8=True)))
+        weights = speech_like(weights)            # speech-like excitation (not a saturated signal)
+        blob = blob_to_bytes(blob_from_weights(weights, cfg, int8=True))
+        model = synth.NativeModel(blob)
         feats = extract(speech(max(seconds, 0.05)))
         audio_s = len(feats) * FRAME_SIZE / SAMPLE_RATE
         rtf, wall, best_level = _native_rtfs(synth, model, feats, repeat)
         keras_rtf, wall["keras"], keras_audio = _keras_rtf(synth, weights, cfg, feats, reference_seconds)
+        _print_table({"cpu": cpu, "simd": best_level, "gru_a": cfg.gru_a, "density": GRU_A_DENSITY,
+                      "audio_seconds": audio_s, "repeat": repeat}, rtf, wall, keras_rtf)
+        more = extras(model, blob, feats, rtf["int8"], rtf["float"], repeat, plot=plot)
     result = {
         "benchmark": "synth", "cpu": cpu, "simd": best_level,
         "gru_a": cfg.gru_a, "gru_b": cfg.gru_b, "density": list(GRU_A_DENSITY),
@@ -129,7 +139,6 @@ def bench_synth(*, seconds: float = 120.0, reference_seconds: float = 10.0, repe
         "wall_rtf_keras": wall["keras"], "repeat": repeat,
         "rtf_native_float_avx2": rtf.get("float_avx2"),
         "rtf_native_int8_avx2": rtf.get("int8_avx2"),
-        "keras_intra_op_threads": threads,
+        "keras_intra_op_threads": threads, **more,
     }
-    _print_table(result, rtf, wall, keras_rtf)
     return result

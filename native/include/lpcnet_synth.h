@@ -32,10 +32,19 @@ extern "C" {
 #define LPCNET_SYNTH_LPC_CEPSTRUM 4 /**< LPC from the cepstrum (as the features do) instead of features 20..35 */
 #define LPCNET_SYNTH_ARGMAX 8      /**< deterministic: each bit is 1 iff its probability > 0.5 */
 
+/* Commands of lpcnet_synth_multi_step(), one per stream and step. */
+#define LPCNET_SYNTH_IDLE 0 /**< the stream does nothing this step */
+#define LPCNET_SYNTH_FEED 1 /**< the stream takes its next frame of 36 features */
+#define LPCNET_SYNTH_END 2  /**< end of the stream: one of its LPCNET_SYNTH_DELAY_FRAMES padding steps */
+/** Most streams of one LPCNetSynthMulti. */
+#define LPCNET_SYNTH_MAX_STREAMS 64
+
 /** Read-only network weights (opaque). */
 typedef struct LPCNetSynthModel LPCNetSynthModel;
 /** Synthesis state of one stream (opaque). */
 typedef struct LPCNetSynthState LPCNetSynthState;
+/** Several streams synthesised together (opaque). */
+typedef struct LPCNetSynthMulti LPCNetSynthMulti;
 
 /** Parse and validate a weight blob; the bytes are copied.
  * @param data   blob bytes
@@ -66,6 +75,13 @@ void lpcnet_synth_destroy(LPCNetSynthState *st);
  * @return 0 during the first two calls (lookahead), else 160 */
 int lpcnet_synth_frame(LPCNetSynthState *st, const float *features, int16_t *out);
 
+/** Feed nframes frames (the same as nframes calls of lpcnet_synth_frame(), faster: the
+ * frame-rate network runs on blocks of frames).
+ * @param features nframes*36 floats
+ * @param out      room for nframes*160 samples
+ * @return samples written (160 per call past the first two), or -1 */
+long lpcnet_synth_frames(LPCNetSynthState *st, const float *features, long nframes, int16_t *out);
+
 /** End of stream: synthesise the (up to two) frames still held back.
  * @param out room for 320 samples
  * @return number of samples written (0, 160 or 320) */
@@ -81,6 +97,27 @@ int lpcnet_synth_flush(LPCNetSynthState *st, int16_t *out);
  * @return samples written, or -1 if the state was already used */
 long lpcnet_synth_run(LPCNetSynthState *st, const float *features, long nb_frames, int16_t *out,
                       float *probs, const uint8_t *forced);
+
+/** Create nstreams (1..LPCNET_SYNTH_MAX_STREAMS) streams synthesised together, all with the
+ * same flags; each starts as lpcnet_synth_multi_start(ms, s, 0) leaves it.
+ * @return NULL (out of memory, bad count, or INT8 asked of a float-only blob) */
+LPCNetSynthMulti *lpcnet_synth_multi_create(const LPCNetSynthModel *model, int flags, int nstreams);
+
+/** Destroy the streams. */
+void lpcnet_synth_multi_destroy(LPCNetSynthMulti *ms);
+
+/** (Re)start stream `stream` as a fresh state seeded with `seed` (a new utterance).
+ * @return 0, or -1 (bad stream index, out of memory) */
+int lpcnet_synth_multi_start(LPCNetSynthMulti *ms, int stream, uint64_t seed);
+
+/** nsteps steps; at each, stream s does what cmd[step*nstreams + s] says (LPCNET_SYNTH_*):
+ * FEED takes the 36 features at features + (step*nstreams + s)*36, END is one of the
+ * LPCNET_SYNTH_DELAY_FRAMES steps that end a stream (as lpcnet_synth_flush()). Stream s
+ * writes nout[step*nstreams + s] samples (0 or 160) at out + (step*nstreams + s)*160; the
+ * samples are those of a single state given the same frames.
+ * @return samples written in all, or -1 (a bad command) */
+long lpcnet_synth_multi_step(LPCNetSynthMulti *ms, int nsteps, const float *features,
+                             const int8_t *cmd, int16_t *out, int16_t *nout);
 
 /** @return the LPCNET_SIMD_* level of the kernels in use: 0, 2 or 3. */
 int lpcnet_synth_simd_level(void);

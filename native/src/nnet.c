@@ -144,19 +144,25 @@ static void gru_update_fast_c(float *h, const float *in, const float *in2, const
   if (q) quantize_u8_c(q, h, n);
 }
 
-static void dense_i8_accum_c(float *out, const int8_t *w, int rows4, int ngroups, const uint8_t *x,
-                             float scale) {
+static void dense_i8_accum_c(float *out, const int8_t *w, int rows4, int ngroups, int gstride,
+                             const uint8_t *x, float scale) {
   int g, r, c, k;
   for (g = 0; g < ngroups; g++) {
     int32_t acc[NNET_BLOCK_COLS] = {0};
     for (r = 0; r < rows4; r++) {
-      const int8_t *wb = w + ((size_t)r * ngroups + g) * NNET_BLOCK_SIZE;
+      const int8_t *wb = w + ((size_t)r * gstride + g) * NNET_BLOCK_SIZE;
       for (c = 0; c < NNET_BLOCK_COLS; c++)
         for (k = 0; k < NNET_BLOCK_ROWS; k++)
           acc[c] += (int32_t)wb[c * NNET_BLOCK_ROWS + k] * x[NNET_BLOCK_ROWS * r + k];
     }
     for (c = 0; c < NNET_BLOCK_COLS; c++) out[NNET_BLOCK_COLS * g + c] += scale * (float)acc[c];
   }
+}
+
+static void dense_i8_accum_multi_c(float *const *out, const int8_t *w, int rows4, int ngroups,
+                                   int gstride, const uint8_t *const *x, int k, float scale) {
+  int s;
+  for (s = 0; s < k; s++) dense_i8_accum_c(out[s], w, rows4, ngroups, gstride, x[s], scale);
 }
 
 /* The four nodes on the path only: the same sums in the same order as mdense_units_c. */
@@ -184,6 +190,7 @@ const NNetKernels nnet_kernels_ref = {
     .sparse_i8_accum_even = sparse_i8_accum_c, /* the padded lists are valid general lists */
     .sparse_i8_accum_multi = sparse_i8_accum_multi_c,
     .dense_i8_accum = dense_i8_accum_c,
+    .dense_i8_accum_multi = dense_i8_accum_multi_c,
     .vec_sigmoid = vec_sigmoid_c,
     .vec_tanh = vec_tanh_c,
     .gru_update = gru_update_c,
@@ -220,8 +227,10 @@ void nnet_expand_u8(uint8_t *xe, const uint8_t *q, int rows, int s, int k) {
   const int kp = nnet_xe_streams(k);
   int r, j;
   for (r = 0; r < rows / NNET_BLOCK_ROWS; r++) {
-    uint8_t *d = xe + NNET_XE_BYTES * ((long)r * kp + s);
-    for (j = 0; j < NNET_XE_BYTES; j += NNET_BLOCK_ROWS) memcpy(d + j, q + NNET_BLOCK_ROWS * r, NNET_BLOCK_ROWS);
+    uint32_t v, d[NNET_XE_BYTES / 4];
+    memcpy(&v, q + NNET_BLOCK_ROWS * r, 4);
+    for (j = 0; j < NNET_XE_BYTES / 4; j++) d[j] = v;
+    memcpy(xe + NNET_XE_BYTES * ((long)r * kp + s), d, sizeof(d));
   }
 }
 
@@ -259,12 +268,15 @@ int nnet_blocks_are_dense(const int32_t *idx, int rows, int ngroups) {
   return 1;
 }
 
-void nnet_dense_i8_from_blocks(const int8_t *wq, int rows4, int ngroups, int8_t *dense) {
+void nnet_dense_i8_from_blocks(const int8_t *wq, int rows4, int ngroups, int panel, int8_t *dense) {
   int g, r;
-  for (g = 0; g < ngroups; g++)
+  for (g = 0; g < ngroups; g++) {
+    const int p = g / panel, pg = ngroups - p * panel < panel ? ngroups - p * panel : panel;
+    int8_t *base = dense + (size_t)p * rows4 * panel * NNET_BLOCK_SIZE;
     for (r = 0; r < rows4; r++)
-      memcpy(dense + ((size_t)r * ngroups + g) * NNET_BLOCK_SIZE,
+      memcpy(base + ((size_t)r * pg + g % panel) * NNET_BLOCK_SIZE,
              wq + ((size_t)g * rows4 + r) * NNET_BLOCK_SIZE, NNET_BLOCK_SIZE);
+  }
 }
 
 void nnet_tree4_tables(const float *md_w, const float *md_b, const float *md_f, float *t) {

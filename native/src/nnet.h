@@ -50,10 +50,16 @@ typedef struct {
   void (*sparse_i8_accum_multi)(float *out, int ldo, const float *bias, int ldb, const int8_t *w,
                                 const int32_t *idx, int ngroups, const uint8_t *xe, int k,
                                 float scale);
-  /* out[8g + c] += scale * dense int8 product; w (rows4, ngroups, 8, 4) as made by
-   * nnet_dense_i8_from_blocks; NULL if absent */
-  void (*dense_i8_accum)(float *out, const int8_t *w, int rows4, int ngroups, const uint8_t *x,
-                         float scale);
+  /* out[8g + c] += scale * dense int8 product of groups 0..ngroups-1; w (rows4, gstride, 8, 4)
+   * (gstride >= ngroups groups per row quad) as made by nnet_dense_i8_from_blocks; NULL if
+   * absent */
+  void (*dense_i8_accum)(float *out, const int8_t *w, int rows4, int ngroups, int gstride,
+                         const uint8_t *x, float scale);
+  /* dense_i8_accum of k streams at once (the weights read once): out[s] and x[s] are stream
+   * s's outputs and state; bit-identical to the same table's dense_i8_accum on each stream;
+   * NULL if absent */
+  void (*dense_i8_accum_multi)(float *const *out, const int8_t *w, int rows4, int ngroups,
+                               int gstride, const uint8_t *const *x, int k, float scale);
   void (*vec_sigmoid)(float *y, const float *x, int n);
   void (*vec_tanh)(float *y, const float *x, int n);
   /* reset_after GRU update (docs/native.md): the 3n input sums are in (+ in2 + in3 + in4
@@ -82,8 +88,9 @@ typedef struct {
 
 /** Scalar references of every slot (none NULL): what the tests compare each level with. */
 extern const NNetKernels nnet_kernels_ref;
-/** What the engine runs at LPCNET_SIMD_SCALAR: nnet_kernels_ref without the five fast paths
- * (sparse_i8_accum_even, sparse_i8_accum_multi, dense_i8_accum, gru_update_fast, tree4),
+/** What the engine runs at LPCNET_SIMD_SCALAR: nnet_kernels_ref without the six fast paths
+ * (sparse_i8_accum_even, sparse_i8_accum_multi, dense_i8_accum, dense_i8_accum_multi,
+ * gru_update_fast, tree4),
  * which in scalar code would only add work (padding, layouts) or change results (spline
  * activations). */
 extern const NNetKernels nnet_kernels_c;
@@ -120,8 +127,13 @@ void nnet_pad_even_i8(const int32_t *idx, const int8_t *wq, int ngroups, int32_t
                       int8_t *pwq);
 /** 1 if every group stores all rows / 4 blocks in row order (a dense matrix), else 0. */
 int nnet_blocks_are_dense(const int32_t *idx, int rows, int ngroups);
-/** The int8 blocks of such a matrix in the dense_i8_accum layout (rows4, ngroups, 8, 4). */
-void nnet_dense_i8_from_blocks(const int8_t *wq, int rows4, int ngroups, int8_t *dense);
+/** The int8 blocks of such a matrix in panels of `panel` groups (the last may hold fewer), each
+ * in the dense_i8_accum layout (rows4, groups of the panel, 8, 4): panel p starts at
+ * dense + p rows4 panel NNET_BLOCK_SIZE and is read with gstride = panel (a product of a
+ * panel's groups then streams through contiguous memory). panel = ngroups: one panel. */
+void nnet_dense_i8_from_blocks(const int8_t *wq, int rows4, int ngroups, int panel, int8_t *dense);
+/** Groups per panel of GRU A's dense int8 copy (one pass of the AVX-512 dense product). */
+#define NNET_DENSE_PANEL 12
 /** The NNET_TREE_TABLES subtree tables of the dual FC for tree4 (16 GRU B units): table 0 is
  * rooted at node 1 (levels 0-3), table 1 + p at node 16 + p (levels 4-7). Per table, rows
  * 0-15: input i's weights, row 16 the biases, row 17 the output factors; lane j < 15 is

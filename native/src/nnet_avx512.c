@@ -171,7 +171,8 @@ TGT static void sparse_i8_accum_vnni(float *out, const float *bias, const int8_t
   }
 }
 
-/* Block counts even and >= 2: one loop of two blocks per step, no remainder. */
+/* Block counts even and >= 2: four blocks per step into four accumulators (independent
+ * dot-product chains), then the remaining pair; no odd remainder. */
 TGT static void sparse_i8_accum_even_vnni(float *out, const float *bias, const int8_t *w,
                                           const int32_t *idx, int ngroups, const uint8_t *x,
                                           float scale) {
@@ -180,50 +181,57 @@ TGT static void sparse_i8_accum_even_vnni(float *out, const float *bias, const i
   const __m256 sc = _mm256_set1_ps(scale);
   for (g = 0; g < ngroups; g++) {
     const int32_t *end = idx + 1 + *idx;
-    __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
-    idx++;
-    do {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (idx++; idx + 4 <= end; idx += 4, w += 128) {
+      vnni_two_blocks(&a0, &a1, x, idx, w);
+      vnni_two_blocks(&a2, &a3, x, idx + 2, w + 64);
+    }
+    if (idx < end) {
       vnni_two_blocks(&a0, &a1, x, idx, w);
       idx += 2;
       w += 64;
-    } while (idx < end);
-    vnni_store_group(out + 8 * g, init + 8 * g, a0, a1, sc);
+    }
+    vnni_store_group(out + 8 * g, init + 8 * g, _mm256_add_epi32(a0, a2), _mm256_add_epi32(a1, a3), sc);
   }
+}
+
+TGT static inline __attribute__((always_inline)) void i8_multi_store(
+    float *out, int ldo, const float *bias, int ldb, int k, int s0, int g, __m512i acc, __m512 sc) {
+  const int s1 = s0 + 1;
+  __m512 init = _mm512_castps256_ps512(_mm256_loadu_ps((bias ? bias + (long)s0 * ldb : out + (long)s0 * ldo) + 8 * g));
+  __m512 y;
+  if (s1 < k)
+    init = _mm512_insertf32x8(init, _mm256_loadu_ps((bias ? bias + (long)s1 * ldb : out + (long)s1 * ldo) + 8 * g), 1);
+  y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), sc, init);
+  _mm256_storeu_ps(out + (long)s0 * ldo + 8 * g, _mm512_castps512_ps256(y));
+  if (s1 < k) _mm256_storeu_ps(out + (long)s1 * ldo + 8 * g, _mm512_extractf32x8_ps(y, 1));
 }
 
 /* sparse_i8_accum_multi on np (constant, <= 8) stream pairs starting at pair p0: a zmm holds
  * the 8 outputs of two streams; per block, the weights are broadcast to both halves once and
  * each pair's expanded states (64 bytes) are one load. Each output is then
- * fma(float(acc), scale, init), as vnni_store_group. */
+ * fma(float(acc), scale, init), as vnni_store_group. (Named accumulators: GCC keeps them in
+ * registers, an array it copies around.) */
 TGT static inline __attribute__((always_inline)) void i8_multi_pairs(
     float *out, int ldo, const float *bias, int ldb, const int8_t *w, const int32_t *idx,
     int ngroups, const uint8_t *xe, int kp, int k, int p0, const int np, float scale) {
   const __m512 sc = _mm512_set1_ps(scale);
   const long row_bytes = (long)NNET_XE_BYTES * kp / NNET_BLOCK_ROWS; /* per state row */
-  int g, b, p;
+  int g;
   xe += 64L * p0;
   for (g = 0; g < ngroups; g++) {
-    const int count = *idx++;
-    __m512i acc[8];
-    for (p = 0; p < np; p++) acc[p] = _mm512_setzero_si512();
-    for (b = 0; b < count; b++) {
-      const uint8_t *xr = xe + row_bytes * idx[b];
-      const __m512i wv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w + 32L * b)));
-      for (p = 0; p < np; p++)
-        acc[p] = _mm512_dpbusd_epi32(acc[p], _mm512_loadu_si512((const void *)(xr + 64 * p)), wv);
+    const int32_t *end = idx + 1 + *idx;
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (idx++; idx < end; idx++, w += 32) {
+      const uint8_t *xr = xe + row_bytes * *idx;
+      const __m512i wv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w));
+#define MP_(j, a) if (np > j) a = _mm512_dpbusd_epi32(a, _mm512_loadu_si512((const void *)(xr + 64 * j)), wv)
+      MP_(0, a0); MP_(1, a1); MP_(2, a2); MP_(3, a3); MP_(4, a4); MP_(5, a5); MP_(6, a6); MP_(7, a7);
+#undef MP_
     }
-    idx += count;
-    w += 32L * count;
-    for (p = 0; p < np; p++) {
-      const int s0 = 2 * (p0 + p), s1 = s0 + 1;
-      const float *i0 = (bias ? bias + (long)s0 * ldb : out + (long)s0 * ldo) + 8 * g;
-      __m512 init = _mm512_castps256_ps512(_mm256_loadu_ps(i0)), y;
-      if (s1 < k)
-        init = _mm512_insertf32x8(init, _mm256_loadu_ps((bias ? bias + (long)s1 * ldb : out + (long)s1 * ldo) + 8 * g), 1);
-      y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[p]), sc, init);
-      _mm256_storeu_ps(out + (long)s0 * ldo + 8 * g, _mm512_castps512_ps256(y));
-      if (s1 < k) _mm256_storeu_ps(out + (long)s1 * ldo + 8 * g, _mm512_extractf32x8_ps(y, 1));
-    }
+#define MS_(j, a) if (np > j) i8_multi_store(out, ldo, bias, ldb, k, 2 * (p0 + j), g, a, sc)
+    MS_(0, a0); MS_(1, a1); MS_(2, a2); MS_(3, a3); MS_(4, a4); MS_(5, a5); MS_(6, a6); MS_(7, a7);
+#undef MS_
   }
 }
 
@@ -246,89 +254,120 @@ TGT static void sparse_i8_accum_multi_vnni(float *out, int ldo, const float *bia
   }
 }
 
-/* 48 outputs (GRU B of 16 units): a row quad is 3 zmm of weights; 4 row phases give 12
- * independent dot-product chains. */
-TGT static void dense_i8_accum_48(float *out, const int8_t *w, int rows4, const uint8_t *x,
-                                  float scale) {
-  __m512i a[4][3];
+/* Dense int8 product of 2 nz groups (nz constant, <= 6: one zmm of weights per pair of groups
+ * and row quad) with ph (constant, <= 8) row phases: nz ph independent dot-product chains; each
+ * row quad's state bytes are broadcast once for all the groups. */
+TGT static inline __attribute__((always_inline)) void dense_i8_zmm(
+    float *out, const int8_t *w, int rows4, int gstride, const uint8_t *x, float scale, const int nz,
+    const int ph) {
+  __m512i a[8][6];
   int r, p, j;
-  for (p = 0; p < 4; p++)
-    for (j = 0; j < 3; j++) a[p][j] = _mm512_setzero_si512();
-  for (r = 0; r + 4 <= rows4; r += 4) {
-    for (p = 0; p < 4; p++) {
+  for (p = 0; p < ph; p++)
+    for (j = 0; j < nz; j++) a[p][j] = _mm512_setzero_si512();
+  for (r = 0; r + ph <= rows4; r += ph)
+    for (p = 0; p < ph; p++) {
       int32_t x4;
+      const int8_t *wr = w + (size_t)(r + p) * gstride * NNET_BLOCK_SIZE;
       __m512i xv;
-      const int8_t *wr = w + (size_t)(r + p) * 192;
       memcpy(&x4, x + 4 * (r + p), 4);
       xv = _mm512_set1_epi32(x4);
-      for (j = 0; j < 3; j++)
+      for (j = 0; j < nz; j++)
         a[p][j] = _mm512_dpbusd_epi32(a[p][j], xv, _mm512_loadu_si512((const void *)(wr + 64 * j)));
     }
-  }
   for (; r < rows4; r++) {
     int32_t x4;
+    const int8_t *wr = w + (size_t)r * gstride * NNET_BLOCK_SIZE;
     __m512i xv;
     memcpy(&x4, x + 4 * r, 4);
     xv = _mm512_set1_epi32(x4);
-    for (j = 0; j < 3; j++)
-      a[0][j] = _mm512_dpbusd_epi32(a[0][j], xv,
-                                    _mm512_loadu_si512((const void *)(w + (size_t)r * 192 + 64 * j)));
+    for (j = 0; j < nz; j++)
+      a[0][j] = _mm512_dpbusd_epi32(a[0][j], xv, _mm512_loadu_si512((const void *)(wr + 64 * j)));
   }
-  for (j = 0; j < 3; j++) {
-    __m512i s = _mm512_add_epi32(_mm512_add_epi32(a[0][j], a[1][j]), _mm512_add_epi32(a[2][j], a[3][j]));
+  for (j = 0; j < nz; j++) {
+    __m512i s = a[0][j];
+    for (p = 1; p < ph; p++) s = _mm512_add_epi32(s, a[p][j]);
     _mm512_storeu_ps(out + 16 * j, _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(scale),
                                                    _mm512_loadu_ps(out + 16 * j)));
   }
 }
 
 TGT static void dense_i8_accum_vnni(float *out, const int8_t *w, int rows4, int ngroups,
-                                    const uint8_t *x, float scale) {
-  const __m256 sc = _mm256_set1_ps(scale);
-  int g0, r, j;
-  if (ngroups == 6) {
-    dense_i8_accum_48(out, w, rows4, x, scale);
+                                    int gstride, const uint8_t *x, float scale) {
+  int g = 0, r;
+  if (ngroups == 6) { /* GRU B of 16 units (48 outputs), on the critical path: 24 chains */
+    dense_i8_zmm(out, w, rows4, gstride, x, scale, 3, 8);
     return;
   }
-  for (g0 = 0; g0 < ngroups; g0 += 3) {
-    const int ng = ngroups - g0 < 3 ? ngroups - g0 : 3;
-    __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256(), a2 = _mm256_setzero_si256();
-    __m256i b0 = _mm256_setzero_si256(), b1 = _mm256_setzero_si256(), b2 = _mm256_setzero_si256();
-    __m256i acc[3];
-    if (ng == 3) {
-      for (r = 0; r + 2 <= rows4; r += 2) {
-        int32_t x0, x1;
-        const int8_t *w0 = w + ((size_t)r * ngroups + g0) * 32, *w1 = w0 + (size_t)ngroups * 32;
-        __m256i v0, v1;
-        memcpy(&x0, x + 4 * r, 4);
-        memcpy(&x1, x + 4 * r + 4, 4);
-        v0 = _mm256_set1_epi32(x0);
-        v1 = _mm256_set1_epi32(x1);
-        a0 = _mm256_dpbusd_epi32(a0, v0, _mm256_loadu_si256((const __m256i *)w0));
-        a1 = _mm256_dpbusd_epi32(a1, v0, _mm256_loadu_si256((const __m256i *)(w0 + 32)));
-        a2 = _mm256_dpbusd_epi32(a2, v0, _mm256_loadu_si256((const __m256i *)(w0 + 64)));
-        b0 = _mm256_dpbusd_epi32(b0, v1, _mm256_loadu_si256((const __m256i *)w1));
-        b1 = _mm256_dpbusd_epi32(b1, v1, _mm256_loadu_si256((const __m256i *)(w1 + 32)));
-        b2 = _mm256_dpbusd_epi32(b2, v1, _mm256_loadu_si256((const __m256i *)(w1 + 64)));
-      }
-    } else {
-      r = 0;
-    }
-    acc[0] = _mm256_add_epi32(a0, b0);
-    acc[1] = _mm256_add_epi32(a1, b1);
-    acc[2] = _mm256_add_epi32(a2, b2);
-    for (; r < rows4; r++) {   /* remaining row quad, or groups left over (< 3) */
-      int32_t x4;
-      __m256i xv;
-      const int8_t *wr = w + ((size_t)r * ngroups + g0) * 32;
-      memcpy(&x4, x + 4 * r, 4);
-      xv = _mm256_set1_epi32(x4);
-      for (j = 0; j < ng; j++)
-        acc[j] = _mm256_dpbusd_epi32(acc[j], xv, _mm256_loadu_si256((const __m256i *)(wr + 32 * j)));
-    }
-    for (j = 0; j < ng; j++)
-      _mm256_storeu_ps(out + 8 * (g0 + j), _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[j]), sc,
-                                                         _mm256_loadu_ps(out + 8 * (g0 + j))));
+  for (; g + 12 <= ngroups; g += 12)
+    dense_i8_zmm(out + 8 * g, w + 32 * g, rows4, gstride, x, scale, 6, 2);
+  switch ((ngroups - g) / 2) {
+    case 5: dense_i8_zmm(out + 8 * g, w + 32 * g, rows4, gstride, x, scale, 5, 2); g += 10; break;
+    case 4: dense_i8_zmm(out + 8 * g, w + 32 * g, rows4, gstride, x, scale, 4, 3); g += 8; break;
+    case 3: dense_i8_zmm(out + 8 * g, w + 32 * g, rows4, gstride, x, scale, 3, 4); g += 6; break;
+    case 2: dense_i8_zmm(out + 8 * g, w + 32 * g, rows4, gstride, x, scale, 2, 4); g += 4; break;
+    case 1: dense_i8_zmm(out + 8 * g, w + 32 * g, rows4, gstride, x, scale, 1, 4); g += 2; break;
+    default: break;
   }
+  if (g < ngroups) { /* an odd last group */
+    __m256i acc = _mm256_setzero_si256();
+    for (r = 0; r < rows4; r++) {
+      int32_t x4;
+      memcpy(&x4, x + 4 * r, 4);
+      acc = _mm256_dpbusd_epi32(acc, _mm256_set1_epi32(x4),
+                                _mm256_loadu_si256((const __m256i *)(w + ((size_t)r * gstride + g) * 32)));
+    }
+    _mm256_storeu_ps(out + 8 * g, _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(scale),
+                                                  _mm256_loadu_ps(out + 8 * g)));
+  }
+}
+
+/* 48 outputs (6 groups, gstride 6: GRU B of 16 units) of ns (constant, <= 8) streams: per
+ * row quad the 3 zmm of weights are loaded once and used by every stream (one chain per
+ * stream and zmm). Each stream's sums are those of dense_i8_zmm, and its outputs
+ * fma(float(acc), scale, out) likewise. */
+TGT static inline __attribute__((always_inline)) void dense48_streams(
+    float *const *out, const int8_t *w, int rows4, const uint8_t *const *x, float scale, const int ns) {
+  __m512i a[8][3];
+  int r, s, j;
+  for (s = 0; s < ns; s++)
+    for (j = 0; j < 3; j++) a[s][j] = _mm512_setzero_si512();
+  for (r = 0; r < rows4; r++) {
+    const __m512i w0 = _mm512_loadu_si512((const void *)(w + (size_t)r * 192));
+    const __m512i w1 = _mm512_loadu_si512((const void *)(w + (size_t)r * 192 + 64));
+    const __m512i w2 = _mm512_loadu_si512((const void *)(w + (size_t)r * 192 + 128));
+    for (s = 0; s < ns; s++) {
+      int32_t x4;
+      __m512i xv;
+      memcpy(&x4, x[s] + 4 * r, 4);
+      xv = _mm512_set1_epi32(x4);
+      a[s][0] = _mm512_dpbusd_epi32(a[s][0], xv, w0);
+      a[s][1] = _mm512_dpbusd_epi32(a[s][1], xv, w1);
+      a[s][2] = _mm512_dpbusd_epi32(a[s][2], xv, w2);
+    }
+  }
+  for (s = 0; s < ns; s++)
+    for (j = 0; j < 3; j++)
+      _mm512_storeu_ps(out[s] + 16 * j, _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[s][j]), _mm512_set1_ps(scale),
+                                                        _mm512_loadu_ps(out[s] + 16 * j)));
+}
+
+TGT static void dense_i8_accum_multi_vnni(float *const *out, const int8_t *w, int rows4, int ngroups,
+                                          int gstride, const uint8_t *const *x, int k, float scale) {
+  int s = 0;
+  if (ngroups == 6 && gstride == 6) {
+    for (; s + 8 <= k; s += 8) dense48_streams(out + s, w, rows4, x + s, scale, 8);
+    switch (k - s) {
+      case 7: dense48_streams(out + s, w, rows4, x + s, scale, 7); return;
+      case 6: dense48_streams(out + s, w, rows4, x + s, scale, 6); return;
+      case 5: dense48_streams(out + s, w, rows4, x + s, scale, 5); return;
+      case 4: dense48_streams(out + s, w, rows4, x + s, scale, 4); return;
+      case 3: dense48_streams(out + s, w, rows4, x + s, scale, 3); return;
+      case 2: dense48_streams(out + s, w, rows4, x + s, scale, 2); return;
+      case 1: dense48_streams(out + s, w, rows4, x + s, scale, 1); return;
+      default: return;
+    }
+  }
+  for (; s < k; s++) dense_i8_accum_vnni(out[s], w, rows4, ngroups, gstride, x[s], scale);
 }
 
 TGT static inline __m512 sigmoid16(__m512 x) {
@@ -505,6 +544,7 @@ const NNetKernels nnet_kernels_avx512 = {
     .sparse_i8_accum_even = sparse_i8_accum_even_vnni,
     .sparse_i8_accum_multi = sparse_i8_accum_multi_vnni,
     .dense_i8_accum = dense_i8_accum_vnni,
+    .dense_i8_accum_multi = dense_i8_accum_multi_vnni,
     .vec_sigmoid = vec_sigmoid_avx512,
     .vec_tanh = vec_tanh_avx512,
     .gru_update = gru_update_avx512,

@@ -25,9 +25,11 @@ typedef struct {
 
 /* GRU A's recurrent product for sample t+1 depends only on GRU A's state after sample t,
  * not on the sampled value: it is computed in GA_CHUNKS pieces interleaved with the
- * latency-bound rest of sample t (GRU B, the bit-by-bit sampling), so that the core
- * overlaps the two. Same arithmetic, same results. */
-#define GA_CHUNKS 6
+ * latency-bound rest of sample t (two around GRU B's update, the others after the first
+ * sampling subtree), so that the core overlaps the two. Same arithmetic, same results.
+ * Four pieces: the whole product is done before the next sample starts (measured: int8
+ * ~8 % faster than six pieces, docs/benchmarks.md#synth). */
+#define GA_CHUNKS 4
 
 struct LPCNetSynthModel {
   unsigned char *mem;
@@ -41,8 +43,10 @@ struct LPCNetSynthModel {
   const float *gb_in_subias, *gb_w, *gb_rec_w, *gb_rbias;
   const int32_t *gb_idx;
   const int8_t *gb_wq;
-  /* GRU B's input matrix is usually dense: int8 copy repacked at load (owned) */
+  /* GRU B's input matrix is usually dense: int8 copy repacked at load (owned); the same for
+   * GRU A's recurrent matrix when it is dense (not pruned) */
   int8_t *gb_dense_q; /* (na/4, 3nb/8, 8, 4) */
+  int8_t *ga_dense_q; /* panels of NNET_DENSE_PANEL groups, each (na/4, groups, 8, 4) */
   /* GRU A's recurrent groups in GA_CHUNKS pieces of about equal block counts: first
    * group, offset in ga_idx and first block of each piece */
   int ga_cg[GA_CHUNKS + 1];
@@ -112,13 +116,31 @@ static int lin2ulaw_exact(double x) {
   return r < 0 ? 0 : (r > 255 ? 255 : (int)r);
 }
 
-/* The same code without a logarithm: |u| rounds to k = number of edges <= |x|, found by a
- * branch-free binary search. Where |x| is within 1e-9 (relative) of an edge, the rounding
+/* The same code without a logarithm: |u| rounds to k = number of edges <= |x|. The top 16
+ * bits of the double |x| (exponent and 4 mantissa bits) pick one of ULAW_BUCKETS intervals
+ * of 1/16 octave on [2, 32768) (below: bucket 0, above: the last), which holds at most two
+ * edges (checked when the tables are built, else the binary search is used): k is the bucket's
+ * first count plus two compares. Where |x| is within 1e-9 (relative) of an edge, the rounding
  * of the formula itself decides: lin2ulaw_exact() (practically never taken). */
+#define ULAW_BUCKETS 224
+static uint8_t g_ulaw_k0[ULAW_BUCKETS];
+static int g_ulaw_buckets_ok = 0;
+
 static int lin2ulaw(double x) {
   const double a = fabs(x);
   int k = 0, s;
-  for (s = 128; s >= 1; s >>= 1) k += (g_ulaw_edge[k + s - 1] <= a) ? s : 0;
+  if (g_ulaw_buckets_ok && a == a) {
+    uint64_t bits;
+    long b;
+    memcpy(&bits, &a, sizeof(bits));
+    b = (long)(bits >> 48) - (1024L << 4); /* 2.0 has the exponent field 1024 */
+    b = b < 0 ? 0 : (b >= ULAW_BUCKETS ? ULAW_BUCKETS - 1 : b);
+    k = g_ulaw_k0[b];
+    k += g_ulaw_edge[k] <= a;
+    k += g_ulaw_edge[k] <= a;
+  } else {
+    for (s = 128; s >= 1; s >>= 1) k += (g_ulaw_edge[k + s - 1] <= a) ? s : 0;
+  }
   k = k > 128 ? 128 : k; /* a = +inf passes the +inf padding too */
   /* k in [0, 128]: edge k-1 <= a < edge k (NaN: k = 0) */
   if ((k > 0 && a - g_ulaw_edge[k - 1] <= 1e-9 * g_ulaw_edge[k - 1]) ||
@@ -127,6 +149,25 @@ static int lin2ulaw(double x) {
   k = x < 0 ? -k : k;
   k += 128;
   return k > 255 ? 255 : k;
+}
+
+/* Edges below a (binary search), for the bucket table. */
+static int edges_below(double a, int strict) {
+  int k = 0;
+  while (k < 128 && (strict ? g_ulaw_edge[k] < a : g_ulaw_edge[k] <= a)) k++;
+  return k;
+}
+
+static void init_buckets(void) {
+  int b, ok = 1;
+  for (b = 0; b < ULAW_BUCKETS; b++) {
+    const double lo = ldexp(1.0 + (b % 16) / 16.0, 1 + b / 16), hi = ldexp(1.0 + (b % 16 + 1) / 16.0, 1 + b / 16);
+    const int k0 = b == 0 ? 0 : edges_below(lo, 0);
+    const int k1 = b == ULAW_BUCKETS - 1 ? 128 : edges_below(hi, 1);
+    g_ulaw_k0[b] = (uint8_t)k0;
+    if (k1 - k0 > 2) ok = 0;
+  }
+  g_ulaw_buckets_ok = ok;
 }
 
 static void init_tables(void) {
@@ -143,6 +184,7 @@ static void init_tables(void) {
     g_ulaw_edge[i] = i < 128 ? (LPCNET_ULAW_FULL_SCALE / 255.0) * expm1((i + 0.5) / 128.0 * log(256.0))
                              : HUGE_VAL;
   }
+  init_buckets();
   g_tables_ready = 1;
 }
 
@@ -230,7 +272,16 @@ static void repack_dense_gru_b(LPCNetSynthModel *m) {
   const int rq = m->na / NNET_BLOCK_ROWS, ng = 3 * m->nb / NNET_BLOCK_COLS;
   if (!m->gb_wq || !nnet_blocks_are_dense(m->gb_idx, m->na, ng)) return;
   m->gb_dense_q = malloc((size_t)m->na * 3 * m->nb);
-  if (m->gb_dense_q) nnet_dense_i8_from_blocks(m->gb_wq, rq, ng, m->gb_dense_q);
+  if (m->gb_dense_q) nnet_dense_i8_from_blocks(m->gb_wq, rq, ng, ng, m->gb_dense_q);
+}
+
+/* A dense int8 copy of GRU A's recurrent matrix if every block is stored (no pruning): the
+ * dense product broadcasts each state quad once for all outputs (512-bit VNNI). */
+static void repack_dense_gru_a(LPCNetSynthModel *m) {
+  const int rq = m->na / NNET_BLOCK_ROWS, ng = 3 * m->na / NNET_BLOCK_COLS;
+  if (!m->ga_wq || !nnet_blocks_are_dense(m->ga_idx, m->na, ng)) return;
+  m->ga_dense_q = malloc((size_t)m->na * 3 * m->na);
+  if (m->ga_dense_q) nnet_dense_i8_from_blocks(m->ga_wq, rq, ng, NNET_DENSE_PANEL, m->ga_dense_q);
 }
 
 /* Split GRU A's recurrent block list into GA_CHUNKS pieces of about equal block counts. */
@@ -246,7 +297,9 @@ static void chunk_gru_a(LPCNetSynthModel *m, int ngroups) {
   for (g = 0; g < ngroups; g++) {
     b += m->ga_idx[pos];
     pos += 1 + m->ga_idx[pos];
-    while (k < GA_CHUNKS && b * GA_CHUNKS >= nblk * k) m->ga_cg[k] = g + 1, m->ga_ci[k] = pos, m->ga_cb[k] = b, k++;
+    while (k < GA_CHUNKS && b * GA_CHUNKS >= nblk * k &&
+           (!m->ga_dense_q || (g + 1) % NNET_DENSE_PANEL == 0 || g + 1 == ngroups))
+      m->ga_cg[k] = g + 1, m->ga_ci[k] = pos, m->ga_cb[k] = b, k++;
   }
   for (; k <= GA_CHUNKS; k++) m->ga_cg[k] = ngroups, m->ga_ci[k] = pos, m->ga_cb[k] = b;
 }
@@ -310,6 +363,7 @@ LPCNetSynthModel *lpcnet_synth_model_load(const void *data, size_t len, char *er
   }
   freq_init(&m->freq);
   repack_dense_gru_b(m);
+  repack_dense_gru_a(m);
   chunk_gru_a(m, 3 * m->na / NNET_BLOCK_COLS);
   if (m->ga_wq) pad_gru_a(m, 3 * m->na / NNET_BLOCK_COLS);
   build_tree_tables(m);
@@ -319,6 +373,7 @@ LPCNetSynthModel *lpcnet_synth_model_load(const void *data, size_t len, char *er
 void lpcnet_synth_model_free(LPCNetSynthModel *m) {
   if (!m) return;
   free(m->gb_dense_q);
+  free(m->ga_dense_q);
   free(m->tree_t);
   free(m->ga_pidx);
   free(m->ga_pwq);
@@ -334,7 +389,44 @@ void lpcnet_synth_model_sizes(const LPCNetSynthModel *m, int *out) {
 }
 
 /* ---- state -------------------------------------------------------------------- */
-LPCNetSynthState *lpcnet_synth_create(const LPCNetSynthModel *m, int flags, uint64_t seed) {
+static void framework_free(FrameWork *fw) {
+  free(fw->x3a);
+  free(fw->valid1);
+  memset(fw, 0, sizeof(*fw));
+}
+
+/* Work space for n calls; 0, or -1 (out of memory). */
+static int framework_alloc(FrameWork *fw, const LPCNetSynthModel *m, int n) {
+  const size_t in1 = NB_FEAT + (size_t)m->pembed, cond = (size_t)m->cond;
+  const size_t per = 3 * in1 + 7 * cond + 3 * (size_t)m->na + 3 * (size_t)m->nb;
+  float *f = calloc((size_t)n * per, sizeof(float));
+  memset(fw, 0, sizeof(*fw));
+  fw->valid1 = calloc(3 * (size_t)n, sizeof(int));
+  if (!f || !fw->valid1) {
+    free(f);
+    free(fw->valid1);
+    fw->valid1 = NULL;
+    return -1;
+  }
+  fw->n = n;
+  fw->x3a = f, f += (size_t)n * 3 * in1;
+  fw->c1 = f, f += (size_t)n * cond;
+  fw->x3b = f, f += (size_t)n * 3 * cond;
+  fw->c2 = f, f += (size_t)n * cond;
+  fw->d1 = f, f += (size_t)n * cond;
+  fw->cf = f, f += (size_t)n * cond;
+  fw->ca = f, f += (size_t)n * 3 * m->na;
+  fw->cb = f;
+  fw->valid2 = fw->valid1 + n;
+  fw->slot = fw->valid2 + n;
+  return 0;
+}
+
+/* A state with its own frame work space for FRAME_BLOCK calls (own_frames), or none (the
+ * streams of a LPCNetSynthMulti); rec_a: its GRU A recurrent sums (3 na floats, owned by the
+ * caller) or NULL (allocated here). */
+static LPCNetSynthState *state_new(const LPCNetSynthModel *m, int flags, uint64_t seed,
+                                   int own_frames, float *rec_a) {
   LPCNetSynthState *st;
   float *f;
   size_t nf;
@@ -344,31 +436,25 @@ LPCNetSynthState *lpcnet_synth_create(const LPCNetSynthModel *m, int flags, uint
   in1 = NB_FEAT + m->pembed;
   st = calloc(1, sizeof(*st));
   if (!st) return NULL;
-  /* conv memories and layer outputs, conditioning tables, states, GRU sums (below) */
-  nf = 3 * (size_t)in1 + 6 * (size_t)m->cond + 7 * (size_t)m->na + 10 * (size_t)m->nb;
+  /* conv memories, states, GRU sums (below) */
+  nf = 2 * (size_t)in1 + 2 * (size_t)m->cond + 4 * (size_t)m->na + 7 * (size_t)m->nb;
   f = calloc(nf, sizeof(float));
   st->ha_q = malloc((size_t)m->na + 4);
   if (st->ha_q) memset(st->ha_q, 127, (size_t)m->na + 4); /* quantised zero state */
-  if (!f || !st->ha_q) {
+  if (!f || !st->ha_q || (own_frames && framework_alloc(&st->fw, m, FRAME_BLOCK))) {
     free(f);
     free(st->ha_q);
     free(st);
     return NULL;
   }
   st->conv1_mem = f, f += 2 * in1;
-  st->x1 = f, f += in1;
   st->conv2_mem = f, f += 2 * m->cond;
-  st->c1 = f, f += m->cond;
-  st->c2 = f, f += m->cond;
-  st->d1 = f, f += m->cond;
-  st->cfeat = f, f += m->cond;
-  st->cond_a = f, f += 3 * m->na;
-  st->cond_b = f, f += 3 * m->nb;
   st->ha = f, f += m->na;
   st->hb = f, f += m->nb;
   st->rec_a = f, f += 3 * m->na;
   st->in_b = f, f += 3 * m->nb;
   st->rec_b = f, f += 3 * m->nb;
+  if (rec_a) st->rec_a = rec_a;
   st->m = m;
   st->k = nnet_select(g_level);
   st->flags = flags;
@@ -377,8 +463,13 @@ LPCNetSynthState *lpcnet_synth_create(const LPCNetSynthModel *m, int flags, uint
   return st;
 }
 
+LPCNetSynthState *lpcnet_synth_create(const LPCNetSynthModel *m, int flags, uint64_t seed) {
+  return state_new(m, flags, seed, 1, NULL);
+}
+
 void lpcnet_synth_destroy(LPCNetSynthState *st) {
   if (!st) return;
+  framework_free(&st->fw);
   free(st->conv1_mem);
   free(st->ha_q);
   free(st);
@@ -392,12 +483,6 @@ int lpcnet_synth_set_simd_level(int level) {
 }
 
 /* ---- layers ------------------------------------------------------------------- */
-static void dense_tanh(const NNetKernels *k, const Dense *d, float *out, const float *x) {
-  memcpy(out, d->b, sizeof(float) * d->cols);
-  k->sgemv_accum(out, d->w, d->rows, d->cols, x);
-  k->vec_tanh(out, out, d->cols);
-}
-
 /* All 256 tree-node bit probabilities (tests only). */
 static void mdense_all(LPCNetSynthState *st, const float *v, float *q) {
   const LPCNetSynthModel *m = st->m;
@@ -416,14 +501,25 @@ static int bit_of(const LPCNetSynthState *st, float x, int r) {
 /* Piece c of GRU A's recurrent product (bias + W h) into rec_a, from the current state. */
 static void ga_chunk(LPCNetSynthState *st) {
   const LPCNetSynthModel *m = st->m;
-  const int c = st->next_chunk, g0 = m->ga_cg[c], ng = m->ga_cg[c + 1] - g0;
+  const int c = st->next_chunk;
+  int g0, ng;
   if (c >= GA_CHUNKS) return;
+  g0 = m->ga_cg[c], ng = m->ga_cg[c + 1] - g0;
   st->next_chunk = c + 1;
   /* (the int8 products read ha_q, the quantised state made for GRU B) */
-  if (!(st->flags & LPCNET_SYNTH_INT8))
+  if (!(st->flags & LPCNET_SYNTH_INT8)) {
     st->k->sparse_sgemv_accum(st->rec_a + 8 * g0, m->ga_rbias + 8 * g0, m->ga_w + 32 * m->ga_cb[c],
                               m->ga_idx + m->ga_ci[c], ng, st->ha);
-  else if (m->ga_pidx && st->k->sparse_i8_accum_even)
+  } else if (m->ga_dense_q && st->k->dense_i8_accum) { /* pieces start at a panel */
+    const int rows4 = m->na / NNET_BLOCK_ROWS, ngroups = 3 * m->na / NNET_BLOCK_COLS;
+    int g;
+    memcpy(st->rec_a + 8 * g0, m->ga_subias + 8 * g0, sizeof(float) * 8 * ng);
+    for (g = g0; g < g0 + ng; g += NNET_DENSE_PANEL) {
+      const int pg = ngroups - g < NNET_DENSE_PANEL ? ngroups - g : NNET_DENSE_PANEL;
+      st->k->dense_i8_accum(st->rec_a + 8 * g, m->ga_dense_q + (size_t)g * rows4 * NNET_BLOCK_SIZE,
+                            rows4, pg < g0 + ng - g ? pg : g0 + ng - g, pg, st->ha_q, NNET_I8_SCALE);
+    }
+  } else if (m->ga_pidx && st->k->sparse_i8_accum_even)
     st->k->sparse_i8_accum_even(st->rec_a + 8 * g0, m->ga_subias + 8 * g0,
                                 m->ga_pwq + 32 * m->ga_pcb[c], m->ga_pidx + m->ga_pci[c], ng,
                                 st->ha_q, NNET_I8_SCALE);
@@ -449,35 +545,53 @@ static void gru_a_step(LPCNetSynthState *st, int pred_code) {
     k->gru_update(st->ha, st->cond_a, e0, e1, e2, st->rec_a, m->ga_diag, na);
     if (int8) k->quantize_u8(st->ha_q, st->ha, na);
   }
-  st->next_chunk = 0; /* rec_a consumed: start on the next sample's product */
+  /* rec_a consumed: start on the next sample's product (unless made for all streams) */
+  st->next_chunk = st->shared_product ? GA_CHUNKS : 0;
 }
 
-/* GRU B on [GRU A state (block matrix), conditioning], with two pieces of GRU A's next
- * recurrent product in between. */
-static void gru_b_step(LPCNetSynthState *st) {
+/* GRU B's input sums: its conditioning sums + its input matrix times GRU A's new state. */
+static void gru_b_input(LPCNetSynthState *st) {
   const LPCNetSynthModel *m = st->m;
   const NNetKernels *k = st->k;
-  const int na = m->na, nb = m->nb, int8 = st->flags & LPCNET_SYNTH_INT8;
+  const int na = m->na, nb = m->nb;
   memcpy(st->in_b, st->cond_b, sizeof(float) * 3 * nb);
-  if (int8) {
+  if (st->flags & LPCNET_SYNTH_INT8) {
     /* ha_q: the quantised new state (made with GRU A's update) */
     if (m->gb_dense_q && k->dense_i8_accum)
       k->dense_i8_accum(st->in_b, m->gb_dense_q, na / NNET_BLOCK_ROWS, 3 * nb / NNET_BLOCK_COLS,
-                        st->ha_q, NNET_I8_SCALE);
+                        3 * nb / NNET_BLOCK_COLS, st->ha_q, NNET_I8_SCALE);
     else
       k->sparse_i8_accum(st->in_b, NULL, m->gb_wq, m->gb_idx, 3 * nb / NNET_BLOCK_COLS, st->ha_q,
                          NNET_I8_SCALE);
   } else {
     k->sparse_sgemv_accum(st->in_b, NULL, m->gb_w, m->gb_idx, 3 * nb / NNET_BLOCK_COLS, st->ha);
   }
+}
+
+/* The rest of GRU B's step (recurrent sums, update), with two pieces of GRU A's next
+ * recurrent product around it. */
+static void gru_b_rest(LPCNetSynthState *st) {
+  const LPCNetSynthModel *m = st->m;
+  const NNetKernels *k = st->k;
+  const int nb = m->nb;
   ga_chunk(st);
   memcpy(st->rec_b, m->gb_rbias, sizeof(float) * 3 * nb);
   k->sgemv_accum(st->rec_b, m->gb_rec_w, nb, 3 * nb, st->hb);
-  if (int8 && k->gru_update_fast)
+  if ((st->flags & LPCNET_SYNTH_INT8) && k->gru_update_fast)
     k->gru_update_fast(st->hb, st->in_b, NULL, NULL, NULL, st->rec_b, NULL, nb, NULL);
   else
     k->gru_update(st->hb, st->in_b, NULL, NULL, NULL, st->rec_b, NULL, nb);
   ga_chunk(st);
+}
+
+/* The logit thresholds of the 8 bits of the next excitation code (sampling rule of
+ * docs/synthesis.md): 8 values of the random stream. */
+static void draw_thresholds(LPCNetSynthState *st, float *thr) {
+  int b;
+  for (b = 0; b < 8; b++) {
+    const int r = (int)(rng_next(st) >> 56);
+    thr[b] = (st->flags & LPCNET_SYNTH_ARGMAX) ? 0.f : g_logit[r]; /* as bit_of() */
+  }
 }
 
 /* The 8 bits of the excitation code, MSB first down the tree of the dual FC (sampling rule
@@ -489,10 +603,7 @@ static int draw_code(LPCNetSynthState *st, float gain) {
   if (m->tree_t && k->tree4) {
     /* four levels per step: the 15 nodes of a subtree evaluated and decided together */
     float thr[8];
-    for (b = 0; b < 8; b++) {
-      const int r = (int)(rng_next(st) >> 56);
-      thr[b] = (st->flags & LPCNET_SYNTH_ARGMAX) ? 0.f : g_logit[r]; /* as bit_of() */
-    }
+    draw_thresholds(st, thr);
     v = k->tree4(m->tree_t, st->hb, gain, thr);
     ga_chunk(st);
     ga_chunk(st);
@@ -516,16 +627,17 @@ static int draw_code(LPCNetSynthState *st, float gain) {
   return v;
 }
 
-/* One output sample (docs/synthesis.md, "What both engines compute", step 3). */
-static int16_t sample_step(LPCNetSynthState *st, const float *lpc, float gain) {
-  double pred = 0.0, pcm, y;
-  int i, v;
+/* The LPC prediction of the next sample from the history of the synthesised signal. */
+static double lpc_predict(const LPCNetSynthState *st, const float *lpc) {
+  double pred = 0.0;
+  int i;
   for (i = 0; i < LPCNET_LPC_ORDER; i++) pred -= (double)lpc[i] * st->hist[i];
-  gru_a_step(st, lin2ulaw(pred));
-  gru_b_step(st);
-  if (st->probs) mdense_all(st, st->hb, st->probs + st->t * LEVELS);
-  v = draw_code(st, gain);
-  if (st->forced) v = st->forced[st->t];
+  return pred;
+}
+
+/* The end of a sample: excitation code v -> signal, history, de-emphasis, output sample. */
+static int16_t sample_finish(LPCNetSynthState *st, double pred, int v) {
+  double pcm, y;
   st->exc = v;
   pcm = pred + g_ulaw2lin[v];
   st->sig = lin2ulaw(pcm);
@@ -538,70 +650,156 @@ static int16_t sample_step(LPCNetSynthState *st, const float *lpc, float gain) {
   return (int16_t)(y > 32767.0 ? 32767 : (y < -32768.0 ? -32768 : y));
 }
 
-/* Frame-rate network for call n = st->calls - 1 (docs/synthesis.md, step 1): the conv
- * memories advance by one frame; when frame n - 2 exists, its conditioning sums of GRU A and
- * GRU B are computed and 1 is returned, else 0. features NULL: zero padding past the end. */
-static int frame_network(LPCNetSynthState *st, const float *features, long n) {
-  const LPCNetSynthModel *m = st->m;
-  const NNetKernels *k = st->k;
-  const int in1 = NB_FEAT + m->pembed, cond = m->cond;
-  float x3[3 * 1024 + 3 * NB_FEAT];
-  if (features) {
-    /* pitch-embedding index: the period of docs/formats.md, clamped to 33..255 */
-    double p = floor(0.1 + 50.0 * (double)features[LPCNET_PITCH_INDEX] + 100.0);
-    int period = !(p >= 33.0) ? 33 : (p > 255.0 ? 255 : (int)p); /* also catches NaN */
-    memcpy(st->x1, features, sizeof(float) * NB_FEAT);
-    memcpy(st->x1 + NB_FEAT, m->embed_pitch + (size_t)period * m->pembed, sizeof(float) * m->pembed);
-    memcpy(st->feat_ring[n % 3], features, sizeof(float) * LPCNET_NB_TOTAL_FEATURES);
-    st->nin++;
-  } else {
-    memset(st->x1, 0, sizeof(float) * in1); /* 'same' zero padding past the end */
-  }
-  /* conv1 output for frame n-1 from inputs n-2, n-1, n; zero padding outside 0..nin-1 */
-  memcpy(x3, st->conv1_mem, sizeof(float) * 2 * in1);
-  memcpy(x3 + 2 * in1, st->x1, sizeof(float) * in1);
-  memmove(st->conv1_mem, st->conv1_mem + in1, sizeof(float) * in1);
-  memcpy(st->conv1_mem + in1, st->x1, sizeof(float) * in1);
-  if (n - 1 >= 0 && n - 1 < st->nin)
-    dense_tanh(k, &m->conv1, st->c1, x3);
-  else
-    memset(st->c1, 0, sizeof(float) * cond);
-  /* conv2 output for frame n-2 */
-  memcpy(x3, st->conv2_mem, sizeof(float) * 2 * cond);
-  memcpy(x3 + 2 * cond, st->c1, sizeof(float) * cond);
-  memmove(st->conv2_mem, st->conv2_mem + cond, sizeof(float) * cond);
-  memcpy(st->conv2_mem + cond, st->c1, sizeof(float) * cond);
-  if (n - 2 < 0 || n - 2 >= st->nin) return 0;
-  dense_tanh(k, &m->conv2, st->c2, x3);
-  dense_tanh(k, &m->dense1, st->d1, st->c2);
-  dense_tanh(k, &m->dense2, st->cfeat, st->d1);
-  memcpy(st->cond_a, m->ga_cond.b, sizeof(float) * 3 * m->na);
-  k->sgemv_accum(st->cond_a, m->ga_cond.w, cond, 3 * m->na, st->cfeat);
-  memcpy(st->cond_b, (st->flags & LPCNET_SYNTH_INT8) ? m->gb_in_subias : m->gb_cond.b,
-         sizeof(float) * 3 * m->nb);
-  k->sgemv_accum(st->cond_b, m->gb_cond.w, cond, 3 * m->nb, st->cfeat);
-  return 1;
+/* One output sample (docs/synthesis.md, "What both engines compute", step 3). */
+static int16_t sample_step(LPCNetSynthState *st, const float *lpc, float gain) {
+  const double pred = lpc_predict(st, lpc);
+  int v;
+  gru_a_step(st, lin2ulaw(pred));
+  gru_b_input(st);
+  gru_b_rest(st);
+  if (st->probs) mdense_all(st, st->hb, st->probs + st->t * LEVELS);
+  v = draw_code(st, gain);
+  if (st->forced) v = st->forced[st->t];
+  return sample_finish(st, pred, v);
 }
 
-/* One call: the frame-rate network, then the 160 samples of frame calls - 2 if it exists. */
-static int frame_step(LPCNetSynthState *st, const float *features, int16_t *out) {
-  const long n = st->calls++;
-  const float *f;
-  float lpc[LPCNET_LPC_ORDER], gain = 1.f;
-  int i;
-  if (!frame_network(st, features, n)) return 0;
-  f = st->feat_ring[(n - 2) % 3];
+/* ---- frame-rate network (docs/synthesis.md, step 1) --------------------------------- */
+/* One call of a state: its features (NULL: zero padding past the end of the stream). */
+typedef struct {
+  LPCNetSynthState *st;
+  const float *features;
+} FrameCall;
+
+/* LPC and sharpening gain of a frame (its 36 features). */
+static void frame_params(const LPCNetSynthState *st, const float *f, ReadyFrame *rf) {
+  rf->gain = 1.f;
   if (st->flags & LPCNET_SYNTH_LPC_CEPSTRUM)
-    lpc_from_cepstrum(&st->m->freq, f, lpc);
+    lpc_from_cepstrum(&st->m->freq, f, rf->lpc);
   else
-    memcpy(lpc, f + LPCNET_LPC_INDEX, sizeof(lpc));
+    memcpy(rf->lpc, f + LPCNET_LPC_INDEX, sizeof(rf->lpc));
   if (st->flags & LPCNET_SYNTH_SHARPEN) {
     /* the raw pitch correlation is feature 19 + 0.5 (docs/synthesis.md, --sharpen) */
     float beta = 1.5f * (f[LPCNET_PITCH_CORR_INDEX] + 0.5f) - 0.5f;
-    gain = 1.f + (beta > 0.f ? beta : 0.f);
+    rf->gain = 1.f + (beta > 0.f ? beta : 0.f);
   }
-  for (i = 0; i < LPCNET_FRAME_SIZE; i++) out[i] = sample_step(st, lpc, gain);
-  return LPCNET_FRAME_SIZE;
+}
+
+/* out_v = tanh(b + W x_v) for n vectors (rows of out and x: ldo / ldx floats apart). */
+static void dense_tanh(const NNetKernels *k, const Dense *d, float *out, int ldo, const float *x,
+                       int ldx, int n) {
+  int v;
+  for (v = 0; v < n; v++) memcpy(out + (size_t)v * ldo, d->b, sizeof(float) * d->cols);
+  k->sgemm_accum(out, ldo, d->w, d->rows, d->cols, x, ldx, n);
+  for (v = 0; v < n; v++) k->vec_tanh(out + (size_t)v * ldo, out + (size_t)v * ldo, d->cols);
+}
+
+/* The frame-rate network of n calls (fw->n >= n): consecutive calls of one state, or one
+ * call of each of n states. Call c of a state advances its convolution memories by one frame;
+ * when frame c - 2 exists it becomes a ReadyFrame of that state (conditioning sums in fw).
+ * The layers run once per batch, each vector with the arithmetic of a single call
+ * (sgemm_accum), so the results do not depend on how the calls are batched. */
+static void frame_network(FrameWork *fw, const FrameCall *calls, int n) {
+  const LPCNetSynthModel *m = calls[0].st->m;
+  const NNetKernels *k = calls[0].st->k;
+  const int in1 = NB_FEAT + m->pembed, cond = m->cond, na3 = 3 * m->na, nb3 = 3 * m->nb;
+  int j, v, n2 = 0;
+  /* 1: first convolution's input windows (frames c-2, c-1, c), in call order; the LPC and
+   * gain of frame c-2 are read now, before a later call of the state reuses its ring slot */
+  for (j = 0; j < n; j++) {
+    LPCNetSynthState *st = calls[j].st;
+    const float *features = calls[j].features;
+    const long c = st->calls++;
+    float *x3 = fw->x3a + (size_t)j * 3 * in1, *x1 = x3 + 2 * in1;
+    memcpy(x3, st->conv1_mem, sizeof(float) * 2 * in1);
+    if (features) {
+      /* pitch-embedding index: the period of docs/formats.md, clamped to 33..255 */
+      double p = floor(0.1 + 50.0 * (double)features[LPCNET_PITCH_INDEX] + 100.0);
+      int period = !(p >= 33.0) ? 33 : (p > 255.0 ? 255 : (int)p); /* also catches NaN */
+      memcpy(x1, features, sizeof(float) * NB_FEAT);
+      memcpy(x1 + NB_FEAT, m->embed_pitch + (size_t)period * m->pembed, sizeof(float) * m->pembed);
+      memcpy(st->feat_ring[c % 3], features, sizeof(float) * LPCNET_NB_TOTAL_FEATURES);
+      st->nin++;
+    } else {
+      memset(x1, 0, sizeof(float) * in1); /* 'same' zero padding past the end */
+    }
+    memmove(st->conv1_mem, st->conv1_mem + in1, sizeof(float) * in1);
+    memcpy(st->conv1_mem + in1, x1, sizeof(float) * in1);
+    /* zero padding outside frames 0..nin-1 */
+    fw->valid1[j] = c - 1 >= 0 && c - 1 < st->nin;
+    fw->valid2[j] = c - 2 >= 0 && c - 2 < st->nin;
+    if (fw->valid2[j]) {
+      fw->slot[j] = st->nready++;
+      frame_params(st, st->feat_ring[(c - 2) % 3], &st->ready[fw->slot[j]]);
+    }
+  }
+  /* 2: conv1 output of frame c-1 */
+  dense_tanh(k, &m->conv1, fw->c1, cond, fw->x3a, 3 * in1, n);
+  for (j = 0; j < n; j++)
+    if (!fw->valid1[j]) memset(fw->c1 + (size_t)j * cond, 0, sizeof(float) * cond);
+  /* 3: conv2 input windows in call order; the calls completing a frame first */
+  for (j = 0; j < n; j++) {
+    LPCNetSynthState *st = calls[j].st;
+    const float *c1 = fw->c1 + (size_t)j * cond;
+    float *x3 = fw->x3b + (size_t)n2 * 3 * cond;
+    if (fw->valid2[j]) {
+      memcpy(x3, st->conv2_mem, sizeof(float) * 2 * cond);
+      memcpy(x3 + 2 * cond, c1, sizeof(float) * cond);
+      fw->slot[n2] = fw->slot[j];
+      fw->valid1[n2++] = j; /* (valid1 is free now: the call of row n2) */
+    }
+    memmove(st->conv2_mem, st->conv2_mem + cond, sizeof(float) * cond);
+    memcpy(st->conv2_mem + cond, c1, sizeof(float) * cond);
+  }
+  if (n2 == 0) return;
+  /* 4: conv2 output of frame c-2, the two dense layers, the conditioning sums */
+  dense_tanh(k, &m->conv2, fw->c2, cond, fw->x3b, 3 * cond, n2);
+  dense_tanh(k, &m->dense1, fw->d1, cond, fw->c2, cond, n2);
+  dense_tanh(k, &m->dense2, fw->cf, cond, fw->d1, cond, n2);
+  for (v = 0; v < n2; v++) {
+    memcpy(fw->ca + (size_t)v * na3, m->ga_cond.b, sizeof(float) * na3);
+    memcpy(fw->cb + (size_t)v * nb3,
+           (calls[0].st->flags & LPCNET_SYNTH_INT8) ? m->gb_in_subias : m->gb_cond.b,
+           sizeof(float) * nb3);
+  }
+  k->sgemm_accum(fw->ca, na3, m->ga_cond.w, cond, na3, fw->cf, cond, n2);
+  k->sgemm_accum(fw->cb, nb3, m->gb_cond.w, cond, nb3, fw->cf, cond, n2);
+  for (v = 0; v < n2; v++) {
+    ReadyFrame *rf = &calls[fw->valid1[v]].st->ready[fw->slot[v]];
+    rf->cond_a = fw->ca + (size_t)v * na3;
+    rf->cond_b = fw->cb + (size_t)v * nb3;
+  }
+}
+
+/* The samples of a state's ready frames -> out (160 each); returns the count. */
+static long synth_ready(LPCNetSynthState *st, int16_t *out) {
+  long done = 0;
+  int f, i;
+  for (f = 0; f < st->nready; f++) {
+    const ReadyFrame *rf = &st->ready[f];
+    st->cond_a = rf->cond_a;
+    st->cond_b = rf->cond_b;
+    for (i = 0; i < LPCNET_FRAME_SIZE; i++) out[done++] = sample_step(st, rf->lpc, rf->gain);
+  }
+  st->nready = 0;
+  return done;
+}
+
+/* nframes calls of one state (features NULL: zero padding), in blocks of FRAME_BLOCK. */
+static long feed(LPCNetSynthState *st, const float *features, long nframes, int16_t *out) {
+  FrameCall calls[FRAME_BLOCK];
+  long f = 0, done = 0;
+  int j, n;
+  while (f < nframes) {
+    n = nframes - f < st->fw.n ? (int)(nframes - f) : st->fw.n;
+    for (j = 0; j < n; j++) {
+      calls[j].st = st;
+      calls[j].features = features ? features + (f + j) * LPCNET_NB_TOTAL_FEATURES : NULL;
+    }
+    frame_network(&st->fw, calls, n);
+    done += synth_ready(st, out + done);
+    f += n;
+  }
+  return done;
 }
 
 /* Denormals flushed to zero while synthesising (as TensorFlow does on CPU): avoids
@@ -615,35 +813,248 @@ static int frame_step(LPCNetSynthState *st, const float *features, int16_t *out)
 #endif
 
 int lpcnet_synth_frame(LPCNetSynthState *st, const float *features, int16_t *out) {
-  int n;
-  FTZ_BEGIN;
-  n = frame_step(st, features, out);
-  FTZ_END;
+  return (int)lpcnet_synth_frames(st, features, 1, out);
+}
+
+long lpcnet_synth_frames(LPCNetSynthState *st, const float *features, long nframes, int16_t *out) {
+  long n;
+  if (!st->fw.n || nframes < 0 || !features) return -1;
+  {
+    FTZ_BEGIN;
+    n = feed(st, features, nframes, out);
+    FTZ_END;
+  }
   return n;
 }
 
 int lpcnet_synth_flush(LPCNetSynthState *st, int16_t *out) {
-  int done = 0, i;
-  FTZ_BEGIN;
-  for (i = 0; i < LPCNET_SYNTH_DELAY_FRAMES; i++) done += frame_step(st, NULL, out + done);
-  FTZ_END;
-  return done;
+  long n;
+  if (!st->fw.n) return -1;
+  {
+    FTZ_BEGIN;
+    n = feed(st, NULL, LPCNET_SYNTH_DELAY_FRAMES, out);
+    FTZ_END;
+  }
+  return (int)n;
 }
 
 long lpcnet_synth_run(LPCNetSynthState *st, const float *features, long nb_frames, int16_t *out,
                       float *probs, const uint8_t *forced) {
-  long f, done = 0;
-  if (st->calls != 0 || nb_frames < 0) return -1;
+  long done;
+  if (st->calls != 0 || nb_frames < 0 || !st->fw.n) return -1;
   st->probs = probs;
   st->forced = forced;
   {
     FTZ_BEGIN;
-    for (f = 0; f < nb_frames; f++)
-      done += frame_step(st, features + f * LPCNET_NB_TOTAL_FEATURES, out + done);
+    done = feed(st, features, nb_frames, out);
+    done += feed(st, NULL, LPCNET_SYNTH_DELAY_FRAMES, out + done);
     FTZ_END;
   }
-  done += lpcnet_synth_flush(st, out + done);
   st->probs = NULL;
   st->forced = NULL;
+  return done;
+}
+
+/* ---- several streams at once (docs/synthesis.md, "Many streams") --------------------- */
+struct LPCNetSynthMulti {
+  const LPCNetSynthModel *m;
+  const NNetKernels *k;
+  int flags, nstreams;
+  int shared; /* GRU A's int8 recurrent product made for all streams by one kernel call */
+  LPCNetSynthState **st;
+  float *rec_a;  /* nstreams x 3 na: the streams' rec_a, for the shared product */
+  uint8_t *xe;   /* their quantised GRU A states, expanded (nnet_expand_u8) */
+  FrameWork fw;  /* one call per stream */
+  FrameCall *calls;
+  int *act, *code;
+  double *pred;
+  float *thr;    /* 8 per stream */
+  float **outs;  /* GRU B input sums and states of the active streams (dense_i8_accum_multi) */
+  const uint8_t **xs;
+};
+
+void lpcnet_synth_multi_destroy(LPCNetSynthMulti *ms) {
+  int s;
+  if (!ms) return;
+  if (ms->st)
+    for (s = 0; s < ms->nstreams; s++) lpcnet_synth_destroy(ms->st[s]);
+  free(ms->st);
+  free(ms->rec_a);
+  free(ms->xe);
+  framework_free(&ms->fw);
+  free(ms->calls);
+  free(ms->act);
+  free(ms->code);
+  free(ms->pred);
+  free(ms->thr);
+  free(ms->outs);
+  free(ms->xs);
+  free(ms);
+}
+
+LPCNetSynthMulti *lpcnet_synth_multi_create(const LPCNetSynthModel *m, int flags, int nstreams) {
+  LPCNetSynthMulti *ms;
+  int s;
+  if (!m || nstreams < 1 || nstreams > LPCNET_SYNTH_MAX_STREAMS ||
+      ((flags & LPCNET_SYNTH_INT8) && !m->has_int8))
+    return NULL;
+  ms = calloc(1, sizeof(*ms));
+  if (!ms) return NULL;
+  ms->m = m;
+  ms->k = nnet_select(g_level);
+  ms->flags = flags;
+  ms->nstreams = nstreams;
+  ms->shared = (flags & LPCNET_SYNTH_INT8) && ms->k->sparse_i8_accum_multi && nstreams > 1;
+  ms->st = calloc((size_t)nstreams, sizeof(*ms->st));
+  ms->rec_a = calloc((size_t)nstreams * 3 * m->na, sizeof(float));
+  { /* 64-byte aligned: the kernel's 64-byte loads must not straddle cache lines */
+    const size_t xe_bytes = (size_t)nnet_xe_streams(nstreams) * m->na / NNET_BLOCK_ROWS * NNET_XE_BYTES;
+    if (posix_memalign((void **)&ms->xe, 64, xe_bytes)) ms->xe = NULL;
+    if (ms->xe) memset(ms->xe, 0, xe_bytes);
+  }
+  ms->calls = calloc((size_t)nstreams, sizeof(*ms->calls));
+  ms->act = calloc((size_t)nstreams, sizeof(int));
+  ms->code = calloc((size_t)nstreams, sizeof(int));
+  ms->pred = calloc((size_t)nstreams, sizeof(double));
+  ms->thr = calloc((size_t)nstreams * 8, sizeof(float));
+  ms->outs = calloc((size_t)nstreams, sizeof(float *));
+  ms->xs = calloc((size_t)nstreams, sizeof(uint8_t *));
+  if (!ms->st || !ms->rec_a || !ms->xe || !ms->calls || !ms->act || !ms->code || !ms->pred ||
+      !ms->thr || !ms->outs || !ms->xs ||
+      framework_alloc(&ms->fw, m, nstreams)) {
+    lpcnet_synth_multi_destroy(ms);
+    return NULL;
+  }
+  for (s = 0; s < nstreams; s++)
+    if (lpcnet_synth_multi_start(ms, s, 0)) {
+      lpcnet_synth_multi_destroy(ms);
+      return NULL;
+    }
+  return ms;
+}
+
+int lpcnet_synth_multi_start(LPCNetSynthMulti *ms, int stream, uint64_t seed) {
+  const LPCNetSynthModel *m = ms->m;
+  LPCNetSynthState *st;
+  if (stream < 0 || stream >= ms->nstreams) return -1;
+  st = state_new(m, ms->flags, seed, 0, ms->rec_a + (size_t)stream * 3 * m->na);
+  if (!st) return -1;
+  st->k = ms->k; /* the level of the LPCNetSynthMulti, whatever was forced since */
+  if (ms->shared) {
+    st->shared_product = 1;
+    st->next_chunk = GA_CHUNKS;
+    nnet_expand_u8(ms->xe, st->ha_q, m->na, stream, ms->nstreams);
+  }
+  lpcnet_synth_destroy(ms->st[stream]);
+  ms->st[stream] = st;
+  return 0;
+}
+
+/* 160 samples of every stream with a ready frame (out + 160 s, nout[s] = 160; else 0).
+ * Each sample runs in phases, each phase over all streams in turn (the prediction and its
+ * code, GRU A, GRU B's input product for all at once, GRU B, the two sampling subtrees, the
+ * output), so that the latency-bound steps of different streams overlap; every stream does
+ * exactly what sample_step() does, in the same order. */
+static void multi_samples(LPCNetSynthMulti *ms, int16_t *out, int16_t *nout) {
+  const LPCNetSynthModel *m = ms->m;
+  const NNetKernels *k = ms->k;
+  const int na = m->na, ng = 3 * na / NNET_BLOCK_COLS, nb3g = 3 * m->nb / NNET_BLOCK_COLS;
+  const int int8 = ms->flags & LPCNET_SYNTH_INT8;
+  const int gb_shared = int8 && m->gb_dense_q && k->dense_i8_accum && k->dense_i8_accum_multi;
+  const int tree = m->tree_t && k->tree4;
+  int s, a, i, nact = 0;
+  for (s = 0; s < ms->nstreams; s++) {
+    LPCNetSynthState *st = ms->st[s];
+    nout[s] = 0;
+    if (!st->nready) continue;
+    st->cond_a = st->ready[0].cond_a;
+    st->cond_b = st->ready[0].cond_b;
+    ms->outs[nact] = st->in_b;
+    ms->xs[nact] = st->ha_q;
+    ms->act[nact++] = s;
+  }
+  for (i = 0; i < LPCNET_FRAME_SIZE && nact; i++) {
+    if (ms->shared) { /* GRU A's recurrent sums of every stream, from the current states */
+      if (m->ga_pidx)
+        k->sparse_i8_accum_multi(ms->rec_a, 3 * na, m->ga_subias, 0, m->ga_pwq, m->ga_pidx, ng,
+                                 ms->xe, ms->nstreams, NNET_I8_SCALE);
+      else
+        k->sparse_i8_accum_multi(ms->rec_a, 3 * na, m->ga_subias, 0, m->ga_wq, m->ga_idx, ng,
+                                 ms->xe, ms->nstreams, NNET_I8_SCALE);
+    }
+    for (a = 0; a < nact; a++) {
+      LPCNetSynthState *st = ms->st[ms->act[a]];
+      ms->pred[a] = lpc_predict(st, st->ready[0].lpc);
+      ms->code[a] = lin2ulaw(ms->pred[a]);
+    }
+    for (a = 0; a < nact; a++) {
+      LPCNetSynthState *st = ms->st[ms->act[a]];
+      gru_a_step(st, ms->code[a]);
+      if (ms->shared) nnet_expand_u8(ms->xe, st->ha_q, na, ms->act[a], ms->nstreams);
+    }
+    if (gb_shared) {
+      for (a = 0; a < nact; a++) memcpy(ms->outs[a], ms->st[ms->act[a]]->cond_b, sizeof(float) * 3 * m->nb);
+      k->dense_i8_accum_multi(ms->outs, m->gb_dense_q, na / NNET_BLOCK_ROWS, nb3g, nb3g, ms->xs,
+                              nact, NNET_I8_SCALE);
+    } else {
+      for (a = 0; a < nact; a++) gru_b_input(ms->st[ms->act[a]]);
+    }
+    for (a = 0; a < nact; a++) gru_b_rest(ms->st[ms->act[a]]);
+    if (tree) { /* as draw_code(): the first subtree of every stream, then the second */
+      for (a = 0; a < nact; a++) {
+        LPCNetSynthState *st = ms->st[ms->act[a]];
+        draw_thresholds(st, ms->thr + 8 * a);
+        ms->code[a] = k->tree4(m->tree_t, st->hb, st->ready[0].gain, ms->thr + 8 * a);
+        ga_chunk(st);
+        ga_chunk(st);
+        ga_chunk(st);
+      }
+      for (a = 0; a < nact; a++) {
+        LPCNetSynthState *st = ms->st[ms->act[a]];
+        const int v = ms->code[a];
+        ms->code[a] = 16 * v + k->tree4(m->tree_t + (size_t)(1 + v) * NNET_TREE_STRIDE, st->hb,
+                                        st->ready[0].gain, ms->thr + 8 * a + 4);
+      }
+    } else {
+      for (a = 0; a < nact; a++) {
+        LPCNetSynthState *st = ms->st[ms->act[a]];
+        ms->code[a] = draw_code(st, st->ready[0].gain);
+      }
+    }
+    for (a = 0; a < nact; a++)
+      out[(size_t)ms->act[a] * LPCNET_FRAME_SIZE + i] =
+          sample_finish(ms->st[ms->act[a]], ms->pred[a], ms->code[a]);
+  }
+  for (a = 0; a < nact; a++) {
+    ms->st[ms->act[a]]->nready = 0;
+    nout[ms->act[a]] = LPCNET_FRAME_SIZE;
+  }
+}
+
+long lpcnet_synth_multi_step(LPCNetSynthMulti *ms, int nsteps, const float *features,
+                             const int8_t *cmd, int16_t *out, int16_t *nout) {
+  const int K = ms->nstreams;
+  long done = 0;
+  int step, s, n;
+  for (step = 0; step < nsteps; step++)
+    for (s = 0; s < K; s++)
+      if (cmd[(size_t)step * K + s] < LPCNET_SYNTH_IDLE || cmd[(size_t)step * K + s] > LPCNET_SYNTH_END)
+        return -1;
+  {
+    FTZ_BEGIN;
+    for (step = 0; step < nsteps; step++) {
+      const int8_t *c = cmd + (size_t)step * K;
+      for (s = 0, n = 0; s < K; s++) {
+        if (c[s] == LPCNET_SYNTH_IDLE) continue;
+        ms->calls[n].st = ms->st[s];
+        ms->calls[n++].features =
+            c[s] == LPCNET_SYNTH_FEED ? features + ((size_t)step * K + s) * LPCNET_NB_TOTAL_FEATURES : NULL;
+      }
+      if (n) frame_network(&ms->fw, ms->calls, n);
+      multi_samples(ms, out + (size_t)step * K * LPCNET_FRAME_SIZE, nout + (size_t)step * K);
+      for (s = 0; s < K; s++) done += nout[(size_t)step * K + s];
+    }
+    FTZ_END;
+  }
   return done;
 }

@@ -225,36 +225,140 @@ static void test_sparse_int8(const NNetKernels *k, const Sparse *s, const float 
   /* the padded copy (zero blocks) gives the same sums through the even-count slot */
   nnet_pad_even_i8(s->idx, s->wq, s->ngroups, pidx, pwq);
   if (k->sparse_i8_accum_even) {
+    float *general = xmalloc(sizeof(float) * n);
+    memcpy(general, out, sizeof(float) * n);
     memcpy(out, out0, sizeof(float) * n);
     k->sparse_i8_accum_even(out, bias, pwq, pidx, s->ngroups, xq, NNET_I8_SCALE);
     check_tol("sparse_i8_accum_even", k->level, out, want, tol, n);
+    /* the same arithmetic as the general kernel (multi-stream synthesis relies on it) */
+    check_exact("sparse_i8_accum_even vs sparse_i8_accum", k->level, out, general, sizeof(float) * n);
+    free(general);
   }
   free(out), free(want), free(out0), free(tol), free(pidx), free(pwq);
 }
 
-/* A dense block list: dense_i8_accum on its repacked copy vs the reference of that slot,
- * and the reference itself vs the block-sparse reference (checks the repacking). */
+/* A dense block list: dense_i8_accum on its repacked copy (one panel, and panels of
+ * NNET_DENSE_PANEL and of 5 groups, read panel by panel as the engine does) vs the reference of
+ * that slot, and the reference itself vs the block-sparse reference (checks the repacking). */
 static void test_dense_int8(const NNetKernels *k, const Sparse *s, const uint8_t *xq) {
+  static const int panels[] = {0, NNET_DENSE_PANEL, 5};
   const int n = NNET_BLOCK_COLS * s->ngroups, rows4 = s->rows / NNET_BLOCK_ROWS;
   float *out = xmalloc(sizeof(float) * n), *want = xmalloc(sizeof(float) * n);
   float *out0 = xmalloc(sizeof(float) * n), *blocks = xmalloc(sizeof(float) * n);
   double *tol = xmalloc(sizeof(double) * n);
   int8_t *dense = xmalloc((size_t)NNET_BLOCK_SIZE * s->nblocks);
+  size_t i;
+  int g;
   if (!nnet_blocks_are_dense(s->idx, s->rows, s->ngroups)) fail("nnet_blocks_are_dense: a dense list refused");
-  nnet_dense_i8_from_blocks(s->wq, rows4, s->ngroups, dense);
   fill(out0, n, -1, 1);
-  memcpy(want, out0, sizeof(float) * n);
   memcpy(blocks, out0, sizeof(float) * n);
-  ref->dense_i8_accum(want, dense, rows4, s->ngroups, xq, NNET_I8_SCALE);
   ref->sparse_i8_accum(blocks, NULL, s->wq, s->idx, s->ngroups, xq, NNET_I8_SCALE);
-  check_exact("dense_i8_accum reference vs block form", k->level, want, blocks, sizeof(float) * n);
-  int8_tol(tol, out0, want, n);
-  if (k->dense_i8_accum) {
+  int8_tol(tol, out0, blocks, n);
+  for (i = 0; i < sizeof panels / sizeof panels[0]; i++) {
+    const int panel = panels[i] ? panels[i] : s->ngroups;
+    nnet_dense_i8_from_blocks(s->wq, rows4, s->ngroups, panel, dense);
+    memcpy(want, out0, sizeof(float) * n);
     memcpy(out, out0, sizeof(float) * n);
-    k->dense_i8_accum(out, dense, rows4, s->ngroups, xq, NNET_I8_SCALE);
-    check_tol("dense_i8_accum", k->level, out, want, tol, n);
+    for (g = 0; g < s->ngroups; g += panel) {
+      const int pg = s->ngroups - g < panel ? s->ngroups - g : panel;
+      const int8_t *pw = dense + (size_t)g * rows4 * NNET_BLOCK_SIZE;
+      ref->dense_i8_accum(want + 8 * g, pw, rows4, pg, pg, xq, NNET_I8_SCALE);
+      if (k->dense_i8_accum) k->dense_i8_accum(out + 8 * g, pw, rows4, pg, pg, xq, NNET_I8_SCALE);
+    }
+    check_exact("dense_i8_accum reference vs block form", k->level, want, blocks, sizeof(float) * n);
+    if (k->dense_i8_accum) check_tol("dense_i8_accum", k->level, out, want, tol, n);
+  }
+  { /* several streams at once: each stream bit-identical to the same table's dense_i8_accum */
+    const NNetKernels *one = k->dense_i8_accum_multi ? k : ref;
+    const int nk = 11; /* more than one pass of 8 streams */
+    float *mo = xmalloc(sizeof(float) * (size_t)nk * n), *mw = xmalloc(sizeof(float) * (size_t)nk * n);
+    uint8_t *mx = xmalloc((size_t)nk * s->rows);
+    float *outs[11];
+    const uint8_t *xs[11];
+    int st;
+    nnet_dense_i8_from_blocks(s->wq, rows4, s->ngroups, s->ngroups, dense);
+    fill(mo, (long)nk * n, -1, 1);
+    memcpy(mw, mo, sizeof(float) * (size_t)nk * n);
+    for (i = 0; i < (size_t)nk * s->rows; i++) mx[i] = (uint8_t)irand(255);
+    for (st = 0; st < nk; st++) {
+      outs[st] = mo + (size_t)st * n;
+      xs[st] = mx + (size_t)st * s->rows;
+      one->dense_i8_accum(mw + (size_t)st * n, dense, rows4, s->ngroups, s->ngroups, xs[st], NNET_I8_SCALE);
+    }
+    one->dense_i8_accum_multi(outs, dense, rows4, s->ngroups, s->ngroups, xs, nk, NNET_I8_SCALE);
+    check_exact("dense_i8_accum_multi vs dense_i8_accum of each stream", one->level, mo, mw,
+                sizeof(float) * (size_t)nk * n);
+    free(mo), free(mw), free(mx);
+  }
+  if (k->dense_i8_accum && s->ngroups > 1) { /* the first groups of a wider row (gstride) */
+    nnet_dense_i8_from_blocks(s->wq, rows4, s->ngroups, s->ngroups, dense);
+    memcpy(out, out0, sizeof(float) * n);
+    memcpy(want, out0, sizeof(float) * n);
+    k->dense_i8_accum(out, dense, rows4, s->ngroups - 1, s->ngroups, xq, NNET_I8_SCALE);
+    ref->dense_i8_accum(want, dense, rows4, s->ngroups - 1, s->ngroups, xq, NNET_I8_SCALE);
+    check_tol("dense_i8_accum (gstride)", k->level, out, want, tol, n);
   }
   free(out), free(want), free(out0), free(blocks), free(tol), free(dense);
+}
+
+/* sgemm_accum of n vectors: each bit-identical to the same table's sgemv_accum. */
+static void test_sgemm(const NNetKernels *k, const float *w, int rows, int cols, int n) {
+  const int ldx = rows + 3, ldo = cols + 5;
+  float *x = xmalloc(sizeof(float) * (size_t)n * ldx), *out = xmalloc(sizeof(float) * (size_t)n * ldo);
+  float *want = xmalloc(sizeof(float) * (size_t)n * ldo);
+  int v;
+  fill(x, (long)n * ldx, -1, 1);
+  fill(out, (long)n * ldo, -1, 1);
+  memcpy(want, out, sizeof(float) * (size_t)n * ldo);
+  k->sgemm_accum(out, ldo, w, rows, cols, x, ldx, n);
+  for (v = 0; v < n; v++) k->sgemv_accum(want + (size_t)v * ldo, w, rows, cols, x + (size_t)v * ldx);
+  check_exact("sgemm_accum vs sgemv_accum of each vector", k->level, out, want, sizeof(float) * (size_t)n * ldo);
+  free(x), free(out), free(want);
+}
+
+/* sparse_i8_accum_multi of k streams (expanded states, per-stream or shared bias, padded list
+ * too): stream s bit-identical to the same table's sparse_i8_accum on stream s. */
+static void test_sparse_int8_multi(const NNetKernels *k, const Sparse *s, const float *bias, int nk) {
+  const int n = NNET_BLOCK_COLS * s->ngroups, ldo = n + 8, kp = nnet_xe_streams(nk);
+  const long padded = nnet_padded_blocks(s->idx, s->ngroups);
+  uint8_t *q = xmalloc((size_t)nk * s->rows), *xe = xmalloc((size_t)kp * s->rows / 4 * NNET_XE_BYTES);
+  float *out = xmalloc(sizeof(float) * (size_t)nk * ldo), *want = xmalloc(sizeof(float) * (size_t)nk * ldo);
+  float *bias_s = xmalloc(sizeof(float) * (size_t)nk * ldo);
+  int32_t *pidx = xmalloc(sizeof(int32_t) * (size_t)(padded + s->ngroups));
+  int8_t *pwq = xmalloc((size_t)NNET_BLOCK_SIZE * padded);
+  int i, st, mode;
+  const NNetKernels *one = k->sparse_i8_accum_multi ? k : ref; /* the table whose multi runs */
+  for (i = 0; i < nk * s->rows; i++) q[i] = (uint8_t)irand(255);
+  for (st = 0; st < nk; st++) nnet_expand_u8(xe, q + (size_t)st * s->rows, s->rows, st, nk);
+  /* the layout: stream st's row quad r is its 4 bytes, 8 times */
+  for (i = 0; i < kp * s->rows / 4 * NNET_XE_BYTES; i++) {
+    const int slot = i / NNET_XE_BYTES, r = slot / kp, sst = slot % kp;
+    const uint8_t v = sst < nk ? q[(size_t)sst * s->rows + 4 * r + i % 4] : 0;
+    if (xe[i] != v) {
+      fail("nnet_expand_u8: byte %d is %d, expected %d", i, xe[i], v);
+      break;
+    }
+  }
+  checks++;
+  fill(bias_s, (long)nk * ldo, -1, 1);
+  nnet_pad_even_i8(s->idx, s->wq, s->ngroups, pidx, pwq);
+  for (mode = 0; mode < 3; mode++) { /* shared bias, per-stream bias, no bias (accumulate) */
+    const int ldb = mode == 1 ? ldo : 0;
+    const float *b = mode == 0 ? bias : (mode == 1 ? bias_s : NULL);
+    const int use_pad = mode == 1 && k->sparse_i8_accum_even;
+    fill(out, (long)nk * ldo, -1, 1);
+    memcpy(want, out, sizeof(float) * (size_t)nk * ldo);
+    one->sparse_i8_accum_multi(out, ldo, b, ldb, use_pad ? pwq : s->wq, use_pad ? pidx : s->idx,
+                               s->ngroups, xe, nk, NNET_I8_SCALE);
+    for (st = 0; st < nk; st++)
+      one->sparse_i8_accum(want + (size_t)st * ldo, b ? b + (size_t)st * ldb : NULL, s->wq, s->idx,
+                           s->ngroups, q + (size_t)st * s->rows, NNET_I8_SCALE);
+    for (st = 0; st < nk; st++) /* only each stream's n outputs are written */
+      memcpy(out + (size_t)st * ldo + n, want + (size_t)st * ldo + n, sizeof(float) * (ldo - n));
+    check_exact("sparse_i8_accum_multi vs sparse_i8_accum of each stream", one->level, out, want,
+                sizeof(float) * (size_t)nk * ldo);
+  }
+  free(q), free(xe), free(out), free(want), free(bias_s), free(pidx), free(pwq);
 }
 
 static void test_activations(const NNetKernels *k, const float *x, int n) {
@@ -494,6 +598,7 @@ static void random_nnet(const NNetKernels *k) {
     float *w = xmalloc(sizeof(float) * rows * cols), *x = xmalloc(sizeof(float) * rows);
     fill(w, (long)rows * cols, -1, 1), fill(x, rows, -1, 1);
     test_sgemv(k, w, rows, cols, x);
+    test_sgemm(k, w, rows, cols, 1 + (int)i * 3); /* 1, 4, 7, 10, 13, 16 vectors */
     free(w), free(x);
   }
   for (i = 0; i < 6; i++) { /* block-sparse: rows (multiple of 4) x 8 ngroups */
@@ -506,11 +611,13 @@ static void random_nnet(const NNetKernels *k) {
     for (r = 0; r < rows; r++) xq[r] = (uint8_t)irand(255);
     test_sparse_float(k, &s, i % 2 ? bias : NULL, x);
     test_sparse_int8(k, &s, i % 2 ? bias : NULL, xq);
+    test_sparse_int8_multi(k, &s, bias, 1 + (int)i * 3); /* 1, 4, 7, 10, 13, 16 streams */
+    if (i == 2) test_sparse_int8_multi(k, &s, bias, 21); /* more than one pass of 16 */
     if (dense) test_dense_int8(k, &s, xq);
     free_sparse(&s), free(x), free(bias), free(xq);
   }
   { /* GRU B's input product shape (48 outputs: a special path) and others, dense */
-    static const int shapes[][2] = {{384, 6}, {44, 6}, {64, 3}, {36, 5}, {12, 1}};
+    static const int shapes[][2] = {{384, 6}, {44, 6}, {64, 3}, {36, 5}, {12, 1}, {256, 96}, {96, 27}};
     for (i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
       Sparse s = random_sparse(shapes[i][0], shapes[i][1], 1);
       uint8_t *xq = xmalloc(shapes[i][0]);
@@ -565,6 +672,84 @@ static void random_dual_fc(int n) {
   free(w), free(b), free(f), free(v), free(tables);
 }
 
+/* Row sums and scatter-adds of the input parts: the same additions in the same order as the
+ * reference, so bit-identical. bfloat16 rows: identical for normal floats (the SIMD level
+ * flushes denormals, none here). */
+static void test_gru_rows(const GruKernels *k, int n) {
+  float *src = xmalloc(sizeof(float) * 4 * n), *got = xmalloc(sizeof(float) * 3 * n);
+  float *want = xmalloc(sizeof(float) * 3 * n);
+  uint32_t *b16 = xmalloc(sizeof(uint32_t) * 3 * (n + 1)), *w16 = xmalloc(sizeof(uint32_t) * 3 * (n + 1));
+  const float *rows[4];
+  float *dst[2], *wdst[2];
+  int i;
+  fill(src, 4L * n, -2, 2), fill(got, 3L * n, -1, 1);
+  memcpy(want, got, sizeof(float) * 3 * n);
+  for (i = 0; i < 4; i++) rows[i] = src + (size_t)i * n;
+  k->sum_rows(n, 4, rows, got + n);
+  gref->sum_rows(n, 4, rows, want + n);
+  check_exact("gru sum_rows", k->level, got + n, want + n, sizeof(float) * n);
+  dst[0] = got, dst[1] = got + 2 * n, wdst[0] = want, wdst[1] = want + 2 * n;
+  k->add_to_rows(n, src, 2, dst);
+  gref->add_to_rows(n, src, 2, wdst);
+  check_exact("gru add_to_rows", k->level, got, want, sizeof(float) * 3 * n);
+  if (k->to_bf16) { /* 3 rows of n floats, row stride n + 1 */
+    k->to_bf16(3, n, src, (size_t)n + 1, b16);
+    gref->to_bf16(3, n, src, (size_t)n + 1, w16);
+    check_exact("gru to_bf16", k->level, b16, w16, sizeof(uint32_t) * 3 * (size_t)((n + 1) / 2));
+  }
+  free(src), free(got), free(want), free(b16), free(w16);
+}
+
+/* Gaussian noise: the same stream at every level; the draws differ by the log / sincos
+ * polynomials and by the reference's float32 angle 2 pi u2 (|error| <= 5e-7 rad, times r <= 6
+ * stddev): 1e-5 stddev. A wrong pair or lane is off by ~1 stddev. Moments of 2^16 draws. */
+static void test_gru_noise(const GruKernels *k, size_t n) {
+  float *got = xmalloc(sizeof(float) * n), *want = xmalloc(sizeof(float) * n);
+  double m1 = 0, m2 = 0, m4 = 0;
+  size_t i;
+  k->normal_fill(got, n, 0x1234567890ABCDEFull, 0.5f);
+  gref->normal_fill(want, n, 0x1234567890ABCDEFull, 0.5f);
+  check_act("gru normal_fill", k->level, got, want, (long)n, 0.5 * 1e-5);
+  for (i = 0; i < n; i++) m1 += got[i], m2 += (double)got[i] * got[i], m4 += pow(got[i], 4);
+  m1 /= n, m2 /= n, m4 /= n;
+  checks++;
+  if (n >= 65536 && (fabs(m1) > 0.02 || fabs(sqrt(m2) - 0.5) > 0.01 || fabs(m4 / (m2 * m2) - 3) > 0.1))
+    fail("gru normal_fill (level %d): mean %g, std %g, kurtosis %g of N(0, 0.25)", k->level, m1,
+         sqrt(m2), m4 / (m2 * m2));
+  free(got), free(want);
+}
+
+/* Dual FC of the output head: forward of one sample (tanh / sigmoid polynomials vs libm,
+ * ACT_TOL), backward of a block of nb samples (sums of nb or U C products) from the reference's
+ * t and q. */
+static void test_gru_head(const GruKernels *k, int nb, int D, int U, int C) {
+  const int cu = C * U, nw = C * D * U + 2 * C * U;
+  float *v = xmalloc(sizeof(float) * nb * D), *Kp = xmalloc(sizeof(float) * C * D * U);
+  float *b = xmalloc(sizeof(float) * cu), *f = xmalloc(sizeof(float) * cu);
+  float *t = xmalloc(sizeof(float) * nb * cu), *q = xmalloc(sizeof(float) * nb * U);
+  float *tw = xmalloc(sizeof(float) * cu), *qw = xmalloc(sizeof(float) * U);
+  float *dq = xmalloc(sizeof(float) * nb * U), *dv = xmalloc(sizeof(float) * nb * D);
+  float *dvw = xmalloc(sizeof(float) * nb * D), *da = xmalloc(sizeof(float) * nb * cu);
+  float *g = xmalloc(sizeof(float) * nw), *gw = xmalloc(sizeof(float) * nw);
+  double *tol = xmalloc(sizeof(double) * (nw + nb * D));
+  int i;
+  fill(v, (long)nb * D, -1, 1), fill(Kp, (long)C * D * U, -0.5, 0.5), fill(b, cu, -1, 1), fill(f, cu, -2, 2);
+  fill(dq, (long)nb * U, -1, 1), fill(g, nw, -0.1, 0.1);
+  memcpy(gw, g, sizeof(float) * nw);
+  for (i = 0; i < nb; i++) gref->head_fwd(D, U, C, v + i * D, Kp, b, f, t + i * cu, q + i * U);
+  k->head_fwd(D, U, C, v, Kp, b, f, tw, qw);
+  check_act("gru head_fwd tanh", k->level, tw, t, cu, ACT_TOL + D * FLT_EPSILON * D);
+  check_act("gru head_fwd q", k->level, qw, q, U, ACT_TOL * (C + 1) * 3);
+  k->head_bwd(nb, D, U, C, v, Kp, f, t, q, dq, dv, g, g + C * D * U, g + C * D * U + cu, da);
+  gref->head_bwd(nb, D, U, C, v, Kp, f, t, q, dq, dvw, gw, gw + C * D * U, gw + C * D * U + cu, da);
+  for (i = 0; i < nw; i++) tol[i] = (nb + 8) * FLT_EPSILON * (fabs(gw[i]) + nb);
+  check_tol("gru head_bwd weights", k->level, g, gw, tol, nw);
+  for (i = 0; i < nb * D; i++) tol[i] = (U * C + 8) * FLT_EPSILON * 2.0;
+  check_tol("gru head_bwd dv", k->level, dv, dvw, tol, (long)nb * D);
+  free(v), free(Kp), free(b), free(f), free(t), free(q), free(tw), free(qw), free(dq), free(dv), free(dvw);
+  free(da), free(g), free(gw), free(tol);
+}
+
 static void random_gru(const GruKernels *k) {
   static const int mm[][3] = {{1, 1, 3}, {3, 16, 48}, {16, 37, 111}, {17, 48, 16}, {35, 111, 37}};
   static const int gates[] = {1, 15, 16, 37, 48};
@@ -584,6 +769,13 @@ static void random_gru(const GruKernels *k) {
     fill(xp, 3 * H, -3, 3), fill(hr, 3 * H, -3, 3), fill(hp, H, -1, 1), fill(dh, H, -1, 1);
     test_gru_gates(k, H, xp, hr, hp, dh);
     free(xp), free(hr), free(hp), free(dh);
+  }
+  for (i = 0; i < sizeof gates / sizeof gates[0]; i++) test_gru_rows(k, 3 * gates[i]);
+  test_gru_noise(k, 65536 + 7);
+  test_gru_noise(k, 5);
+  if (k->level > 0) { /* the SIMD head needs U a multiple of 16 */
+    test_gru_head(k, 16, 16, 256, 2);
+    test_gru_head(k, 3, 5, 32, 3);
   }
 }
 
@@ -718,6 +910,9 @@ static void real_nnet_sample(const NNetKernels *k, const Weights *w, const Speec
   ref->sparse_sgemv_accum(rec_a, w->rbias, w->ga.w, w->ga.idx, w->ga.ngroups, ha);
   test_sparse_float(k, &w->gb, NULL, ha);
   if (w->ga.wq) test_sparse_int8(k, &w->ga, w->rbias, hq);
+  if (w->ga.wq) test_sparse_int8_multi(k, &w->ga, w->rbias, 8);
+  if (w->ga.wq && nnet_blocks_are_dense(w->ga.idx, na, w->ga.ngroups)) test_dense_int8(k, &w->ga, hq);
+  test_sgemm(k, w->cond_w, w->cond, 3 * na, 5);
   if (w->gb.wq) test_sparse_int8(k, &w->gb, NULL, hq);
   if (w->gb.wq && nnet_blocks_are_dense(w->gb.idx, na, w->gb.ngroups)) test_dense_int8(k, &w->gb, hq);
   test_activations(k, rec_a, 3 * na);
@@ -777,8 +972,10 @@ static void real_inputs(const Speech *sp, const Weights *w) {
 /* Every slot of the reference tables is set (designated initialisers leave gaps NULL). */
 static void check_references_complete(void) {
   const void *const slots[] = {
-      (const void *)ref->sgemv_accum, (const void *)ref->sparse_sgemv_accum,
-      (const void *)ref->sparse_i8_accum, (const void *)ref->sparse_i8_accum_even,
+      (const void *)ref->sgemv_accum, (const void *)ref->sgemm_accum,
+      (const void *)ref->sparse_sgemv_accum, (const void *)ref->sparse_i8_accum,
+      (const void *)ref->sparse_i8_accum_even, (const void *)ref->sparse_i8_accum_multi,
+      (const void *)ref->dense_i8_accum_multi,
       (const void *)ref->dense_i8_accum, (const void *)ref->vec_sigmoid,
       (const void *)ref->vec_tanh, (const void *)ref->gru_update,
       (const void *)ref->gru_update_fast, (const void *)ref->quantize_u8,

@@ -1,10 +1,11 @@
 /* Driver of the native synthesiser for sanitizer builds and profiling.
- * usage: test_synth_asan BLOB FEATURES.f32 [repeat [flags]]
- * (with repeat > 1: profiling mode, synthesises repeat times with the given flags)
+ * usage: test_synth_asan BLOB FEATURES.f32 [repeat [flags [streams]]]
+ * (with repeat > 1: profiling mode, synthesises repeat times with the given flags, with
+ * `streams` streams at once if given)
  * Synthesises the features with every option combination on every SIMD level,
- * checks the streaming API against the whole-utterance call, and feeds
- * truncated / corrupted copies of the blob to the loader (must fail cleanly).
- * Exit status 0 on success.
+ * checks the streaming API (frame by frame, and in blocks) and the multi-stream API
+ * against the whole-utterance call, and feeds truncated / corrupted copies of the blob to
+ * the loader (must fail cleanly). Exit status 0 on success.
  * Copyright (c) 2026 the LPCNet kit authors. BSD-3-Clause. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,12 +31,14 @@ static unsigned char *read_all(const char *path, long *len) {
 
 static const int levels[3] = {LPCNET_SIMD_SCALAR, LPCNET_SIMD_AVX2, LPCNET_SIMD_AVX512};
 
+static int check_multi(const LPCNetSynthModel *m, int flags, int k, const float *feat, long nframes);
+
 /* Every option combination on every SIMD level: the whole-utterance call (with the bit
  * probabilities once) and the streaming calls give the same samples; returns failures. */
 static int check_options(const LPCNetSynthModel *m, int has_int8, const float *feat, long nframes,
                          int16_t *out, int16_t *out2) {
   int l, flags, fails = 0;
-  long i, done;
+  long i, done, b;
   LPCNetSynthState *st;
   for (l = 0; l < 3; l++) {
     lpcnet_synth_set_simd_level(levels[l]);
@@ -56,8 +59,96 @@ static int check_options(const LPCNetSynthModel *m, int has_int8, const float *f
         fprintf(stderr, "streaming != whole-utterance (level %d flags %d)\n", levels[l], flags);
         fails++;
       }
+      /* blocks of 1, 2, 3, ... frames (lpcnet_synth_frames) */
+      st = lpcnet_synth_create(m, flags, 7);
+      for (i = 0, done = 0, b = 1; i < nframes; i += b, b++)
+        done += lpcnet_synth_frames(st, feat + i * LPCNET_SYNTH_NB_TOTAL_FEATURES,
+                                    nframes - i < b ? nframes - i : b, out2 + done);
+      done += lpcnet_synth_flush(st, out2 + done);
+      lpcnet_synth_destroy(st);
+      if (done != nframes * 160 || memcmp(out, out2, sizeof(int16_t) * (size_t)done)) {
+        fprintf(stderr, "blocks != whole-utterance (level %d flags %d)\n", levels[l], flags);
+        fails++;
+      }
+      if (flags == 0 || flags == 1 || flags == 15) /* multi-stream, 1, 2 and 5 streams */
+        fails += check_multi(m, flags, 1, feat, nframes) + check_multi(m, flags, 2, feat, nframes) +
+                 check_multi(m, flags, 5, feat, nframes);
     }
   }
+  return fails;
+}
+
+/* Utterance u of the multi-stream tests (u = 0..k; u = k is slot 1's second one): frames
+ * [first, first + len) of the features, seed 11 + u. */
+static long utt_first(int u, int k) { return u % k; }
+static long utt_len(long nframes, int u, int k) { return nframes - u % k > 1 ? nframes - u % k : 1; }
+
+/* k streams of different lengths and seeds synthesised together (started in turn, so that
+ * some run while others wait or have ended, and slot 1 restarted with a new utterance)
+ * give, stream by stream, the samples of a single state; returns failures. */
+static int check_multi(const LPCNetSynthModel *m, int flags, int k, const float *feat, long nframes) {
+  const int NB = LPCNET_SYNTH_NB_TOTAL_FEATURES, F = LPCNET_SYNTH_FRAME_SIZE;
+  const int nutt = k + 1; /* utterance k is a second one for slot 1 */
+  LPCNetSynthMulti *ms = lpcnet_synth_multi_create(m, flags, k);
+  long *pos = calloc((size_t)nutt, sizeof(long)), *fed = calloc((size_t)nutt, sizeof(long));
+  int16_t **got = calloc((size_t)nutt, sizeof(int16_t *)), *want = malloc(sizeof(int16_t) * (size_t)(nframes + 2) * F);
+  float *f = calloc((size_t)k * NB, sizeof(float));
+  int8_t *cmd = calloc((size_t)k, 1);
+  int16_t *out = calloc((size_t)k * F, sizeof(int16_t)), *nout = calloc((size_t)k, sizeof(int16_t));
+  int *utt = calloc((size_t)k, sizeof(int)), s, u, fails = 0, step;
+  if (!ms) return 1;
+  for (u = 0; u < nutt; u++) got[u] = calloc((size_t)(nframes + 2) * F, sizeof(int16_t));
+  for (s = 0; s < k; s++) utt[s] = -1;
+  for (step = 0;; step++) {
+    int busy = 0;
+    for (s = 0; s < k; s++) {
+      if (utt[s] < 0 && step >= 2 * s) { /* stream s starts at step 2 s */
+        utt[s] = s;
+        lpcnet_synth_multi_start(ms, s, 11 + (uint64_t)s);
+      }
+      u = utt[s];
+      cmd[s] = LPCNET_SYNTH_IDLE;
+      if (u < 0) continue;
+      if (fed[u] < utt_len(nframes, u, k)) {
+        cmd[s] = LPCNET_SYNTH_FEED;
+        memcpy(f + (size_t)s * NB, feat + (size_t)(utt_first(u, k) + fed[u]) * NB, sizeof(float) * NB);
+      } else if (fed[u] < utt_len(nframes, u, k) + LPCNET_SYNTH_DELAY_FRAMES) {
+        cmd[s] = LPCNET_SYNTH_END;
+      }
+      if (cmd[s] != LPCNET_SYNTH_IDLE) fed[u]++, busy = 1;
+    }
+    if (!busy) break;
+    if (lpcnet_synth_multi_step(ms, 1, f, cmd, out, nout) < 0) fails++;
+    for (s = 0; s < k; s++) {
+      u = utt[s];
+      if (u < 0) continue;
+      memcpy(got[u] + pos[u], out + (size_t)s * F, sizeof(int16_t) * nout[s]);
+      pos[u] += nout[s];
+      /* slot 1 takes utterance k once its first one has ended */
+      if (s == 1 && u == 1 && fed[u] == utt_len(nframes, u, k) + LPCNET_SYNTH_DELAY_FRAMES) {
+        utt[s] = k;
+        lpcnet_synth_multi_start(ms, s, 11 + (uint64_t)k);
+      }
+    }
+  }
+  for (u = 0; u < nutt; u++) {
+    LPCNetSynthState *st;
+    long done;
+    if (u == k && k < 2) continue; /* no slot 1, no second utterance */
+    st = lpcnet_synth_create(m, flags, 11 + (uint64_t)u);
+    done = lpcnet_synth_run(st, feat + (size_t)utt_first(u, k) * NB, utt_len(nframes, u, k), want, NULL, NULL);
+    lpcnet_synth_destroy(st);
+    if (pos[u] != done || memcmp(got[u], want, sizeof(int16_t) * (size_t)done)) {
+      fprintf(stderr, "multi-stream (%d streams, flags %d): stream %d differs from a single state\n", k, flags, u);
+      fails++;
+    }
+  }
+  cmd[0] = 7; /* a bad command is refused */
+  if (lpcnet_synth_multi_step(ms, 1, f, cmd, out, nout) != -1) fails++;
+  if (lpcnet_synth_multi_start(ms, k, 1) != -1 || lpcnet_synth_multi_create(m, flags, 0)) fails++;
+  lpcnet_synth_multi_destroy(ms);
+  for (u = 0; u < nutt; u++) free(got[u]);
+  free(got), free(pos), free(fed), free(want), free(f), free(cmd), free(out), free(nout), free(utt);
   return fails;
 }
 
@@ -100,10 +191,35 @@ static int check_bad_blobs(const unsigned char *blob, long blen) {
   return fails;
 }
 
-/* Profiling mode: synthesise `repeat` times with the given flags (e.g. under perf). */
-static int profile(const LPCNetSynthModel *m, int flags, int repeat, const float *feat,
+/* Profiling mode: synthesise `repeat` times with the given flags (e.g. under perf), with
+ * `streams` streams at once (the same features) if streams > 0. */
+static int profile(const LPCNetSynthModel *m, int flags, int repeat, int streams, const float *feat,
                    long nframes, int16_t *out) {
   int i;
+  if (streams > 0) {
+    LPCNetSynthMulti *ms = lpcnet_synth_multi_create(m, flags, streams);
+    float *f = malloc(sizeof(float) * LPCNET_SYNTH_NB_TOTAL_FEATURES * (size_t)streams);
+    int8_t *cmd = malloc((size_t)streams);
+    int16_t *o = malloc(sizeof(int16_t) * 160 * (size_t)streams), *no = malloc(sizeof(int16_t) * (size_t)streams);
+    long t;
+    int s;
+    if (!ms || !f || !cmd || !o || !no) return 1;
+    for (i = 0; i < repeat; i++) {
+      for (s = 0; s < streams; s++) lpcnet_synth_multi_start(ms, s, 1 + (uint64_t)s);
+      for (t = 0; t < nframes + 2; t++) {
+        for (s = 0; s < streams; s++) {
+          cmd[s] = t < nframes ? LPCNET_SYNTH_FEED : LPCNET_SYNTH_END;
+          if (t < nframes)
+            memcpy(f + (size_t)s * LPCNET_SYNTH_NB_TOTAL_FEATURES, feat + t * LPCNET_SYNTH_NB_TOTAL_FEATURES,
+                   sizeof(float) * LPCNET_SYNTH_NB_TOTAL_FEATURES);
+        }
+        lpcnet_synth_multi_step(ms, 1, f, cmd, o, no);
+      }
+    }
+    lpcnet_synth_multi_destroy(ms);
+    free(f), free(cmd), free(o), free(no);
+    return 0;
+  }
   for (i = 0; i < repeat; i++) {
     LPCNetSynthState *st = lpcnet_synth_create(m, flags, 1);
     if (!st) return 1;
@@ -123,7 +239,7 @@ int main(int argc, char **argv) {
   LPCNetSynthModel *m;
 
   if (argc < 3) {
-    fprintf(stderr, "usage: %s BLOB FEATURES.f32 [repeat [flags]]\n", argv[0]);
+    fprintf(stderr, "usage: %s BLOB FEATURES.f32 [repeat [flags [streams]]]\n", argv[0]);
     return 2;
   }
   blob = read_all(argv[1], &blen);
@@ -142,7 +258,8 @@ int main(int argc, char **argv) {
   out = calloc((size_t)nframes * 160, sizeof(int16_t));
   out2 = calloc((size_t)nframes * 160 + 320, sizeof(int16_t));
   if (repeat > 1) {
-    fails = profile(m, argc > 4 ? atoi(argv[4]) : 0, repeat, feat, nframes, out);
+    fails = profile(m, argc > 4 ? atoi(argv[4]) : 0, repeat, argc > 5 ? atoi(argv[5]) : 0, feat,
+                    nframes, out);
   } else {
     fails = check_options(m, sizes[3], feat, nframes, out, out2);
     fails += check_nonfinite(m, sizes[3], feat, nframes, out);
