@@ -93,6 +93,26 @@ def write_hosts_file(path, hosts) -> Path:
     return Path(path)
 
 
+def change_hosts_when(path, hosts, trigger, timeout: float = 600.0, out=None) -> threading.Thread:
+    """Rewrite the hosts file ``path`` as ``hosts`` once the file ``trigger`` exists (a daemon thread).
+
+    How a cluster taking a machine away (or adding one) is played on one machine, e.g. when the
+    first checkpoint of an elastic run appears. Gives up after ``timeout`` seconds.
+    """
+    def wait_and_write(deadline=time.monotonic() + timeout):
+        while not Path(trigger).exists():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.2)
+        write_hosts_file(path, hosts)
+        print(f"(hosts file now: {', '.join(f'{h}:{n}' for h, n in dict(hosts).items())})",
+              file=out or sys.stdout, flush=True)
+
+    thread = threading.Thread(target=wait_and_write, daemon=True, name="lpcnet-hosts-change")
+    thread.start()
+    return thread
+
+
 def _elastic_hosts(elastic) -> list[str] | None:
     """Host names the kit's discovery script will list now (file, else HOSTS, else localhost);
     None with the user's own discovery script (unknown)."""

@@ -29,7 +29,7 @@ def test_every_registered_argument_is_a_keyword_of_its_function_with_a_flag():
     (["train", "--steps", "3", "--gru-a", "64", "--repeat", "2"], {"steps": 3, "gru_a": 64, "rounds": 2}),
     (["--steps", "3", "train", "--batch", "4"], {"steps": 3, "batch": 4}),        # flags before NAME too
     (["features", "--seconds", "2", "--repeat", "1", "--gru-a", "64"], {"seconds": 2.0, "repeat": 1}),
-    (["scaling", "--repeat", "5", "--gru-b", "8"], {"gru_b": 8}),                # flags it does not take
+    (["scaling", "--repeat", "5", "--gru-b", "8", "--seconds", "3"], {"gru_b": 8, "rounds": 5}),  # --seconds: not its flag
     (["synth"], {}),                                                              # the function's defaults
 ])
 def test_flags_become_the_benchmarks_keyword_arguments(argv, expected):

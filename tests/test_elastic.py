@@ -159,3 +159,18 @@ def test_lost_worker_rejoins_and_run_matches_a_fixed_run(slice_training_pair, tm
     fixed = _fixed_run(slice_training_pair, tmp_path, 3, 16)
     diff = _max_difference(read_checkpoint_weights(tmp_path / "m" / "t_16_03.keras"), fixed["weights"])
     assert diff < 1e-5, diff
+
+
+def test_change_hosts_when_trigger_appears(tmp_path):
+    """The notebook's stand-in for a cluster taking a machine away: rewrite on a trigger file."""
+    import io
+
+    from lpcnet.launcher import change_hosts_when, write_hosts_file
+
+    hosts = write_hosts_file(tmp_path / "hosts.txt", {"localhost": 1, "127.0.0.1": 1})
+    out = io.StringIO()
+    thread = change_hosts_when(hosts, {"localhost": 1}, tmp_path / "ckpt", timeout=30, out=out)
+    assert hosts.read_text() == "localhost:1\n127.0.0.1:1\n"      # not before the trigger
+    (tmp_path / "ckpt").write_text("x")
+    thread.join(timeout=10)
+    assert hosts.read_text() == "localhost:1\n" and "localhost:1" in out.getvalue()
