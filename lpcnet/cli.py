@@ -26,7 +26,7 @@ COMMANDS = {
     "train": ("lpcnet.train", "train LPCNet on features.f32 + data.u8 (checkpoints, sparsity, AMP)"),
     "launch": ("lpcnet.launcher", "run `lpcnet train` on N Horovod processes, fixed or elastic "
                "(a failed rank's own error first)"),
-    "synth": ("lpcnet.synth", "features (.f32) or speech (copy-synthesis) -> speech, native C or Keras engine"),
+    "synth": ("lpcnet.synth_cli", "features (.f32) or speech (copy-synthesis) -> speech, native C or Keras engine"),
     "export": ("lpcnet.export", "checkpoint -> versioned weight blob for the native synthesis engine"),
     "eval": ("lpcnet.quality", "objective quality of synthesis vs reference: PESQ-WB, STOI, LSD, pitch, DNSMOS"),
 }
