@@ -173,6 +173,11 @@ def plot_stream_curve(curves: dict, path, cpu_name: str = "") -> Path:
         for k, r, g in zip(c["k"], c["audio_per_cpu_second"], c["gain"]):
             ax.annotate(f"{g:.2f}x", (k, r), textcoords="offset points", xytext=(0, 6), fontsize=7,
                         ha="center")
+    first = next(iter(curves.values()))
+    ax.axhline(3 * first["audio_per_cpu_second"][0], color="gray", ls=":", lw=1)
+    ax.annotate(f"3x {next(iter(curves))} at K=1 (target at K=8)", (1, 3 * first["audio_per_cpu_second"][0]),
+                textcoords="offset points", xytext=(2, -10), fontsize=7, color="gray")
+    ax.set_ylim(bottom=0)
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(STREAM_COUNTS), [str(k) for k in STREAM_COUNTS])
     ax.set_xlabel("streams per core (K)")
@@ -186,17 +191,6 @@ def plot_stream_curve(curves: dict, path, cpu_name: str = "") -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
-
-
-def cpu_name() -> str:
-    """The CPU's model name (lscpu / /proc/cpuinfo), e.g. "AMD EPYC"."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def demo_blob() -> bytes | None:
@@ -228,6 +222,8 @@ def extras(model, blob: bytes, feats, harness_int8_rtf: float, harness_float_rtf
            repeat: int, stream_seconds: float = 10.0, demo_seconds: float = 20.0,
            plot: str | None = None) -> dict:
     """All the parts above for ``lpcnet bench synth`` (on the caller's pinned CPU)."""
+    from lpcnet.callbacks import cpu_name
+
     r = {"int8_vs_float": harness_float_rtf / harness_int8_rtf, "cpu_name": cpu_name()}
     blob_demo = demo_blob()
     if blob_demo is not None:
