@@ -42,7 +42,8 @@ _SIGNATURES = {
     "lpcnet_gru_simd_level": ([], _i),
     "lpcnet_gru_set_simd_level": ([_i], _i),
     "lpcnet_normal_noise": ([_p, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_float], None),
-    "lpcnet_tree_head_forward": ([_i, _i, _i, _i, _p, _p, _p, _p, _p, ctypes.c_float, _p, _p, _i], _i),
+    "lpcnet_tree_head_forward": ([_i, _i, _i, _i, _p, _p, _p, _p, _p, ctypes.c_float, _p, _p, _p, _p, _p,
+                                  _p, _i], _i),
     "lpcnet_tree_head_backward": ([_i, _i, _i, _i, _p, _p, _p, _p, _p, ctypes.c_float, _p, _p, _p, _p,
                                    _p, _p, _i], _i),
 }
@@ -151,10 +152,11 @@ class Parts:
         self.tables = None if tables is None else _f32(tables)
         self.frames = None if frames is None else _f32(frames)
         self.frame_size = int(frame_size)
-        if self.codes is not None and (self.tables is None or self.codes.shape[-1] != self.tables.shape[0]
-                                       or self.codes.shape[-1] > MAX_CODES):
+        slots = None if self.codes is None else self.codes.shape[-1]
+        if slots is not None and (self.tables is None or slots != self.tables.shape[0] or slots > MAX_CODES):
+            got = None if self.tables is None else self.tables.shape
             raise ValueError(f"codes {self.codes.shape} need tables (k, V, 3H) with k = their last "
-                             f"axis (at most {MAX_CODES}), got {None if tables is None else self.tables.shape}")
+                             f"axis (at most {MAX_CODES}), got {got}")
         if self.xp is None and self.codes is None and self.frames is None:
             raise ValueError("the GRU input needs at least one part (xp, codes or frames)")
 
@@ -322,23 +324,26 @@ def gru_sequence(xp, U, b_rec, h0, grad_dtype=None, *, codes=None, tables=None, 
               arg(tables, f32), arg(frames, f32))
 
 
-def head_forward(v, K, bias, factor, target, eps: float):
+def head_forward(v, K, bias, factor, target, eps: float, grads: bool = False):
     """Output head forward (``lpcnet_tree_head_forward``): ``(pdf (N, U), loss (N,))``.
 
     ``v`` (N, D) dual-FC inputs, ``K`` (U, D, C), ``bias`` / ``factor`` (U, C) (MDense's
     weights), ``target`` (N,) codes; loss = Keras' sparse categorical cross-entropy of the tree
-    pdf (clip ``eps``).
+    pdf (clip ``eps``). With ``grads``, also ``(dv, dK, dbias, dfactor)``: the gradients of
+    ``loss.sum()`` from the same pass (:func:`head_backward` with dloss = 1).
     """
     v, K, bias, factor = (_f32(a) for a in (v, K, bias, factor))
     target = np.ascontiguousarray(np.reshape(target, -1), dtype=np.int32)
     (N, D), (U, _, C) = v.shape, K.shape
     pdf, loss = empty_aligned((N, U)), empty_aligned((N,))
+    g = [empty_aligned(a.shape) for a in (v, K, bias, factor)] if grads else [None] * 4
+    opt = lambda a: None if a is None else _ptr(a)      # noqa: E731
     if load_library().lpcnet_tree_head_forward(N, D, U, C, _ptr(v), _ptr(K), _ptr(bias), _ptr(factor),
                                                _ptr(target), float(eps), _ptr(pdf), _ptr(loss),
-                                               kernel_threads()):
+                                               *(opt(a) for a in g), kernel_threads()):
         raise ValueError(f"lpcnet_tree_head_forward refused N={N} D={D} U={U} C={C} (U not a power "
                          "of 2, a target outside [0, U), or out of memory)")
-    return pdf, loss
+    return (pdf, loss, *g) if grads else (pdf, loss)
 
 
 def head_backward(v, K, bias, factor, target, eps: float, dloss, dpdf=None):
@@ -365,7 +370,9 @@ def tree_head(v, kernel, bias, factor, target, eps: float = 1e-7):
     Returns ``(pdf (..., U), loss (...))``: the model's output and the per-sample loss (clip
     ``eps``, as Keras). Differentiable in ``v`` and the weights through both; the TensorFlow
     layers would build a (B*T, 256) tensor per tree level and their gradients
-    (docs/training.md, Speed).
+    (docs/training.md, Speed). The forward pass also forms the gradients of ``loss.sum()``:
+    when the pdf gets no gradient and every sample's loss the same one (a mean, as in a
+    training step), the gradient is those times it; otherwise a second native pass.
     """
     import tensorflow as tf
 
@@ -378,21 +385,28 @@ def tree_head(v, kernel, bias, factor, target, eps: float = 1e-7):
 
     @tf.custom_gradient
     def op(fv, K, b, f):
-        pdf, loss = tf.numpy_function(
-            lambda *a: head_forward(*a, eps=eps), [fv, K, b, f, flat_t], [f32, f32],
+        pdf, loss, *once = tf.numpy_function(
+            lambda *a: head_forward(*a, eps=eps, grads=True), [fv, K, b, f, flat_t], [f32] * 6,
             stateful=False, name="lpcnet_tree_head_forward")
         pdf = tf.ensure_shape(pdf, [fv.shape[0], U])
         loss = tf.ensure_shape(loss, fv.shape[:1])
+        shapes = [fv.shape, K.shape, b.shape, f.shape]
 
-        def grad(dpdf, dloss):
-            dpdf = tf.zeros([0], f32) if dpdf is None else tf.cast(dpdf, f32)
-            dloss = tf.zeros_like(loss) if dloss is None else tf.cast(dloss, f32)
-            dv, dK, db, df = tf.numpy_function(
+        def second_pass(dloss, dpdf):
+            grads = tf.numpy_function(
                 lambda *a: head_backward(*a[:5], eps=eps, dloss=a[5], dpdf=a[6]),
                 [fv, K, b, f, flat_t, dloss, dpdf], [f32] * 4, stateful=False,
                 name="lpcnet_tree_head_backward")
-            return (tf.ensure_shape(dv, fv.shape), tf.ensure_shape(dK, K.shape),
-                    tf.ensure_shape(db, b.shape), tf.ensure_shape(df, f.shape))
+            return [tf.ensure_shape(g, s) for g, s in zip(grads, shapes)]
+
+        def grad(dpdf, dloss):
+            # TensorFlow hands zeros (not None) for an output that gets no gradient.
+            dloss = tf.zeros_like(loss) if dloss is None else tf.cast(dloss, f32)
+            dpdf = tf.zeros_like(pdf) if dpdf is None else tf.cast(dpdf, f32)
+            one_pass = tf.logical_and(tf.reduce_all(tf.equal(dloss, dloss[0])),
+                                      tf.reduce_all(tf.equal(dpdf, 0.0)))
+            return tf.cond(one_pass, lambda: [tf.ensure_shape(g, s) * dloss[0] for g, s in zip(once, shapes)],
+                           lambda: second_pass(dloss, dpdf))
 
         return (pdf, loss), grad
 

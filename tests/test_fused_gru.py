@@ -200,9 +200,11 @@ def test_folded_model_gives_the_graph_pdf_and_dense_gradients(slice_training_pai
             assert np.abs(a - b).max() <= tol * np.abs(a).max(), (policy, v.path)
 
 
-def test_native_head_is_mdense_tree_and_keras_loss():
+@pytest.mark.parametrize("pdf_term", [False, True])
+def test_native_head_is_mdense_tree_and_keras_loss(pdf_term):
     """fused_gru.tree_head == MDense -> TreeToPdf -> SparseCategoricalCrossentropy: the pdf, the
-    per-sample loss (with pdf values below the clip at 1e-7) and the gradients, also through the pdf."""
+    per-sample loss (with pdf values below the clip at 1e-7) and the gradients: of the mean loss
+    (the forward pass's own gradients) and with a term in the pdf too (a second native pass)."""
     from lpcnet.fused_gru import tree_head
     from lpcnet.layers import MDense, TreeToPdf
 
@@ -224,7 +226,7 @@ def test_native_head_is_mdense_tree_and_keras_loss():
             else:
                 pdf = TreeToPdf(256)(dual(v))
                 loss = keras.losses.SparseCategoricalCrossentropy()(y, pdf)
-            total = loss + 0.01 * tf.reduce_sum(pdf * w_pdf)
+            total = loss + 0.01 * tf.reduce_sum(pdf * w_pdf) if pdf_term else loss
         grads = tape.gradient(total, [v, *dual.trainable_weights])
         results.append((pdf.numpy(), float(loss), [g.numpy() for g in grads]))
     (p1, l1, g1), (p2, l2, g2) = results

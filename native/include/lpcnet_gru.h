@@ -91,11 +91,13 @@ void lpcnet_normal_noise(float *out, size_t n, uint64_t seed, float stddev);
  *   pdf   = the binary tree of q[1..U-1] (docs/model.md), computed level by level as TreeToPdf
  *   loss  = log(sum_v clip(pdf[v])) - log(clip(pdf[y])), clip to [eps, 1 - eps]
  * v (N, D), K (U, D, C), bias and factor (U, C) as Keras stores them, target (N) in [0, U).
- * pdf (N, U) may be NULL. Returns 0, or -1 for bad sizes, a target out of range or out of
- * memory. */
+ * pdf (N, U) may be NULL. With dv non-NULL it also writes the gradients of sum_n loss[n]
+ * (those of lpcnet_tree_head_backward for dloss = 1, dpdf = 0): one pass where a training step's
+ * loss is the mean. Returns 0, or -1 for bad sizes, a target out of range or out of memory. */
 int lpcnet_tree_head_forward(int N, int D, int U, int C, const float *v, const float *K,
                              const float *bias, const float *factor, const int32_t *target, float eps,
-                             float *pdf, float *loss, int threads);
+                             float *pdf, float *loss, float *dv, float *dK, float *dbias, float *dfactor,
+                             int threads);
 /* Backward given dloss (N) = dL/dloss and dpdf (N, U) = dL/dpdf (or NULL: 0): writes dv (N, D),
  * dK, dbias, dfactor (the weight gradients summed over the samples). */
 int lpcnet_tree_head_backward(int N, int D, int U, int C, const float *v, const float *K,

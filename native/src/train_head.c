@@ -22,8 +22,8 @@ typedef struct {
     const float *v, *Kp, *bias_t, *factor_t, *dloss, *dpdf;
     const int32_t *target;
     float eps;
-    float *pdf, *loss;                          /* forward outputs (pdf may be NULL) */
-    float *dv, *dKp, *dbias_t, *dfactor_t;      /* backward: dKp.. are this job's sums */
+    float *pdf, *loss;                          /* outputs or NULL */
+    float *dv, *dKp, *dbias_t, *dfactor_t;      /* gradients or NULL; dKp.. are this job's sums */
 } head_job;
 
 /* Samples per block of the backward pass (the dual FC's weight gradients are summed per block). */
@@ -110,16 +110,14 @@ ALWAYS_INLINE int head_rows(head_job *j)
             j->k->head_fwd(D, U, C, j->v + (size_t)n * D, j->Kp, j->bias_t, j->factor_t, ti, qi);
             tree_levels(depth, qi, P);
             const float *leaves = P + U - 2;
-            if (!j->dloss) {                            /* forward */
-                j->loss[n] = cross_entropy(U, leaves, y, j->eps, 0.0f, NULL, NULL);
-                if (j->pdf) memcpy(j->pdf + (size_t)n * U, leaves, sizeof(float) * U);
-                continue;
-            }
-            cross_entropy(U, leaves, y, j->eps, j->dloss[n], j->dpdf ? j->dpdf + (size_t)n * U : NULL,
-                          dP + U - 2);
-            tree_backward(depth, qi, P, dP, dq + (size_t)i * U);
+            float g = j->dloss ? j->dloss[n] : 1.0f;       /* dL/dloss[n] */
+            float l = cross_entropy(U, leaves, y, j->eps, g, j->dpdf ? j->dpdf + (size_t)n * U : NULL,
+                                    j->dv ? dP + U - 2 : NULL);
+            if (j->loss) j->loss[n] = l;
+            if (j->pdf) memcpy(j->pdf + (size_t)n * U, leaves, sizeof(float) * U);
+            if (j->dv) tree_backward(depth, qi, P, dP, dq + (size_t)i * U);
         }
-        if (j->dloss)
+        if (j->dv)
             j->k->head_bwd(nb, D, U, C, j->v + (size_t)n0 * D, j->Kp, j->factor_t, t, q, dq,
                            j->dv + (size_t)n0 * D, j->dKp, j->dbias_t, j->dfactor_t, da);
     }
@@ -221,38 +219,20 @@ static int head_args_ok(int N, int D, int U, int C, const int32_t *target)
     return 1;
 }
 
-int lpcnet_tree_head_forward(int N, int D, int U, int C, const float *v, const float *K,
-                             const float *bias, const float *factor, const int32_t *target, float eps,
-                             float *pdf, float *loss, int threads)
+/* Forward and/or gradients (dv non-NULL) of N samples; see lpcnet_gru.h. */
+static int tree_head(int N, int D, int U, int C, const float *v, const float *K, const float *bias,
+                     const float *factor, const int32_t *target, float eps, const float *dloss,
+                     const float *dpdf, float *pdf, float *loss, float *dv, float *dK, float *dbias,
+                     float *dfactor, int threads)
 {
     if (!head_args_ok(N, D, U, C, target)) return -1;
-    float *w = pack_head(D, U, C, K, bias, factor);
-    if (!w) return -1;
-    head_job proto = {0};
-    proto.N = N; proto.D = D; proto.U = U; proto.C = C; proto.depth = head_depth(U);
-    proto.k = head_kernels(U);
-    proto.v = v; proto.Kp = w; proto.bias_t = w + (size_t)C * D * U;
-    proto.factor_t = proto.bias_t + (size_t)C * U;
-    proto.target = target; proto.eps = eps;
-    proto.pdf = pdf; proto.loss = loss;
-    int used = run_head_jobs(&proto, threads, NULL, 0);
-    free(w);
-    return used < 0 ? -1 : 0;
-}
-
-int lpcnet_tree_head_backward(int N, int D, int U, int C, const float *v, const float *K,
-                              const float *bias, const float *factor, const int32_t *target, float eps,
-                              const float *dloss, const float *dpdf, float *dv, float *dK, float *dbias,
-                              float *dfactor, int threads)
-{
-    if (!head_args_ok(N, D, U, C, target) || !dloss) return -1;
     float *w = pack_head(D, U, C, K, bias, factor);
     if (!w) return -1;
     int nt = threads < 1 ? 1 : threads > 64 ? 64 : threads;
     if (nt > N) nt = N;
     size_t per_job = (size_t)C * D * U + 2 * (size_t)C * U;
-    float *sums = calloc((size_t)nt * per_job, sizeof(float));
-    if (!sums) {
+    float *sums = dv ? calloc((size_t)nt * per_job, sizeof(float)) : NULL;
+    if (dv && !sums) {
         free(w);
         return -1;
     }
@@ -261,15 +241,17 @@ int lpcnet_tree_head_backward(int N, int D, int U, int C, const float *v, const 
     proto.k = head_kernels(U);
     proto.v = v; proto.Kp = w; proto.bias_t = w + (size_t)C * D * U;
     proto.factor_t = proto.bias_t + (size_t)C * U;
-    proto.target = target; proto.eps = eps; proto.dloss = dloss; proto.dpdf = dpdf; proto.dv = dv;
+    proto.target = target; proto.eps = eps; proto.dloss = dloss; proto.dpdf = dpdf;
+    proto.pdf = pdf; proto.loss = loss; proto.dv = dv;
     int used = run_head_jobs(&proto, nt, sums, per_job);
-    if (used > 0) {
+    if (used > 0 && dv) {
         for (int i = 1; i < used; i++)                      /* in thread order */
             for (size_t q = 0; q < per_job; q++) sums[q] += sums[(size_t)i * per_job + q];
         const float *dKp = sums, *db = sums + (size_t)C * D * U, *df = db + (size_t)C * U;
         for (int u = 0; u < U; u++)
             for (int c = 0; c < C; c++) {
-                for (int d = 0; d < D; d++) dK[((size_t)u * D + d) * C + c] = dKp[((size_t)c * D + d) * U + u];
+                for (int d = 0; d < D; d++)
+                    dK[((size_t)u * D + d) * C + c] = dKp[((size_t)c * D + d) * U + u];
                 dbias[(size_t)u * C + c] = db[(size_t)c * U + u];
                 dfactor[(size_t)u * C + c] = df[(size_t)c * U + u];
             }
@@ -277,4 +259,24 @@ int lpcnet_tree_head_backward(int N, int D, int U, int C, const float *v, const 
     free(sums);
     free(w);
     return used < 0 ? -1 : 0;
+}
+
+int lpcnet_tree_head_forward(int N, int D, int U, int C, const float *v, const float *K,
+                             const float *bias, const float *factor, const int32_t *target, float eps,
+                             float *pdf, float *loss, float *dv, float *dK, float *dbias, float *dfactor,
+                             int threads)
+{
+    if (dv && (!dK || !dbias || !dfactor)) return -1;
+    return tree_head(N, D, U, C, v, K, bias, factor, target, eps, NULL, NULL, pdf, loss, dv, dK, dbias,
+                     dfactor, threads);
+}
+
+int lpcnet_tree_head_backward(int N, int D, int U, int C, const float *v, const float *K,
+                              const float *bias, const float *factor, const int32_t *target, float eps,
+                              const float *dloss, const float *dpdf, float *dv, float *dK, float *dbias,
+                              float *dfactor, int threads)
+{
+    if (!dloss || !dv || !dK || !dbias || !dfactor) return -1;
+    return tree_head(N, D, U, C, v, K, bias, factor, target, eps, dloss, dpdf, NULL, NULL, dv, dK, dbias,
+                     dfactor, threads);
 }

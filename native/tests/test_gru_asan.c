@@ -265,7 +265,19 @@ static int run_head_case(int N, int D, int U, int C, int level, int threads)
     for (int i = 0; i < U * C; i++) factor[i] = (float)(2.0 * urand(&s)), fd[i] = factor[i];
     for (int n = 0; n < N; n++) y[n] = (int32_t)((urand(&s) + 1) * 0.5 * U) % U, dloss[n] = (float)(1.0 + urand(&s));
     lpcnet_gru_set_simd_level(level);
-    bad |= lpcnet_tree_head_forward(N, D, U, C, v, K, bias, factor, y, (float)eps, pdf, loss, threads) != 0;
+    bad |= lpcnet_tree_head_forward(N, D, U, C, v, K, bias, factor, y, (float)eps, pdf, loss, NULL, NULL,
+                                    NULL, NULL, threads) != 0;
+    {   /* the one-pass gradients of the forward == the backward's with dloss = 1 */
+        float *ones = malloc(sizeof(float) * N), *g1 = malloc(sizeof(float) * (N * D + nw + 2 * U * C));
+        float *g2 = malloc(sizeof(float) * (N * D + nw + 2 * U * C));
+        for (int n = 0; n < N; n++) ones[n] = 1.0f;
+        bad |= lpcnet_tree_head_forward(N, D, U, C, v, K, bias, factor, y, (float)eps, NULL, NULL, g1,
+                                        g1 + N * D, g1 + N * D + nw, g1 + N * D + nw + U * C, threads) != 0;
+        bad |= lpcnet_tree_head_backward(N, D, U, C, v, K, bias, factor, y, (float)eps, ones, NULL, g2,
+                                         g2 + N * D, g2 + N * D + nw, g2 + N * D + nw + U * C, threads) != 0;
+        bad |= memcmp(g1, g2, sizeof(float) * (N * D + nw + 2 * U * C)) != 0;
+        free(ones), free(g1), free(g2);
+    }
     bad |= lpcnet_tree_head_backward(N, D, U, C, v, K, bias, factor, y, (float)eps, dloss, NULL, dv, dK, db,
                                      df, threads) != 0;
     double err = 0;
@@ -318,7 +330,8 @@ static int run_head_case(int N, int D, int U, int C, int level, int threads)
         bad = 1;
     }
     y[0] = U;                                              /* a target out of range is refused */
-    bad |= lpcnet_tree_head_forward(N, D, U, C, v, K, bias, factor, y, (float)eps, pdf, loss, threads) != -1;
+    bad |= lpcnet_tree_head_forward(N, D, U, C, v, K, bias, factor, y, (float)eps, pdf, loss, NULL, NULL,
+                                    NULL, NULL, threads) != -1;
     free(v), free(K), free(bias), free(factor), free(pdf), free(loss), free(dloss), free(dv), free(dK);
     free(db), free(df), free(Kd), free(bd), free(fd), free(y);
     return bad;
