@@ -14,6 +14,10 @@ Both produce exactly ``frames x 160`` int16 samples, sample ``t`` belonging to
 feature frame ``t // 160`` (unlike the seed: no frame dropped, no 17-sample skip,
 output clipped to int16).
 
+``lpcnet synth`` streams long inputs through the native engine in blocks and synthesises
+several inputs at once, K streams per core on all cores (:mod:`lpcnet.synth_batch`,
+:class:`NativeMulti`); every output equals the single-stream synthesis of its input.
+
 Sampling rule (both engines, docs/synthesis.md): each of the 8 bits of the µ-law code
 is drawn MSB first down the probability tree; with ``k`` the next 8-bit value
 of a counter-based splitmix64 stream (seeded by ``--seed``), the bit is 1 iff

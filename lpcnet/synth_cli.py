@@ -31,7 +31,7 @@ def add_arguments(p) -> None:
                    help="folder of the outputs (created if missing): for one input, where --output "
                         "goes (seed-compatible); for several, each input's name + --format")
     p.add_argument("--format", choices=("wav", "s16"), default="wav",
-                   help="output format of several inputs (default: wav)")
+                   help="output format of several inputs")
     p.add_argument("--engine", choices=("native", "keras"), default="native", help="synthesis engine")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the sampling random stream (the same for every input)")
@@ -43,12 +43,11 @@ def add_arguments(p) -> None:
                    help="native: LPC computed from the cepstrum (as the seed's C decoder) instead of "
                         "features 20..35")
     p.add_argument("--streams", type=int, default=None, metavar="K",
-                   help="several inputs: files synthesised at once on each core (default: 8 with "
+                   help="several inputs: files synthesised at once on each core (None: 8 with "
                         "--int8 on AVX-512 VNNI CPUs, else 1)")
     p.add_argument("--jobs", type=int, default=None, metavar="J",
-                   help="several inputs: worker threads, one per core (default: all CPUs)")
-    p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar over files")
+                   help="several inputs: worker threads, one per core (None: one per CPU)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar over files")
 
 
 def _native_options(args) -> dict:
@@ -105,7 +104,7 @@ def _run_batch(args, inputs: list) -> int:
         return 0
     model = NativeModel.from_checkpoint(args.checkpoint, int8=args.int8)
     r = synthesize_files(list(zip(inputs, outputs)), model, streams=args.streams, workers=args.jobs,
-                         seed=args.seed, progress=args.progress, **_native_options(args))
+                         seed=args.seed, progress=not args.no_progress, **_native_options(args))
     print(f"wrote {r['files']} files ({r['audio_seconds']:.1f} s of audio) to {args.output_dir} in "
           f"{r['wall_seconds']:.1f} s with {r['workers']} jobs x {r['streams']} streams: "
           f"{r['audio_seconds'] / max(r['wall_seconds'], 1e-9):.1f} x real time, "

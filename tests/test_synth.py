@@ -464,6 +464,28 @@ def test_cli_several_inputs(engines, heldout_features, tmp_path):
     assert np.array_equal(read_s16(tmp_path / "raw" / "c.s16"), want["c", True])
 
 
+def test_cli_several_audio_inputs(engines, tmp_path):
+    """Copy-synthesis of several speech files (a folder), 2 streams: each output equals
+    copy_synthesis() of its file."""
+    import soundfile as sf
+
+    from lpcnet import synth
+
+    blob = _export_tmp(engines)
+    speech = tmp_path / "speech"
+    speech.mkdir()
+    for wav in (HELDOUT, TRAIN):
+        (speech / wav.name).write_bytes(wav.read_bytes())
+    r = _cli("synth", "--checkpoint", str(blob), "--audio", str(speech), "--output_dir",
+             str(tmp_path / "out"), "--int8", "--streams", "2", "--jobs", "1", "--seed", "2",
+             "--no-progress")
+    assert r.returncode == 0, r.stderr
+    for wav in (HELDOUT, TRAIN):
+        got, _ = sf.read(tmp_path / "out" / f"{wav.stem}.wav", dtype="int16")
+        want = synth.copy_synthesis(wav, blob, seed=2, int8=True)
+        assert np.array_equal(got, want), wav.name
+
+
 def test_cli_several_inputs_bad(tiny_checkpoint, heldout_features, tmp_path, synth_lib):
     """Bad batches fail in one line, before anything is written."""
     from lpcnet.formats import write_features

@@ -52,7 +52,8 @@ TGT static inline __attribute__((always_inline)) void sgemm_avx2_nv(
     }
     for (i = 0; i + 4 <= rows; i += 4) {
       const __m256 w0 = _mm256_loadu_ps(wj + (long)i * cols), w1 = _mm256_loadu_ps(wj + (long)(i + 1) * cols);
-      const __m256 w2 = _mm256_loadu_ps(wj + (long)(i + 2) * cols), w3 = _mm256_loadu_ps(wj + (long)(i + 3) * cols);
+      const __m256 w2 = _mm256_loadu_ps(wj + (long)(i + 2) * cols);
+      const __m256 w3 = _mm256_loadu_ps(wj + (long)(i + 3) * cols);
       for (v = 0; v < nv; v++) {
         const float *xv = x + (long)v * ldx + i;
         a[v][0] = _mm256_fmadd_ps(_mm256_broadcast_ss(xv), w0, a[v][0]);
@@ -63,7 +64,8 @@ TGT static inline __attribute__((always_inline)) void sgemm_avx2_nv(
     }
     for (; i < rows; i++) {
       const __m256 wi = _mm256_loadu_ps(wj + (long)i * cols);
-      for (v = 0; v < nv; v++) a[v][0] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + (long)v * ldx + i), wi, a[v][0]);
+      for (v = 0; v < nv; v++)
+        a[v][0] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + (long)v * ldx + i), wi, a[v][0]);
     }
     for (v = 0; v < nv; v++)
       _mm256_storeu_ps(out + (long)v * ldo + j,
@@ -80,7 +82,8 @@ TGT static inline __attribute__((always_inline)) void sgemm_avx2_nv(
 TGT static void sgemm_accum_avx2(float *out, int ldo, const float *w, int rows, int cols,
                                  const float *x, int ldx, int n) {
   int v = 0;
-  for (; v + 3 <= n; v += 3) sgemm_avx2_nv(out + (long)v * ldo, ldo, w, rows, cols, x + (long)v * ldx, ldx, 3);
+  for (; v + 3 <= n; v += 3)
+    sgemm_avx2_nv(out + (long)v * ldo, ldo, w, rows, cols, x + (long)v * ldx, ldx, 3);
   if (n - v == 2) sgemm_avx2_nv(out + (long)v * ldo, ldo, w, rows, cols, x + (long)v * ldx, ldx, 2);
   if (n - v == 1) sgemm_avx2_nv(out + (long)v * ldo, ldo, w, rows, cols, x + (long)v * ldx, ldx, 1);
 }

@@ -12,6 +12,10 @@
 #include "vec_avx2.h"
 
 #define TGT __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512vnni,avx2,fma")))
+/* For the kernels with many accumulators: GCC's partial redundancy elimination (-ftree-pre)
+ * makes it keep copies of the accumulators on the stack in the inner loops (spills on every
+ * step); without it they stay in registers. */
+#define TGT_NOPRE TGT __attribute__((optimize("no-tree-pre")))
 
 TGT static inline __m512 exp16(__m512 x) {
   __m512 fx, y, z;
@@ -198,10 +202,12 @@ TGT static void sparse_i8_accum_even_vnni(float *out, const float *bias, const i
 TGT static inline __attribute__((always_inline)) void i8_multi_store(
     float *out, int ldo, const float *bias, int ldb, int k, int s0, int g, __m512i acc, __m512 sc) {
   const int s1 = s0 + 1;
-  __m512 init = _mm512_castps256_ps512(_mm256_loadu_ps((bias ? bias + (long)s0 * ldb : out + (long)s0 * ldo) + 8 * g));
+  const float *i0 = (bias ? bias + (long)s0 * ldb : out + (long)s0 * ldo) + 8 * g;
+  __m512 init = _mm512_castps256_ps512(_mm256_loadu_ps(i0));
   __m512 y;
   if (s1 < k)
-    init = _mm512_insertf32x8(init, _mm256_loadu_ps((bias ? bias + (long)s1 * ldb : out + (long)s1 * ldo) + 8 * g), 1);
+    init = _mm512_insertf32x8(
+        init, _mm256_loadu_ps((bias ? bias + (long)s1 * ldb : out + (long)s1 * ldo) + 8 * g), 1);
   y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), sc, init);
   _mm256_storeu_ps(out + (long)s0 * ldo + 8 * g, _mm512_castps512_ps256(y));
   if (s1 < k) _mm256_storeu_ps(out + (long)s1 * ldo + 8 * g, _mm512_extractf32x8_ps(y, 1));
@@ -235,7 +241,7 @@ TGT static inline __attribute__((always_inline)) void i8_multi_pairs(
   }
 }
 
-TGT static void sparse_i8_accum_multi_vnni(float *out, int ldo, const float *bias, int ldb,
+TGT_NOPRE static void sparse_i8_accum_multi_vnni(float *out, int ldo, const float *bias, int ldb,
                                            const int8_t *w, const int32_t *idx, int ngroups,
                                            const uint8_t *xe, int k, float scale) {
   const int kp = nnet_xe_streams(k), npairs = kp / 2;
@@ -256,42 +262,53 @@ TGT static void sparse_i8_accum_multi_vnni(float *out, int ldo, const float *bia
 
 /* Dense int8 product of 2 nz groups (nz constant, <= 6: one zmm of weights per pair of groups
  * and row quad) with ph (constant, <= 8) row phases: nz ph independent dot-product chains; each
- * row quad's state bytes are broadcast once for all the groups. */
+ * row quad's state bytes are broadcast once for all the groups. The accumulators are named
+ * variables a<phase><zmm> (GCC keeps those in registers; an array it spills). */
+#define DZ_DECL(p) \
+  __m512i a##p##0 = _mm512_setzero_si512(), a##p##1 = a##p##0, a##p##2 = a##p##0, a##p##3 = a##p##0, \
+          a##p##4 = a##p##0, a##p##5 = a##p##0
+#define DZ_STEP(p, rr)                                                                         \
+  do {                                                                                         \
+    int32_t x4_;                                                                               \
+    const int8_t *wr_ = w + (size_t)(rr) * gstride * NNET_BLOCK_SIZE;                          \
+    __m512i xv_;                                                                               \
+    memcpy(&x4_, x + 4 * (rr), 4);                                                             \
+    xv_ = _mm512_set1_epi32(x4_);                                                              \
+    a##p##0 = _mm512_dpbusd_epi32(a##p##0, xv_, _mm512_loadu_si512((const void *)wr_));        \
+    if (nz > 1) a##p##1 = _mm512_dpbusd_epi32(a##p##1, xv_, _mm512_loadu_si512((const void *)(wr_ + 64)));  \
+    if (nz > 2) a##p##2 = _mm512_dpbusd_epi32(a##p##2, xv_, _mm512_loadu_si512((const void *)(wr_ + 128))); \
+    if (nz > 3) a##p##3 = _mm512_dpbusd_epi32(a##p##3, xv_, _mm512_loadu_si512((const void *)(wr_ + 192))); \
+    if (nz > 4) a##p##4 = _mm512_dpbusd_epi32(a##p##4, xv_, _mm512_loadu_si512((const void *)(wr_ + 256))); \
+    if (nz > 5) a##p##5 = _mm512_dpbusd_epi32(a##p##5, xv_, _mm512_loadu_si512((const void *)(wr_ + 320))); \
+  } while (0)
+#define DZ_SUM(j) \
+  (_mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0##j, a1##j), _mm512_add_epi32(a2##j, a3##j)), \
+                    _mm512_add_epi32(_mm512_add_epi32(a4##j, a5##j), _mm512_add_epi32(a6##j, a7##j))))
+#define DZ_STORE(j)                                                                            \
+  if (nz > j)                                                                                  \
+  _mm512_storeu_ps(out + 16 * j, _mm512_fmadd_ps(_mm512_cvtepi32_ps(DZ_SUM(j)), _mm512_set1_ps(scale), \
+                                                 _mm512_loadu_ps(out + 16 * j)))
 TGT static inline __attribute__((always_inline)) void dense_i8_zmm(
     float *out, const int8_t *w, int rows4, int gstride, const uint8_t *x, float scale, const int nz,
     const int ph) {
-  __m512i a[8][6];
-  int r, p, j;
-  for (p = 0; p < ph; p++)
-    for (j = 0; j < nz; j++) a[p][j] = _mm512_setzero_si512();
-  for (r = 0; r + ph <= rows4; r += ph)
-    for (p = 0; p < ph; p++) {
-      int32_t x4;
-      const int8_t *wr = w + (size_t)(r + p) * gstride * NNET_BLOCK_SIZE;
-      __m512i xv;
-      memcpy(&x4, x + 4 * (r + p), 4);
-      xv = _mm512_set1_epi32(x4);
-      for (j = 0; j < nz; j++)
-        a[p][j] = _mm512_dpbusd_epi32(a[p][j], xv, _mm512_loadu_si512((const void *)(wr + 64 * j)));
-    }
-  for (; r < rows4; r++) {
-    int32_t x4;
-    const int8_t *wr = w + (size_t)r * gstride * NNET_BLOCK_SIZE;
-    __m512i xv;
-    memcpy(&x4, x + 4 * r, 4);
-    xv = _mm512_set1_epi32(x4);
-    for (j = 0; j < nz; j++)
-      a[0][j] = _mm512_dpbusd_epi32(a[0][j], xv, _mm512_loadu_si512((const void *)(wr + 64 * j)));
+  int r;
+  DZ_DECL(0); DZ_DECL(1); DZ_DECL(2); DZ_DECL(3); DZ_DECL(4); DZ_DECL(5); DZ_DECL(6); DZ_DECL(7);
+  for (r = 0; r + ph <= rows4; r += ph) {
+    DZ_STEP(0, r);
+    if (ph > 1) DZ_STEP(1, r + 1);
+    if (ph > 2) DZ_STEP(2, r + 2);
+    if (ph > 3) DZ_STEP(3, r + 3);
+    if (ph > 4) DZ_STEP(4, r + 4);
+    if (ph > 5) DZ_STEP(5, r + 5);
+    if (ph > 6) DZ_STEP(6, r + 6);
+    if (ph > 7) DZ_STEP(7, r + 7);
   }
-  for (j = 0; j < nz; j++) {
-    __m512i s = a[0][j];
-    for (p = 1; p < ph; p++) s = _mm512_add_epi32(s, a[p][j]);
-    _mm512_storeu_ps(out + 16 * j, _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(scale),
-                                                   _mm512_loadu_ps(out + 16 * j)));
-  }
+  for (; r < rows4; r++) DZ_STEP(0, r);
+  /* (unused accumulators are zero: the integer sums are the same) */
+  DZ_STORE(0); DZ_STORE(1); DZ_STORE(2); DZ_STORE(3); DZ_STORE(4); DZ_STORE(5);
 }
 
-TGT static void dense_i8_accum_vnni(float *out, const int8_t *w, int rows4, int ngroups,
+TGT_NOPRE static void dense_i8_accum_vnni(float *out, const int8_t *w, int rows4, int ngroups,
                                     int gstride, const uint8_t *x, float scale) {
   int g = 0, r;
   if (ngroups == 6) { /* GRU B of 16 units (48 outputs), on the critical path: 24 chains */
@@ -323,35 +340,42 @@ TGT static void dense_i8_accum_vnni(float *out, const int8_t *w, int rows4, int 
 
 /* 48 outputs (6 groups, gstride 6: GRU B of 16 units) of ns (constant, <= 8) streams: per
  * row quad the 3 zmm of weights are loaded once and used by every stream (one chain per
- * stream and zmm). Each stream's sums are those of dense_i8_zmm, and its outputs
- * fma(float(acc), scale, out) likewise. */
+ * stream and zmm; named accumulators b<stream><zmm>). Each stream's sums are those of
+ * dense_i8_zmm, and its outputs fma(float(acc), scale, out) likewise. */
+#define D48_DECL(s) __m512i b##s##0 = _mm512_setzero_si512(), b##s##1 = b##s##0, b##s##2 = b##s##0
+#define D48_STEP(s)                                                        \
+  if (ns > s) {                                                            \
+    int32_t x4_;                                                           \
+    __m512i xv_;                                                           \
+    memcpy(&x4_, x##s + 4 * r, 4);                                         \
+    xv_ = _mm512_set1_epi32(x4_);                                          \
+    b##s##0 = _mm512_dpbusd_epi32(b##s##0, xv_, w0);                       \
+    b##s##1 = _mm512_dpbusd_epi32(b##s##1, xv_, w1);                       \
+    b##s##2 = _mm512_dpbusd_epi32(b##s##2, xv_, w2);                       \
+  }
+#define D48_STORE1(s, j, a) \
+  _mm512_storeu_ps(out[s] + 16 * j,                                                            \
+                   _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), sc, _mm512_loadu_ps(out[s] + 16 * j)))
+#define D48_STORE(s) \
+  if (ns > s) { D48_STORE1(s, 0, b##s##0); D48_STORE1(s, 1, b##s##1); D48_STORE1(s, 2, b##s##2); }
 TGT static inline __attribute__((always_inline)) void dense48_streams(
     float *const *out, const int8_t *w, int rows4, const uint8_t *const *x, float scale, const int ns) {
-  __m512i a[8][3];
-  int r, s, j;
-  for (s = 0; s < ns; s++)
-    for (j = 0; j < 3; j++) a[s][j] = _mm512_setzero_si512();
+  const __m512 sc = _mm512_set1_ps(scale);
+  const uint8_t *x0 = x[0], *x1 = ns > 1 ? x[1] : x0, *x2 = ns > 2 ? x[2] : x0, *x3 = ns > 3 ? x[3] : x0;
+  const uint8_t *x4 = ns > 4 ? x[4] : x0, *x5 = ns > 5 ? x[5] : x0, *x6 = ns > 6 ? x[6] : x0;
+  const uint8_t *x7 = ns > 7 ? x[7] : x0;
+  int r;
+  D48_DECL(0); D48_DECL(1); D48_DECL(2); D48_DECL(3); D48_DECL(4); D48_DECL(5); D48_DECL(6); D48_DECL(7);
   for (r = 0; r < rows4; r++) {
     const __m512i w0 = _mm512_loadu_si512((const void *)(w + (size_t)r * 192));
     const __m512i w1 = _mm512_loadu_si512((const void *)(w + (size_t)r * 192 + 64));
     const __m512i w2 = _mm512_loadu_si512((const void *)(w + (size_t)r * 192 + 128));
-    for (s = 0; s < ns; s++) {
-      int32_t x4;
-      __m512i xv;
-      memcpy(&x4, x[s] + 4 * r, 4);
-      xv = _mm512_set1_epi32(x4);
-      a[s][0] = _mm512_dpbusd_epi32(a[s][0], xv, w0);
-      a[s][1] = _mm512_dpbusd_epi32(a[s][1], xv, w1);
-      a[s][2] = _mm512_dpbusd_epi32(a[s][2], xv, w2);
-    }
+    D48_STEP(0) D48_STEP(1) D48_STEP(2) D48_STEP(3) D48_STEP(4) D48_STEP(5) D48_STEP(6) D48_STEP(7)
   }
-  for (s = 0; s < ns; s++)
-    for (j = 0; j < 3; j++)
-      _mm512_storeu_ps(out[s] + 16 * j, _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[s][j]), _mm512_set1_ps(scale),
-                                                        _mm512_loadu_ps(out[s] + 16 * j)));
+  D48_STORE(0) D48_STORE(1) D48_STORE(2) D48_STORE(3) D48_STORE(4) D48_STORE(5) D48_STORE(6) D48_STORE(7)
 }
 
-TGT static void dense_i8_accum_multi_vnni(float *const *out, const int8_t *w, int rows4, int ngroups,
+TGT_NOPRE static void dense_i8_accum_multi_vnni(float *const *out, const int8_t *w, int rows4, int ngroups,
                                           int gstride, const uint8_t *const *x, int k, float scale) {
   int s = 0;
   if (ngroups == 6 && gstride == 6) {

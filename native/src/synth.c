@@ -161,7 +161,8 @@ static int edges_below(double a, int strict) {
 static void init_buckets(void) {
   int b, ok = 1;
   for (b = 0; b < ULAW_BUCKETS; b++) {
-    const double lo = ldexp(1.0 + (b % 16) / 16.0, 1 + b / 16), hi = ldexp(1.0 + (b % 16 + 1) / 16.0, 1 + b / 16);
+    const double lo = ldexp(1.0 + (b % 16) / 16.0, 1 + b / 16);
+    const double hi = ldexp(1.0 + (b % 16 + 1) / 16.0, 1 + b / 16);
     const int k0 = b == 0 ? 0 : edges_below(lo, 0);
     const int k1 = b == ULAW_BUCKETS - 1 ? 128 : edges_below(hi, 1);
     g_ulaw_k0[b] = (uint8_t)k0;
@@ -622,7 +623,7 @@ static int draw_code(LPCNetSynthState *st, float gain) {
     bit = bit_of(st, gain * x[0], (int)(rng_next(st) >> 56));
     v = 2 * v + bit;
     v = 2 * v + bit_of(st, gain * x[1 + bit], (int)(rng_next(st) >> 56));
-    if (b < 6) ga_chunk(st); /* the last piece waits for the next sample's LPC prediction */
+    if (b < 6) ga_chunk(st); /* (pieces left over: at the next sample's GRU A step) */
   }
   return v;
 }

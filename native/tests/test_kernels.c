@@ -249,7 +249,8 @@ static void test_dense_int8(const NNetKernels *k, const Sparse *s, const uint8_t
   int8_t *dense = xmalloc((size_t)NNET_BLOCK_SIZE * s->nblocks);
   size_t i;
   int g;
-  if (!nnet_blocks_are_dense(s->idx, s->rows, s->ngroups)) fail("nnet_blocks_are_dense: a dense list refused");
+  if (!nnet_blocks_are_dense(s->idx, s->rows, s->ngroups))
+    fail("nnet_blocks_are_dense: a dense list refused");
   fill(out0, n, -1, 1);
   memcpy(blocks, out0, sizeof(float) * n);
   ref->sparse_i8_accum(blocks, NULL, s->wq, s->idx, s->ngroups, xq, NNET_I8_SCALE);
@@ -312,7 +313,8 @@ static void test_sgemm(const NNetKernels *k, const float *w, int rows, int cols,
   memcpy(want, out, sizeof(float) * (size_t)n * ldo);
   k->sgemm_accum(out, ldo, w, rows, cols, x, ldx, n);
   for (v = 0; v < n; v++) k->sgemv_accum(want + (size_t)v * ldo, w, rows, cols, x + (size_t)v * ldx);
-  check_exact("sgemm_accum vs sgemv_accum of each vector", k->level, out, want, sizeof(float) * (size_t)n * ldo);
+  check_exact("sgemm_accum vs sgemv_accum of each vector", k->level, out, want,
+              sizeof(float) * (size_t)n * ldo);
   free(x), free(out), free(want);
 }
 
