@@ -388,7 +388,7 @@ def read_features(path, mmap: bool = True, check_finite: bool = True) -> np.ndar
                          f"{NB_TOTAL_FEATURES} float32 per frame = {FEATURE_BYTES_PER_FRAME} bytes")
     feats = _load(path, np.float32, (size // FEATURE_BYTES_PER_FRAME, NB_TOTAL_FEATURES), mmap)
     if check_finite:
-        _check_not_55_float(path, size)
+        check_not_55_float(path, size)
         check_feature_values(feats, path)
     return feats
 
@@ -475,7 +475,7 @@ def check_feature_values(feats: np.ndarray, name="features", chunk_frames: int =
             f"outside [{lo:.4g}, {hi:.4g}] (not 36-float LPCNet features, or corrupted)")
 
 
-def _check_not_55_float(path, size: int) -> None:
+def check_not_55_float(path, size: int) -> None:
     """Refuse a 55-float file (older generation, 220 bytes per frame) whose size is also a
     multiple of 144: in its records, floats 18..35 are never written (all zero)."""
     old = 55 * 4

@@ -105,11 +105,9 @@ class FeatureSource:
 
 def _check_generation(path: Path) -> None:
     """The 55-float check of read_features (its first frames only)."""
-    from lpcnet import formats
+    from lpcnet.formats import check_not_55_float
 
-    check = getattr(formats, "_check_not_55_float", None)
-    if check is not None:
-        check(path, path.stat().st_size)
+    check_not_55_float(path, path.stat().st_size)
 
 
 # --- outputs ------------------------------------------------------------------------------
