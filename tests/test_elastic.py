@@ -144,13 +144,15 @@ def test_killed_worker_survivor_finishes_like_a_fixed_run(slice_training_pair, t
 @pytest.mark.slow
 def test_lost_worker_rejoins_and_run_matches_a_fixed_run(slice_training_pair, tmp_path):
     """Rank 1 is killed after 5 steps; its host is excluded for a 2 s cool-down, then listed again:
-    a new worker starts, receives the committed state and the run ends with two workers."""
+    a new worker starts, receives the committed state and the run ends with two workers. The
+    survivor sleeps 1 s a step while alone, so that the rejoin comes before the end on any machine."""
     from lpcnet.model import read_checkpoint_weights
 
     summary, out = _elastic_run(slice_training_pair, tmp_path, "--epochs", "3", "--steps_per_epoch", "16",
                                 "--commit-every", "2", cooldown=(1, 2),
                                 env={"LPCNET_TEST_FAIL_AT": "1:5:kill",
-                                     "LPCNET_TEST_FAIL_ONCE": str(tmp_path / "failed-once")})
+                                     "LPCNET_TEST_FAIL_ONCE": str(tmp_path / "failed-once"),
+                                     "LPCNET_TEST_SLOW_ALONE": "1"})
     worlds = summary["metadata"]["elastic"]["world_sizes"]
     assert [w for _, w in worlds] == [2, 1, 2], worlds
     assert worlds[1][0] == 4 and worlds[2][0] > 4

@@ -6,6 +6,9 @@ Driven by environment variables, so that every rank of a ``horovodrun`` run gets
   ``"RANK:STEP:kill"``: it kills itself with SIGKILL instead (a crashed / OOM-killed process).
 * ``LPCNET_TEST_FAIL_ONCE=PATH``: with ``LPCNET_TEST_FAIL_AT``, fail only if PATH does not exist
   (it is created first): a worker that rejoins an elastic run with the same environment lives.
+* ``LPCNET_TEST_SLOW_ALONE=SECONDS``: while a rank trains in a world of one (an elastic run
+  after a loss), it sleeps SECONDS after each step, so that a rejoining worker has time to start
+  before the run ends, however fast the machine.
 * ``LPCNET_TEST_WEIGHTS_DIR=DIR``: at the end of training every rank saves its final weights to
   ``DIR/rank<R>.npz`` and its logged history (loss, accuracy per epoch) to ``DIR/rank<R>.json``.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import keras
@@ -23,6 +27,7 @@ import numpy as np
 FAIL_ENV = "LPCNET_TEST_FAIL_AT"
 FAIL_ONCE_ENV = "LPCNET_TEST_FAIL_ONCE"
 WEIGHTS_ENV = "LPCNET_TEST_WEIGHTS_DIR"
+SLOW_ALONE_ENV = "LPCNET_TEST_SLOW_ALONE"
 
 
 class FailAt(keras.callbacks.Callback):
@@ -47,6 +52,17 @@ class FailAt(keras.callbacks.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
         raise RuntimeError(f"{FAIL_ENV}: rank {self.rank} fails on purpose after {self.n} steps "
                            f"(test hook)")
+
+
+class SleepAfterStep(keras.callbacks.Callback):
+    """Sleep ``seconds`` after each train step."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+
+    def on_train_batch_end(self, batch, logs=None):
+        time.sleep(self.seconds)
 
 
 class DumpWeights(keras.callbacks.Callback):
@@ -79,6 +95,9 @@ def callbacks(rank: int, world: int) -> list:
         parts = spec.split(":")
         if int(parts[0]) == rank:
             out.append(FailAt(rank, int(parts[1]), len(parts) > 2 and parts[2] == "kill"))
+    slow = os.environ.get(SLOW_ALONE_ENV, "").strip()
+    if slow and world == 1:
+        out.append(SleepAfterStep(float(slow)))
     weights_dir = os.environ.get(WEIGHTS_ENV, "").strip()
     if weights_dir:
         out.append(DumpWeights(weights_dir, rank))
