@@ -22,6 +22,13 @@ when the sample rates differ or when the 10 ms log-energy contours of the aligne
 signals correlate below ``MIN_ENVELOPE_CORR`` (not the same speech). The envelope
 rather than the waveform is checked because vocoded speech need not be phase-aligned.
 
+Long pairs: the metrics score the aligned pair in segments of about ``SEGMENT_S`` seconds
+(a pair up to 1.5 ``SEGMENT_S`` is one segment) and combine them: PESQ, STOI, LSD and DNSMOS
+as the mean over segments weighted by their length (P.862 is specified for speech of 8-30 s),
+the pitch errors from the frame counts of all segments (exactly the whole-file values). The
+alignment correlates in blocks. So memory beyond the two signals themselves (8 bytes a
+sample each) does not grow with the length (docs/promises.md, Memory).
+
 Never a score for a pair not fully scored (docs/promises.md, Truthful evaluation): a pair is
 also refused when either signal is silent (peak below ``SILENCE_DBFS``) or holds NaN/Inf, or
 when the lengths differ by more than ``MAX_LENGTH_DIFF_MS`` (the metrics would cover only the
@@ -42,6 +49,8 @@ from lpcnet.errors import LpcnetError
 from lpcnet.formats import PCM_SCALE, SAMPLE_RATE, atomic_output
 
 MIN_ENVELOPE_CORR = 0.6
+#: long pairs are scored in segments of about this many seconds (module docstring)
+SEGMENT_S = 30.0
 #: most a synthesis may differ in length from its reference (frame rounding < 10 ms, copy-synthesis
 #: lag 15 ms, alignment range +-50 ms)
 MAX_LENGTH_DIFF_MS = 100.0
@@ -116,9 +125,11 @@ def log_energy(x, rate: int = SAMPLE_RATE) -> np.ndarray:
     """Log energy in dB of 20 ms frames every 10 ms -> ``(frames,)``."""
     hop = rate // 100
     n = len(x) // hop
-    x = np.pad(np.asarray(x, np.float64), (hop // 2, 2 * hop))
-    frames = np.lib.stride_tricks.sliding_window_view(x, 2 * hop)[::hop][:n]
-    return 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-10)
+    half = hop // 2                       # frame k covers samples [k hop - hop/2, k hop + 3 hop/2)
+    x = np.pad(np.asarray(x, np.float64), (half, 2 * hop))
+    quarter = np.square(x[:(len(x) // half) * half]).reshape(-1, half).sum(axis=1)
+    frames = sum(quarter[j:j + 2 * n:2] for j in range(4))[:n]
+    return 10 * np.log10(frames / (2 * hop) + 1e-10)
 
 
 def align(reference, synthesis, rate: int = SAMPLE_RATE, max_lag_ms: float = 50.0,
@@ -130,17 +141,13 @@ def align(reference, synthesis, rate: int = SAMPLE_RATE, max_lag_ms: float = 50.
     after alignment) and ``envelope_corr``. Raises LpcnetError for a pair that is not
     the same speech.
     """
-    from scipy.signal import correlate, correlation_lags
-
     ref, syn = np.asarray(reference, np.float64), np.asarray(synthesis, np.float64)
     if len(ref) < rate // 10 or len(syn) < rate // 10:
         raise LpcnetError(f"audio too short to score ({len(ref)} and {len(syn)} samples; need 100 ms)")
     max_lag = int(round(rate * max_lag_ms / 1000))
-    c = correlate(syn, ref, mode="full", method="fft")
-    lags = correlation_lags(len(syn), len(ref), mode="full")
-    keep = np.abs(lags) <= max_lag
-    lag = int(lags[keep][np.argmax(c[keep])])
-    peak = float(c[keep].max()) / (math.sqrt(float(np.dot(ref, ref)) * float(np.dot(syn, syn))) or 1.0)
+    c = bounded_xcorr(syn, ref, max_lag)
+    lag = int(np.argmax(c)) - max_lag
+    peak = float(c.max()) / (math.sqrt(float(np.dot(ref, ref)) * float(np.dot(syn, syn))) or 1.0)
     method = "waveform"
     if peak < WAVEFORM_PEAK_MIN:    # not phase-coherent (e.g. a vocoder): align 1 ms energy envelopes
         lag, method = _envelope_lag(ref, syn, rate, max_lag), "envelope"
@@ -160,6 +167,22 @@ def align(reference, synthesis, rate: int = SAMPLE_RATE, max_lag_ms: float = 50.
                           f"{lag} samples)")
     return ref, syn, {"lag_samples": lag, "lag_ms": 1000.0 * lag / rate, "lag_method": method,
                       "corr": corr, "envelope_corr": env}
+
+
+def bounded_xcorr(y, x, max_lag: int, block: int = 1 << 16) -> np.ndarray:
+    """``c[max_lag + k] = sum_t y[t + k] x[t]`` for ``|k| <= max_lag`` (y zero outside its length).
+
+    Computed block by block of ``x`` (FFT correlation of each block with the matching stretch of
+    ``y``), so memory does not grow with the length of the signals.
+    """
+    from scipy.signal import correlate
+
+    y = np.pad(np.asarray(y, np.float64), (max_lag, max_lag + max(0, len(x) - len(y))))
+    c = np.zeros(2 * max_lag + 1)
+    for start in range(0, len(x), block):
+        part = x[start:start + block]
+        c += correlate(y[start:start + len(part) + 2 * max_lag], part, mode="valid", method="fft")
+    return c
 
 
 def _envelope_lag(ref, syn, rate, max_lag) -> int:
@@ -226,20 +249,31 @@ def f0_contour(x, rate: int = SAMPLE_RATE, f0_floor: float = 50.0, f0_ceil: floa
     return pyworld.stonemask(x, f0, t, rate)
 
 
-def pitch_errors(ref, syn, rate: int = SAMPLE_RATE) -> dict:
-    """``gpe_pct``, ``f0_rmse_cents`` (frames voiced in both) and ``vde_pct`` of aligned signals."""
+def pitch_counts(ref, syn, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Frame counts of aligned signals: ``[frames, voicing mismatches, voiced in both, gross
+    errors (f0 off by > 20 %), sum of squared f0 differences in cents]`` (float64)."""
     f_r, f_s = f0_contour(ref, rate), f0_contour(syn, rate)
     n = min(len(f_r), len(f_s))
     f_r, f_s = f_r[:n], f_s[:n]
     both = (f_r > 0) & (f_s > 0)
-    out = {"vde_pct": float(100 * np.mean((f_r > 0) != (f_s > 0))), "voiced_frames": int(both.sum())}
-    if both.any():
-        ratio = f_s[both] / f_r[both]
-        out["gpe_pct"] = float(100 * np.mean(np.abs(ratio - 1) > 0.2))
-        out["f0_rmse_cents"] = float(np.sqrt(np.mean((1200 * np.log2(ratio)) ** 2)))
-    else:
-        out["gpe_pct"] = out["f0_rmse_cents"] = float("nan")
+    ratio = f_s[both] / f_r[both]
+    return np.array([n, np.sum((f_r > 0) != (f_s > 0)), both.sum(), np.sum(np.abs(ratio - 1) > 0.2),
+                     np.sum((1200 * np.log2(ratio)) ** 2)], np.float64)
+
+
+def pitch_errors_from_counts(counts) -> dict:
+    """``gpe_pct``, ``f0_rmse_cents`` (frames voiced in both), ``vde_pct`` from :func:`pitch_counts`
+    (summed over segments)."""
+    frames, mismatched, both, gross, sq_cents = (float(v) for v in counts)
+    out = {"vde_pct": 100 * mismatched / max(frames, 1.0), "voiced_frames": int(both)}
+    out["gpe_pct"] = 100 * gross / both if both else float("nan")
+    out["f0_rmse_cents"] = math.sqrt(sq_cents / both) if both else float("nan")
     return out
+
+
+def pitch_errors(ref, syn, rate: int = SAMPLE_RATE) -> dict:
+    """``gpe_pct``, ``f0_rmse_cents`` (frames voiced in both) and ``vde_pct`` of aligned signals."""
+    return pitch_errors_from_counts(pitch_counts(ref, syn, rate))
 
 
 _DNSMOS_STATE: dict = {}
@@ -282,14 +316,32 @@ def score_pair(reference, synthesis, rate: int = SAMPLE_RATE, synth_rate: int | 
     ref, syn = load_pair(reference, synthesis, rate, synth_rate)
     check_lengths(ref, syn, max_length_diff_ms)
     ref, syn, info = align(ref, syn, SAMPLE_RATE, max_lag_ms, min_envelope_corr)
+    with_dnsmos = use_dnsmos and dnsmos_status()[0]
+    means: dict[str, float] = {}
+    counts = np.zeros(5)
+    cuts = segments(len(ref), seconds=SEGMENT_S)
+    for a, b in cuts:
+        r, y, w = ref[a:b], syn[a:b], (b - a) / len(ref)
+        part = {"pesq_wb": pesq_wb(r, y), "stoi": stoi(r, y), "lsd_db": log_spectral_distance(r, y)}
+        if with_dnsmos:
+            part.update(dnsmos(y))
+        for k, v in part.items():
+            means[k] = means.get(k, 0.0) + w * v
+        counts += pitch_counts(r, y)
     out = dict(info)
-    out["pesq_wb"] = pesq_wb(ref, syn)
-    out["stoi"] = stoi(ref, syn)
-    out["lsd_db"] = log_spectral_distance(ref, syn)
-    out.update(pitch_errors(ref, syn))
-    if use_dnsmos and dnsmos_status()[0]:
-        out.update(dnsmos(syn))
+    out.update(means)
+    out.update(pitch_errors_from_counts(counts))
+    out["segments"] = len(cuts)
     return out
+
+
+def segments(n: int, rate: int = SAMPLE_RATE, seconds: float | None = None) -> list[tuple[int, int]]:
+    """``[(start, end)]`` sample ranges cutting ``n`` samples into equal segments of about
+    ``seconds`` (one segment up to 1.5 ``seconds``; a segment ends on a 10 ms frame boundary)."""
+    k = max(1, int(round(n / (rate * (seconds or SEGMENT_S)))))
+    hop = rate // 100
+    cuts = [0] + [int(round(i * n / k / hop)) * hop for i in range(1, k)] + [n]
+    return list(zip(cuts[:-1], cuts[1:]))
 
 
 # --- tables ------------------------------------------------------------------------------------

@@ -159,3 +159,43 @@ def test_dnsmos_ranks_a_noisy_copy_below_the_clean_one(ref, degraded):
     assert all(1 <= v <= 5 for v in clean.values())
     assert noisy["dnsmos_ovrl"] < clean["dnsmos_ovrl"] - 0.5
     assert noisy["dnsmos_bak"] < clean["dnsmos_bak"] - 1.0
+
+
+def test_long_pairs_are_scored_in_segments_with_bounded_memory(heldout_wav):
+    """A pair longer than 1.5 SEGMENT_S is scored per segment: pitch errors equal the whole-file
+    counts, the other metrics the length-weighted segment means; the block cross-correlation
+    equals the full one on the lags searched; the 10 ms energies equal the direct frames."""
+    from scipy.signal import correlate, correlation_lags
+
+    speech = load_speech(heldout_wav)[0].astype(np.float64)
+    ref = np.resize(speech, int(16000 * 2.2 * 2))                        # 4.4 s
+    rng = np.random.default_rng(3)
+    syn = np.roll(ref, 37) + rng.normal(0, 0.01, len(ref))
+    # Block correlation = full correlation on |lag| <= 800, also with blocks shorter than the lags.
+    full = correlate(syn, ref, mode="full", method="fft")
+    lags = correlation_lags(len(syn), len(ref), mode="full")
+    keep = np.abs(lags) <= 800
+    for block in (1 << 16, 500):
+        np.testing.assert_allclose(Q.bounded_xcorr(syn, ref, 800, block=block), full[keep],
+                                   rtol=1e-9, atol=1e-7)
+    hop = 160
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(ref, (80, 320)), 320)[::hop][:len(ref) // hop]
+    np.testing.assert_allclose(Q.log_energy(ref), 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-10),
+                               atol=1e-9)
+    # Segments of 2.2 s: two of them; one up to 1.5 x.
+    old = Q.SEGMENT_S
+    try:
+        Q.SEGMENT_S = 2.2
+        assert Q.segments(len(ref), seconds=2.2) == [(0, 35200), (35200, 70400)]
+        assert len(Q.segments(int(16000 * 3.2), seconds=2.2)) == 1
+        s = Q.score_pair(ref, syn, use_dnsmos=False)
+    finally:
+        Q.SEGMENT_S = old
+    assert s["lag_samples"] == 37 and s["segments"] == 2
+    r, y = ref[:len(ref) - 37], syn[37:]
+    halves = [(0, 35200), (35200, len(r))]
+    whole = Q.pitch_errors(r, y)
+    assert s["gpe_pct"] == pytest.approx(whole["gpe_pct"], abs=0.5)   # frames at the cut may differ
+    expect = sum((b - a) * Q.stoi(r[a:b], y[a:b]) for a, b in halves) / len(r)
+    assert s["stoi"] == pytest.approx(expect, abs=1e-9)
+    assert abs(s["pesq_wb"] - Q.score_pair(ref, syn, use_dnsmos=False)["pesq_wb"]) < 0.5

@@ -197,34 +197,21 @@ static void matmul_bf16_c(int nb, int Kp, int Np, const uint32_t *Xp, const uint
         }
 }
 
+/* The scalar float32 slots, shared by the reference table and the engine's scalar table. */
+#define GRU_SCALAR_F32_SLOTS                                                                    \
+  .level = LPCNET_SIMD_SCALAR, .matmul = matmul_c, .fwd_gates = fwd_gates_c,                    \
+  .bwd_gates = bwd_gates_c, .sum_rows = sum_rows_c, .add_to_rows = add_to_rows_c,               \
+  .normal_fill = normal_fill_c, .head_fwd = head_fwd_c, .head_bwd = head_bwd_c,                 \
+  .max_rows = 1 << 30
+
 const GruKernels gru_kernels_ref = {
-    .level = LPCNET_SIMD_SCALAR,
-    .matmul = matmul_c,
-    .fwd_gates = fwd_gates_c,
-    .bwd_gates = bwd_gates_c,
-    .sum_rows = sum_rows_c,
-    .add_to_rows = add_to_rows_c,
+    GRU_SCALAR_F32_SLOTS,
     .matmul_bf16 = matmul_bf16_c,
     .to_bf16 = to_bf16_c,
-    .normal_fill = normal_fill_c,
-    .head_fwd = head_fwd_c,
-    .head_bwd = head_bwd_c,
-    .max_rows = 1 << 30,
 };
 
 /* The engine's scalar table: float32 products only (bf16 ignored, include/lpcnet_gru.h). */
-static const GruKernels gru_kernels_c = {
-    .level = LPCNET_SIMD_SCALAR,
-    .matmul = matmul_c,
-    .fwd_gates = fwd_gates_c,
-    .bwd_gates = bwd_gates_c,
-    .sum_rows = sum_rows_c,
-    .add_to_rows = add_to_rows_c,
-    .normal_fill = normal_fill_c,
-    .head_fwd = head_fwd_c,
-    .head_bwd = head_bwd_c,
-    .max_rows = 1 << 30,
-};
+static const GruKernels gru_kernels_c = {GRU_SCALAR_F32_SLOTS};
 
 /* Rows per register-blocked matmul call: the largest of 16, 8, 4, 2, 1 not above nb; *k is
  * its index in the kernel tables (0 for 1 row ... 4 for 16 rows). */
