@@ -135,7 +135,8 @@ class Progress(keras.callbacks.Callback):
 
 
 class TensorBoardLogger(keras.callbacks.Callback):
-    """TensorBoard scalars: loss, accuracy, learning rate, sequences/s, per-gate density.
+    """TensorBoard scalars: loss, accuracy (and the end-to-end model's metrics), learning rate,
+    sequences/s, per-gate density.
 
     Written every ``every`` steps and at each epoch end to ``log_dir``. Gate
     densities are fractions of non-zero 4x8 blocks (GRU A recurrent kernel without
@@ -156,10 +157,11 @@ class TensorBoardLogger(keras.callbacks.Callback):
     def _write(self, prefix, step, logs):
         import tensorflow as tf
 
+        from lpcnet.end2end import METRICS
         from lpcnet.model import current_lr
 
         with self.writer.as_default(step=int(step)):
-            for k in ("loss", "accuracy"):
+            for k in ("loss", *METRICS):        # METRICS: accuracy, and the end-to-end model's
                 if k in (logs or {}):
                     tf.summary.scalar(f"{prefix}/{k}", float(logs[k]))
             tf.summary.scalar(f"{prefix}/learning_rate", current_lr(self.model.optimizer))

@@ -40,6 +40,8 @@ SCHEDULES = {"scratch": (2000, 40000, 400), "finetune": (0, 0, 1), "quantize": (
 #: GRU B's input kernel (rows fed by GRU A).
 GRU_A_DENSITY = (0.05, 0.05, 0.2)
 GRU_B_DENSITY = (1.0, 1.0, 1.0)
+#: Weight of the end-to-end loss's excitation-size term when --gamma is not given (the seed's).
+END2END_GAMMA = 2.0
 
 #: Help groups of ``lpcnet train --help``, in order.
 GROUPS = ("data and output", "model", "training", "devices and precision")
@@ -113,6 +115,8 @@ class ModelConfig(_Dictable):
         pcm_levels: µ-law levels (256).
         noise_std: GaussianNoise on GRU A's output during training (0.005).
         weight_clip: WeightClip constant (0.992).
+        end2end: the end-to-end variant: LPCs computed by the network from the conditioning,
+            trained on ``dump-data --end2end`` data (docs/model.md, End-to-end variant).
     """
 
     gru_a: int = option(384, "GRU A units", "--grua-size", group="model", type=int)
@@ -126,6 +130,10 @@ class ModelConfig(_Dictable):
     noise_std: float = option(0.005, "GaussianNoise on GRU A's output in training (0 = off, for exact "
                               "comparisons)", "--noise-std", group="model", type=float)
     weight_clip: float = 0.992
+    end2end: bool = option(False, "end-to-end variant: the network computes the LPCs from its "
+                           "conditioning (needs `lpcnet dump-data --end2end` data; with "
+                           "--finetune/--retrain/--resume taken from the checkpoint)", "--end2end",
+                           group="model", kind="bool")
 
     def __post_init__(self):
         for name in ("gru_a", "gru_b"):
@@ -218,6 +226,8 @@ class TrainConfig(_Dictable):
     callbacks_module: str | None = option(None, "import this module and add the Keras callbacks its "
                                           "callbacks(rank, world) returns", "--callbacks-module",
                                           metavar="MODULE")
+    gamma: float | None = option(None, f"end-to-end loss: weight of the excitation-size term (default "
+                                 f"{END2END_GAMMA:g}; only with --end2end)", type=float)
 
     def __post_init__(self):
         # Refused at start: a NaN, infinite or non-positive rate would train to garbage silently.
@@ -225,12 +235,19 @@ class TrainConfig(_Dictable):
             raise LpcnetError(f"--lr must be a finite number > 0, got {self.lr}")
         if self.decay is not None and not (math.isfinite(self.decay) and self.decay >= 0):
             raise LpcnetError(f"--decay must be a finite number >= 0 (0: constant rate), got {self.decay}")
+        if self.gamma is not None and not (math.isfinite(self.gamma) and self.gamma >= 0):
+            raise LpcnetError(f"--gamma must be a finite number >= 0, got {self.gamma}")
 
     @property
     def learning_rate(self) -> float:
         if self.lr is not None:
             return self.lr
         return QUANTIZE_LR if self.quantize else LR
+
+    @property
+    def loss_gamma(self) -> float:
+        """Weight of the end-to-end loss's excitation-size term (``--gamma``, default 2)."""
+        return END2END_GAMMA if self.gamma is None else self.gamma
 
     @property
     def lr_decay(self) -> float:
@@ -355,4 +372,4 @@ def load_model_config(path) -> ModelConfig:
 
 __all__ = ["ModelConfig", "TrainConfig", "density_split", "save_config", "load_model_config",
            "add_flags", "from_flags", "option", "str2bool", "SEQ_FRAMES", "SEQ_FEATURE_FRAMES",
-           "SEQ_SAMPLES", "FEATURE_CONTEXT", "GRU_A_DENSITY", "GRU_B_DENSITY", "SCHEDULES"]
+           "SEQ_SAMPLES", "FEATURE_CONTEXT", "GRU_A_DENSITY", "GRU_B_DENSITY", "SCHEDULES", "END2END_GAMMA"]

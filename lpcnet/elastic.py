@@ -48,12 +48,13 @@ class ShardLoader(TrainingLoader):
     """
 
     def __init__(self, features_path, data_path, global_batch: int, *, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, nb_features: int = 20):
+                 world_size: int = 1, nb_features: int = 20, end2end: bool = False):
         if not 0 <= rank < world_size:
             raise LpcnetError(f"rank {rank} outside world size {world_size}")
         if world_size > global_batch:
             raise LpcnetError(f"{world_size} workers cannot share a global batch of {global_batch}")
-        super().__init__(features_path, data_path, global_batch, seed=seed, nb_features=nb_features)
+        super().__init__(features_path, data_path, global_batch, seed=seed, nb_features=nb_features,
+                         end2end=end2end)
         self.global_batch = int(global_batch)
         base, extra = divmod(self.global_batch, world_size)
         self.rank, self.world_size = int(rank), int(world_size)
@@ -294,6 +295,7 @@ def _build(T, desc, amp):
     run = T._Run(D.rank(), D.size(), mcfg, tcfg, resume_from)
     keras.utils.set_random_seed(tcfg.seed + run.rank)
     init_weights, mcfg = T._initial_weights(run)
+    T._check_gamma(mcfg, tcfg)
     model_dir = Path(tcfg.model_dir)
     initial_epoch = resume_from[0] if resume_from else (tcfg.start_epoch if tcfg.finetune else 0)
     if run.chief:
@@ -330,7 +332,7 @@ def _segment(T, state, callbacks, devices, amp) -> dict:
     run = T._Run(rank, world, mcfg, tcfg, resume_from)
     global_batch = tcfg.batch_size * tcfg.max_np
     loader = ShardLoader(tcfg.features, tcfg.data, global_batch, seed=tcfg.seed, rank=rank,
-                         world_size=world, nb_features=mcfg.nb_features)
+                         world_size=world, nb_features=mcfg.nb_features, end2end=mcfg.end2end)
     D.set_share_scale(loader.share)
     model.gradient_reducer = D.allreduce_gradients
     model.metrics_reducer = D.average_logs

@@ -2,7 +2,7 @@
 
 ``lpcnet export CHECKPOINT OUT.bin [--int8]`` reads a kit checkpoint (``.keras``)
 or a seed-style ``.h5`` and writes the blob documented in docs/weights-format.md:
-a fixed header (magic, version, model sizes), a table of named tensors, the
+a fixed header (magic, version, flags, model sizes), a table of named tensors, the
 64-byte aligned tensor data and a CRC-32 trailer. It precomputes what the C
 decoder needs per sample: the embedding x GRU-A input-kernel tables,
 the conditioning parts of both GRU input kernels, GRU A's recurrent matrix as
@@ -27,7 +27,11 @@ from lpcnet.errors import FormatError, LpcnetError
 from lpcnet.formats import INT8_WEIGHT_SCALE
 
 MAGIC = b"LPCNWGT\0"
-VERSION = 1
+#: Version written. Version 2 added the flag FLAG_END2END; version-1 blobs (same layout,
+#: flags INT8 only) are still read.
+VERSION = 2
+#: Flag bits each readable version may set.
+VERSION_FLAGS = {1: 1, 2: 1 | 2}
 ALIGN = 64
 NAME_LEN = 32
 MAX_DIMS = 4
@@ -41,6 +45,11 @@ _ENTRY = struct.Struct(f"<{NAME_LEN}sII{MAX_DIMS}IQQ")
 SIZE_KEYS = ("gru_a", "gru_b", "cond_size", "nb_features", "embed_size", "pitch_embed",
              "frame_size", "pcm_levels")
 FLAG_INT8 = 1
+#: The end-to-end model (docs/model.md): the engine derives each frame's LPC from the first
+#: 16 conditioning values (reflection coefficients) instead of reading features 20..35.
+FLAG_END2END = 2
+#: Conditioning values the end-to-end model turns into its 16 LPCs.
+END2END_RC = 16
 BLOCK_ROWS, BLOCK_COLS = 4, 8
 
 
@@ -55,6 +64,11 @@ class WeightBlob:
     @property
     def has_int8(self) -> bool:
         return bool(self.flags & FLAG_INT8)
+
+    @property
+    def end2end(self) -> bool:
+        """The end-to-end model: LPC from the conditioning (:data:`FLAG_END2END`)."""
+        return bool(self.flags & FLAG_END2END)
 
 
 # --- blob container ---------------------------------------------------------------
@@ -98,11 +112,14 @@ def blob_from_bytes(raw: bytes, name="weights") -> WeightBlob:
     magic, version, flags, *rest = _HEADER.unpack_from(raw, 0)
     if magic != MAGIC:
         raise FormatError(f"{name}: not an LPCNet weight blob (bad magic; use `lpcnet export`)")
-    if version != VERSION:
-        raise FormatError(f"{name}: weight blob version {version}, this kit reads version {VERSION}")
+    if version not in VERSION_FLAGS:
+        raise FormatError(f"{name}: weight blob version {version}, this kit reads versions "
+                          f"{', '.join(map(str, VERSION_FLAGS))}")
     (crc,) = struct.unpack_from("<I", raw, len(raw) - 4)
     if zlib.crc32(raw[:-4]) & 0xFFFFFFFF != crc:
         raise FormatError(f"{name}: weight blob is truncated or corrupt (CRC mismatch)")
+    if flags & ~VERSION_FLAGS[version]:
+        raise FormatError(f"{name}: weight blob version {version} with unknown flags {flags:#x}")
     sizes = dict(zip(SIZE_KEYS, rest[:len(SIZE_KEYS)]))
     count = rest[len(SIZE_KEYS)]
     body = len(raw) - 4
@@ -318,9 +335,17 @@ def load_mdense(tensors: dict, prefix: str):
 
 # --- whole model ------------------------------------------------------------------
 def blob_from_weights(weights: dict, cfg, int8: bool = False) -> WeightBlob:
-    """``{layer: {var: array}}`` (lpcnet.model.read_checkpoint_weights) -> WeightBlob."""
+    """``{layer: {var: array}}`` (lpcnet.model.read_checkpoint_weights) -> WeightBlob.
+
+    Weights with an ``rc2lpc`` entry (the end-to-end model's reflection-to-LPC layer, which
+    has no variables) give a blob with :data:`FLAG_END2END`; the tensors are the same.
+    """
     if cfg.nb_features != 20 or cfg.frame_size != 160 or cfg.pcm_levels != 256:
         raise LpcnetError("the native engine supports 20 features, 160-sample frames and 256 levels")
+    end2end = "rc2lpc" in weights
+    if end2end and cfg.cond_size < END2END_RC:
+        raise LpcnetError(f"an end-to-end model needs a conditioning of at least {END2END_RC} "
+                          f"values (its reflection coefficients), got {cfg.cond_size}")
     w = weights
     e = cfg.embed_size
     t = {}
@@ -342,7 +367,7 @@ def blob_from_weights(weights: dict, cfg, int8: bool = False) -> WeightBlob:
                   input_rows=cfg.gru_a, int8=int8)
     t |= dump_mdense("md", w["dual_fc"]["kernel"], w["dual_fc"]["bias"], w["dual_fc"]["factor"])
     sizes = {k: getattr(cfg, k) for k in SIZE_KEYS}
-    return WeightBlob(sizes, t, FLAG_INT8 if int8 else 0)
+    return WeightBlob(sizes, t, (FLAG_INT8 if int8 else 0) | (FLAG_END2END if end2end else 0))
 
 
 def export_checkpoint(checkpoint, output, int8: bool = False) -> WeightBlob:
@@ -371,7 +396,7 @@ def run(args) -> int:
     nbytes = Path(args.output).stat().st_size
     print(f"wrote {args.output}: {len(blob.tensors)} tensors, {nbytes} bytes, "
           f"GRU A {blob.sizes['gru_a']} / GRU B {blob.sizes['gru_b']}"
-          f"{', int8' if blob.has_int8 else ''}")
+          f"{', int8' if blob.has_int8 else ''}{', end-to-end' if blob.end2end else ''}")
     return 0
 
 

@@ -27,6 +27,8 @@ from lpcnet.formats import (DATA_CHANNELS, FRAME_SIZE, LAYOUT, NB_TOTAL_FEATURES
                             check_s16, float_to_int16, to_int16)
 
 MODES = {"test": 0, "train": 1}
+#: Native mode of ``-train -end2end`` (LPCNET_MODE_TRAIN_END2END): byte 3 = µ-law of s[n].
+_MODE_TRAIN_END2END = 2
 #: Seed of the ``-test`` dither when none is given (reproducible features).
 DEFAULT_TEST_SEED = 0
 #: Frames per native call when streaming a file (~2.6 MB of int16 input).
@@ -75,18 +77,24 @@ class FeatureExtractor:
         mode: ``"test"`` (features only) or ``"train"`` (augmentation + data.u8).
         seed: seed of every random draw; ``None`` gives 0 in test mode and a
             random seed in train mode (see ``self.seed``).
+        end2end: train mode: byte 3 of each data.u8 record is µ-law(s[n]), the clean
+            signal, instead of the target excitation (training data of the end-to-end
+            model); features, bytes 0-2 and every random draw are unchanged.
     """
 
-    def __init__(self, mode: str = "test", seed: int | None = None):
+    def __init__(self, mode: str = "test", seed: int | None = None, end2end: bool = False):
         if mode not in MODES:
             raise LpcnetError(f"mode must be 'test' or 'train', got {mode!r}")
+        if end2end and mode != "train":
+            raise LpcnetError("--end2end applies to -train only (it changes the data.u8 targets)")
         self.lib = load_library()
-        self.mode = mode
+        self.mode, self.end2end = mode, bool(end2end)
         if seed is None:
             seed = DEFAULT_TEST_SEED if mode == "test" else random_seed()
         self.seed = int(seed) & (2**64 - 1)
         self._state = np.zeros(self.lib.lpcnet_feat_get_size(), dtype=np.uint8)
-        if self.lib.lpcnet_feat_init(self._state.ctypes.data, MODES[mode], self.seed):
+        code = _MODE_TRAIN_END2END if self.end2end else MODES[mode]
+        if self.lib.lpcnet_feat_init(self._state.ctypes.data, code, self.seed):
             raise LpcnetError("native state initialisation failed")
 
     def process(self, frames: np.ndarray, features: np.ndarray | None = None,
@@ -135,11 +143,13 @@ def extract(samples, mode: str = "test", seed: int | None = None) -> np.ndarray:
     return out[0] if mode == "train" else out
 
 
-def extract_training(samples, seed: int | None = None, max_frames: int | None = None):
+def extract_training(samples, seed: int | None = None, max_frames: int | None = None,
+                     end2end: bool = False):
     """Training mode: -> ``(features (frames, 36) float32, data (frames*160, 4) uint8)``.
 
     The input wraps around until ``max_frames`` records are
-    made; the default is one pass (``len(samples) // 160`` records).
+    made; the default is one pass (``len(samples) // 160`` records). ``end2end``: byte 3
+    holds µ-law(s[n]) instead of the excitation (:class:`FeatureExtractor`).
     """
     pcm = _as_int16(samples)
     n = len(pcm) // FRAME_SIZE
@@ -147,7 +157,7 @@ def extract_training(samples, seed: int | None = None, max_frames: int | None = 
         raise FormatError(f"input holds {len(pcm)} samples; at least one frame "
                           f"({FRAME_SIZE} samples) is needed")
     total = n if max_frames is None else int(max_frames)
-    ext = FeatureExtractor("train", seed)
+    ext = FeatureExtractor("train", seed, end2end=end2end)
     feats = np.empty((total, NB_TOTAL_FEATURES), dtype=np.float32)
     data = np.empty((total * FRAME_SIZE, DATA_CHANNELS), dtype=np.uint8)
     done = 0
@@ -202,7 +212,7 @@ def _open_source(path: Path):
 
 def dump_data(input_path, features_path, data_path=None, mode: str = "test",
               seed: int | None = None, max_frames: int | None = None,
-              progress: bool = True) -> dict:
+              progress: bool = True, end2end: bool = False) -> dict:
     """``dump_data -test|-train``: speech file -> ``features.f32`` [+ ``data.u8``].
 
     Args:
@@ -215,6 +225,9 @@ def dump_data(input_path, features_path, data_path=None, mode: str = "test",
         max_frames: train mode: number of records, wrapping around the input
             (default one pass = number of complete input frames).
         progress: show a tqdm bar on long inputs.
+        end2end: train mode: byte 3 of data.u8 = µ-law of the clean signal s[n] (data of
+            the end-to-end model, ``lpcnet train --end2end``) instead of the excitation;
+            everything else is what the same seed gives without it.
 
     Returns:
         Summary dict (frames, seconds, seed, speed). Outputs are written
@@ -226,6 +239,8 @@ def dump_data(input_path, features_path, data_path=None, mode: str = "test",
         raise LpcnetError("train mode needs a data.u8 output path")
     if mode == "test" and max_frames is not None:
         raise LpcnetError("--max-frames applies to -train only")
+    if mode == "test" and end2end:
+        raise LpcnetError("--end2end applies to -train only (it changes the data.u8 targets)")
     t0 = time.perf_counter()
     input_path = Path(input_path)
     check_outputs({f"input {input_path}": input_path},
@@ -238,7 +253,7 @@ def dump_data(input_path, features_path, data_path=None, mode: str = "test",
     total = src.frames if max_frames is None else int(max_frames)
     if total <= 0:
         raise LpcnetError(f"--max-frames must be positive, got {max_frames}")
-    ext = FeatureExtractor(mode, seed)
+    ext = FeatureExtractor(mode, seed, end2end=end2end)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, unit="frame", desc=f"dump-data -{mode}", unit_scale=True,
@@ -270,6 +285,7 @@ def dump_data(input_path, features_path, data_path=None, mode: str = "test",
     seconds = total * FRAME_SIZE / SAMPLE_RATE
     return {"input": str(input_path), "features": str(features_path),
             "data": str(data_path) if train else None, "mode": mode, "seed": ext.seed,
+            "end2end": ext.end2end,
             "frames": total, "input_frames": src.frames, "seconds": seconds,
             "elapsed_s": elapsed, "x_realtime": seconds / elapsed if elapsed > 0 else float("inf"),
             "simd": simd_level()}
@@ -287,7 +303,7 @@ class _null:
 _UNSUPPORTED = ("-qtrain", "-qtest", "-encode", "-decode")
 
 
-USAGE = ("usage: lpcnet dump-data -train <speech> <features out> <data out>  or  "
+USAGE = ("usage: lpcnet dump-data -train <speech> <features out> <data out> [--end2end]  or  "
          "lpcnet dump-data -test <speech> <features out>")
 
 
@@ -327,6 +343,9 @@ def add_arguments(p) -> None:
                    help="seed of every random draw (default: 0 for -test, random for -train)")
     p.add_argument("--max-frames", type=int, default=None,
                    help="-train: records to write, wrapping around the input (default: one pass)")
+    p.add_argument("--end2end", "-end2end", action="store_true",
+                   help="-train: byte 3 of data.u8 = µ-law of the clean signal instead of the "
+                        "excitation (training data of `lpcnet train --end2end`)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -342,8 +361,9 @@ def run(args) -> int:
         raise LpcnetError(f"-{args.mode} takes {want} file arguments, got {len(args.files)}; {usage}")
     summary = dump_data(args.files[0], args.files[1], args.files[2] if want == 3 else None,
                         mode=args.mode, seed=args.seed, max_frames=args.max_frames,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, end2end=args.end2end)
     extra = f" and {summary['data']}" if summary["data"] else ""
+    extra += " (end-to-end targets)" if summary["end2end"] else ""
     print(f"wrote {summary['features']}{extra}: {summary['frames']} frames "
           f"({summary['seconds']:.1f} s) in {summary['elapsed_s']:.2f} s "
           f"({summary['x_realtime']:.0f}x real time, {summary['simd']}); seed {summary['seed']}")

@@ -18,12 +18,17 @@ import numpy as np
 
 from lpcnet.config import DECAY, LR, ModelConfig
 from lpcnet.errors import LpcnetError
+from lpcnet.formats import LPC_ORDER
 from lpcnet.layers import (FastGaussianNoise, FusedGRU, MDense, PCMInit, QuantRegularizer, RepeatFrames,
                            TreeToPdf, WeightClip)
 
 #: Layers holding weights, in the order of docs/model.md.
 WEIGHT_LAYERS = ("embed_pitch", "feature_conv1", "feature_conv2", "feature_dense1",
                  "feature_dense2", "embed_sig", "gru_a", "gru_b", "dual_fc")
+#: The layer that makes a model end-to-end (docs/model.md, End-to-end variant): weights dicts
+#: of such a model hold this key (value ``{}``: the layer has no variables), seed-style .h5
+#: files an (empty) ``model_weights/rc2lpc`` group.
+END2END_LAYER = "rc2lpc"
 
 
 class LPCNetModels(NamedTuple):
@@ -174,9 +179,10 @@ _FOLD_LAYERS = {"embed_pitch": keras.layers.Embedding, "pitch_reshape": keras.la
 def _fold_layers(model: keras.Model):
     """``{name: layer}`` for LPCNetModel.call's folded path, or None where it does not apply.
 
-    None on a GPU (Keras' cuDNN GRU is the fast path there), on another backend, or when
-    the model is not build_lpcnet's graph (a layer missing or of another type, or GRU A's
-    kernel rows not 3 embeddings + the conditioning).
+    None on a GPU (Keras' cuDNN GRU is the fast path there), on another backend, for the
+    end-to-end model (its codes are continuous: no table lookups), or when the model is not
+    build_lpcnet's standard graph (a layer missing or of another type, or GRU A's kernel rows
+    not 3 embeddings + the conditioning).
     """
     if keras.backend.backend() != "tensorflow":
         return None
@@ -185,6 +191,8 @@ def _fold_layers(model: keras.Model):
     if tf.config.list_logical_devices("GPU"):
         return None
     found = {layer.name: layer for layer in model.layers}
+    if END2END_LAYER in found:
+        return None
     if not all(isinstance(found.get(name), kind) for name, kind in _FOLD_LAYERS.items()):
         return None
     gru_a, gru_b, cond = found["gru_a"], found["gru_b"], found["feature_dense2"].units
@@ -258,6 +266,9 @@ def build_lpcnet(cfg: ModelConfig = ModelConfig(), *, training: bool = True, qua
         LPCNetModels(model, encoder, decoder). The model maps
         ``[pcm (B,T,3) int32, features (B,F,nb_features), pitch (B,F,1) int32]``
         to the pdf (B,T,256) with ``T = (F - 4) * frame_size`` in training mode.
+        With ``cfg.end2end`` (docs/model.md, End-to-end variant) only pcm[..., 0] is read,
+        the output is (B,T,257) = [continuous µ-law prediction, pdf], and the encoder also
+        returns the LPCs (B,F,16); the decoder is the standard one.
     """
     kw = _policy_kw(dtype_policy)
     f32 = {"dtype": "float32"} if dtype_policy is not None else {}
@@ -275,8 +286,14 @@ def build_lpcnet(cfg: ModelConfig = ModelConfig(), *, training: bool = True, qua
     conv2 = L.Conv1D(cfg.cond_size, 3, padding=padding, activation="tanh", name="feature_conv2", **kw)
     dense1 = L.Dense(cfg.cond_size, activation="tanh", name="feature_dense1", **kw)
     dense2 = L.Dense(cfg.cond_size, activation="tanh", name="feature_dense2", **kw)
-    embed_sig = L.Embedding(cfg.pcm_levels, cfg.embed_size, embeddings_initializer=PCMInit(seed=seed),
-                            name="embed_sig", **kw)
+    if cfg.end2end:
+        from lpcnet.end2end import InterpEmbedding
+
+        embed_sig = InterpEmbedding(cfg.pcm_levels, cfg.embed_size,
+                                    embeddings_initializer=PCMInit(seed=seed), name="embed_sig", **kw)
+    else:
+        embed_sig = L.Embedding(cfg.pcm_levels, cfg.embed_size,
+                                embeddings_initializer=PCMInit(seed=seed), name="embed_sig", **kw)
     gru_opts = dict(return_sequences=True, return_state=True, recurrent_activation="sigmoid",
                     reset_after=True, fused=fused, **kw)
     gru_a = FusedGRU(cfg.gru_a, recurrent_constraint=clip, recurrent_regularizer=quant,
@@ -290,15 +307,28 @@ def build_lpcnet(cfg: ModelConfig = ModelConfig(), *, training: bool = True, qua
     pe = L.Reshape((-1, cfg.pitch_embed), name="pitch_reshape", **kw)(embed_pitch(pitch))
     x = L.Concatenate(name="feature_concat", **kw)([feat, pe])
     cfeat = dense2(dense1(conv2(conv1(x))))
-    encoder = keras.Model([feat, pitch], cfeat, name="encoder")
+    if cfg.end2end:       # LPCs from the conditioning; continuous codes (lpcnet.end2end)
+        from lpcnet.end2end import E2EOutput, ExcitationCodes, LPC2Preds, RC2LPC
+
+        # The prediction maths runs in float32 (or wider) under mixed precision.
+        e2e_kw = {"dtype": "float32"} if dtype_policy is not None else {}
+        lpc = RC2LPC(LPC_ORDER, name=END2END_LAYER, **e2e_kw)(cfeat)
+        encoder = keras.Model([feat, pitch], [cfeat, lpc], name="encoder")
+        pred = LPC2Preds(cfg.frame_size, name="lpc2preds", **e2e_kw)([pcm, lpc])
+        codes = ExcitationCodes(name="e2e_codes", **e2e_kw)([pcm, pred])
+    else:
+        encoder = keras.Model([feat, pitch], cfeat, name="encoder")
+        codes = pcm
 
     # Sample-rate network.
     up = RepeatFrames(cfg.frame_size, name="upsample", **kw)(cfeat)
-    cpcm = L.Reshape((-1, 3 * cfg.embed_size), name="pcm_reshape", **kw)(embed_sig(pcm))
+    cpcm = L.Reshape((-1, 3 * cfg.embed_size), name="pcm_reshape", **kw)(embed_sig(codes))
     a_out, _ = gru_a(L.Concatenate(name="gru_a_in", **kw)([cpcm, up]))
     a_out = FastGaussianNoise(cfg.noise_std, seed=seed, name="gru_a_noise", **kw)(a_out)
     b_out, _ = gru_b(L.Concatenate(name="gru_b_in", **kw)([a_out, up]))
     pdf = tree(dual_fc(b_out))
+    if cfg.end2end:
+        pdf = E2EOutput(name="e2e_output", **e2e_kw)([codes, pdf])
     model = LPCNetModel([pcm, feat, pitch], pdf, name="lpcnet")
 
     # Decoder: explicit states in and out, conditioning already at the sample rate.
@@ -343,12 +373,41 @@ def make_optimizer(lr: float = LR, decay: float = DECAY, loss_scale: bool = Fals
     return opt
 
 
-def compile_lpcnet(model: keras.Model, optimizer) -> keras.Model:
-    """Sparse categorical cross-entropy on the tree pdf, with accuracy."""
+def compile_lpcnet(model: keras.Model, optimizer, gamma: float | None = None) -> keras.Model:
+    """Sparse categorical cross-entropy on the tree pdf, with accuracy.
+
+    The end-to-end model (:func:`is_end2end_model`) gets the interpolated µ-law loss with weight
+    ``gamma`` (None: 2) and its metrics (:mod:`lpcnet.end2end`); ``gamma`` is refused for the
+    standard model.
+    """
+    if is_end2end_model(model):
+        from lpcnet.end2end import DEFAULT_GAMMA, InterpMulawLoss, e2e_metrics
+
+        model.compile(optimizer=optimizer,
+                      loss=InterpMulawLoss(DEFAULT_GAMMA if gamma is None else gamma),
+                      metrics=e2e_metrics())
+        return model
+    if gamma is not None:
+        raise LpcnetError("gamma (--gamma) applies to the end-to-end model only (--end2end)")
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(name="loss"),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     return model
+
+
+def is_end2end(weights: dict) -> bool:
+    """True for the weights (``{layer: {variable: array}}``) of an end-to-end model."""
+    return END2END_LAYER in weights
+
+
+def variant_name(end2end: bool) -> str:
+    """"end-to-end" or "standard" (for messages)."""
+    return "end-to-end" if end2end else "standard"
+
+
+def is_end2end_model(model: keras.Model) -> bool:
+    """True when ``model`` is an end-to-end LPCNet (it has the ``rc2lpc`` layer)."""
+    return any(layer.name == END2END_LAYER for layer in model.layers)
 
 
 def current_lr(optimizer) -> float:
@@ -371,6 +430,8 @@ def model_weights(model: keras.Model) -> dict:
     for layer in model.layers:
         if layer.name in WEIGHT_LAYERS:
             out[layer.name] = {_var_key(v.path): keras.ops.convert_to_numpy(v) for v in layer.weights}
+        elif layer.name == END2END_LAYER:
+            out[END2END_LAYER] = {}
     return out
 
 
@@ -387,6 +448,8 @@ def _read_h5(path) -> dict:
             root[lname].visititems(lambda n, obj: found.__setitem__(_var_key(n), np.asarray(obj))
                                    if isinstance(obj, h5py.Dataset) else None)
             out[lname] = found
+        if isinstance(root.get(END2END_LAYER), h5py.Group):
+            out[END2END_LAYER] = {}
     return out
 
 
@@ -444,15 +507,19 @@ def config_from_weights(weights: dict, base: ModelConfig = ModelConfig()) -> Mod
     except (KeyError, IndexError) as exc:
         raise LpcnetError(f"checkpoint lacks LPCNet weight {exc}") from None
     return base.replace(gru_a=int(na), gru_b=int(nb), cond_size=int(cond), pitch_embed=int(pitch_embed),
-                        embed_size=int(embed), nb_features=int(nfeat))
+                        embed_size=int(embed), nb_features=int(nfeat), end2end=is_end2end(weights))
 
 
 def assign_weights(model: keras.Model, weights: dict, source="checkpoint") -> None:
     """Copy ``{layer: {variable: array}}`` into ``model`` by layer and variable name.
 
-    Every LPCNet weight must be present with the same shape; otherwise an
-    LpcnetError names the first mismatch and nothing is assigned.
+    Every LPCNet weight must be present with the same shape, and the weights must be of the
+    same variant (standard or end-to-end); otherwise an LpcnetError names the first mismatch
+    and nothing is assigned.
     """
+    if is_end2end(weights) != is_end2end_model(model):
+        raise LpcnetError(f"{source}: weights of the {variant_name(is_end2end(weights))} LPCNet, "
+                          f"the model is the {variant_name(is_end2end_model(model))} one (--end2end)")
     plan = []
     for layer in model.layers:
         if layer.name not in WEIGHT_LAYERS:
@@ -497,6 +564,8 @@ def write_seed_h5(weights: dict, path) -> Path:
     ``<layer>/<layer>[/gru_cell]/<variable>:0``. So the predecessor's
     ``model.load_weights(path, by_name=True)`` finds every weight, and this kit reads it
     back by layer name. There is no ``model_config``: the file holds weights, not a model.
+    End-to-end weights (:func:`is_end2end`) add an ``rc2lpc`` group without weights (Keras 2
+    writes one for every layer; the seed recognises the variant by it).
     """
     import h5py
 
@@ -504,17 +573,18 @@ def write_seed_h5(weights: dict, path) -> Path:
 
     check_weights_finite(weights, path)
     backend, version = b"tensorflow", KERAS2_VERSION.encode("utf8")
+    layers = WEIGHT_LAYERS + ((END2END_LAYER,) if is_end2end(weights) else ())
     with atomic_output(path) as f:
         with h5py.File(f, "w") as h5:
             # Keras 2 stores the root pair as str (UTF-8), the model_weights pair as bytes (ASCII)
             h5.attrs["backend"], h5.attrs["keras_version"] = backend.decode(), version.decode()
             root = h5.create_group("model_weights")
             # lists of bytes, stored as Keras 2's save_attributes_to_hdf5_group stores them
-            root.attrs["layer_names"] = [n.encode("utf8") for n in WEIGHT_LAYERS]
+            root.attrs["layer_names"] = [n.encode("utf8") for n in layers]
             root.attrs["backend"], root.attrs["keras_version"] = backend, version
-            for lname in sorted(WEIGHT_LAYERS):          # Keras 2 creates the groups sorted by name
+            for lname in sorted(layers):                 # Keras 2 creates the groups sorted by name
                 g = root.create_group(lname)
-                order = SEED_WEIGHT_ORDER[lname]
+                order = SEED_WEIGHT_ORDER.get(lname, ())
                 names = [_seed_weight_name(lname, v).encode("utf8") for v in order]
                 g.attrs["weight_names"] = names
                 for name, var in zip(names, order):

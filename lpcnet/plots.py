@@ -1,4 +1,4 @@
-"""Figures for the data-preparation notebook: each function returns a matplotlib Figure.
+"""Figures for the notebooks: each function returns a matplotlib Figure.
 
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot global state), so
 they can be made in tests and scripts without a display and shown in notebooks.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
+from lpcnet.errors import LpcnetError
 from lpcnet.formats import (CEPSTRUM, DATA_EXC_OUT, DATA_FIELDS, FRAME_SIZE, LPC, PCM_SCALE,
                             PITCH_CORR_INDEX, PITCH_INDEX, PRE_EMPHASIS, SAMPLE_RATE, decode_pitch,
                             ulaw2lin)
@@ -112,3 +113,64 @@ def ulaw_histogram(data, field: int = DATA_EXC_OUT) -> Figure:
 def excitation_audio(data, field: int = DATA_EXC_OUT) -> np.ndarray:
     """A data.u8 field decoded to float audio in [-1, 1] (for listening)."""
     return (ulaw2lin(np.asarray(data)[:, field]) / PCM_SCALE).astype(np.float32)
+
+
+def lpc_envelopes(lpcs: dict, n_fft: int = 2 * FRAME_SIZE) -> Figure:
+    """Gain-free LPC envelopes 1/|A(e^jw)|^2 in dB, one curve per labelled set of LPCs.
+
+    Args:
+        lpcs: ``{label: (p,) LPCs a_1..a_p}``, A(z) = 1 + sum a_k z^-k (docs/formats.md), e.g.
+            the features' LPCs (indices 20..35) and the ``rc2lpc`` output of a network.
+        n_fft: FFT size; the curves have ``n_fft // 2 + 1`` points from 0 to 8 kHz.
+    Raises:
+        LpcnetError: no LPC set, or one that is not a finite 1-D vector.
+    """
+    if not lpcs:
+        raise LpcnetError("lpc_envelopes: no LPCs given (expected {label: (16,) LPCs})")
+    fig = Figure(figsize=(8, 3), layout="constrained")
+    ax = fig.add_subplot()
+    freqs = np.fft.rfftfreq(n_fft, 1 / SAMPLE_RATE)
+    for label, a in lpcs.items():
+        a = np.asarray(a, np.float64)
+        if a.ndim != 1 or not np.isfinite(a).all():
+            raise LpcnetError(f"lpc_envelopes: {label!r} has shape {a.shape}; expected finite (p,) LPCs")
+        inverse = np.fft.rfft(np.concatenate([[1.0], a]), n_fft)
+        ax.plot(freqs, -20 * np.log10(np.abs(inverse)), label=label)
+    ax.set(xlabel="frequency (Hz)", ylabel="dB", title="LPC envelopes 1/|A|^2 (gain-free)")
+    ax.legend()
+    return fig
+
+
+def variant_losses(standard: dict, end2end: dict) -> Figure:
+    """Per-epoch training curves of the standard and the end-to-end model, side by side.
+
+    Left: each model's own loss, two different quantities (the standard cross-entropy of the
+    target excitation code; the end-to-end ``interp_mulaw`` = interpolated cross-entropy + the
+    gamma term, docs/model.md). Right: the comparable pair, the cross-entropy (nats per sample)
+    of the pdf at the excitation code: the standard ``loss`` and the end-to-end
+    ``cross_entropy`` (its excitation code rounded).
+
+    Args:
+        standard: the standard model's Keras history (``train(...)["history"]``).
+        end2end: the end-to-end model's history (it has ``cross_entropy``).
+    Raises:
+        LpcnetError: histories of the wrong variants (or swapped).
+    """
+    if "cross_entropy" in standard or "loss" not in standard:
+        raise LpcnetError("variant_losses: the first history is not a standard model's "
+                          "(expected 'loss' and no 'cross_entropy')")
+    if not {"loss", "cross_entropy"} <= set(end2end):
+        raise LpcnetError("variant_losses: the second history is not an end-to-end model's "
+                          "(expected 'loss' and 'cross_entropy')")
+    fig = Figure(figsize=(11, 3), layout="constrained")
+    own, same = fig.subplots(1, 2)
+    for ax, e2e_key, e2e_label, title in (
+            (own, "loss", "end-to-end: interp_mulaw loss", "each model's own loss (different quantities)"),
+            (same, "cross_entropy", "end-to-end: cross_entropy",
+             "comparable: cross-entropy at the excitation code")):
+        ax.plot(np.arange(1, len(standard["loss"]) + 1), standard["loss"], "o-",
+                label="standard: cross-entropy loss")
+        ax.plot(np.arange(1, len(end2end[e2e_key]) + 1), end2end[e2e_key], "s-", label=e2e_label)
+        ax.set(xlabel="epoch", ylabel="nats per sample", title=title)
+        ax.legend()
+    return fig

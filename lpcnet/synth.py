@@ -133,6 +133,7 @@ _SIGNATURES = {
     "lpcnet_synth_frame": ([_vp, _vp, _vp], _int),
     "lpcnet_synth_flush": ([_vp, _vp], _int),
     "lpcnet_synth_run": ([_vp, _vp, _long, _vp, _vp, _vp], _long),
+    "lpcnet_synth_trace": ([_vp, _vp, _vp], None),
     "lpcnet_synth_frames": ([_vp, _vp, _long, _vp], _long),
     "lpcnet_synth_multi_create": ([_vp, _int, _int], _vp),
     "lpcnet_synth_multi_destroy": ([_vp], None),
@@ -158,7 +159,12 @@ def set_simd_level(level: str) -> str:
 
 
 class NativeModel:
-    """Weights loaded into the C engine (validated there: bad blobs raise FormatError)."""
+    """Weights loaded into the C engine (validated there: bad blobs raise FormatError).
+
+    Attributes: ``gru_a``, ``gru_b``, ``cond_size``, ``has_int8`` and ``end2end`` (the
+    end-to-end model: each frame's LPC is made from its first 16 conditioning values by the
+    step-up recursion, features 20..35 are not read; docs/synthesis.md).
+    """
 
     def __init__(self, blob: bytes, name: str = "weights"):
         self.lib = load_library()
@@ -166,9 +172,10 @@ class NativeModel:
         self._ptr = self.lib.lpcnet_synth_model_load(blob, len(blob), err, len(err))
         if not self._ptr:
             raise FormatError(f"{name}: {err.value.decode(errors='replace')}")
-        sizes = np.zeros(4, np.int32)
+        sizes = np.zeros(5, np.int32)
         self.lib.lpcnet_synth_model_sizes(self._ptr, sizes.ctypes.data)
-        self.gru_a, self.gru_b, self.cond_size, self.has_int8 = (int(s) for s in sizes)
+        self.gru_a, self.gru_b, self.cond_size, self.has_int8 = (int(s) for s in sizes[:4])
+        self.end2end = bool(sizes[4])
 
     @classmethod
     def from_checkpoint(cls, checkpoint, int8: bool = False) -> "NativeModel":
@@ -183,6 +190,9 @@ class NativeModel:
 def _flags(model: NativeModel, int8: bool, sharpen: bool, argmax: bool, lpc_from_cepstrum: bool) -> int:
     if int8 and not model.has_int8:
         raise LpcnetError("int8 synthesis needs a blob exported with `lpcnet export --int8`")
+    if lpc_from_cepstrum and model.end2end:
+        raise LpcnetError("--lpc-from-cepstrum has no meaning for an end-to-end model: its LPC "
+                          "comes from the network's conditioning, not from the features")
     return ((FLAG_INT8 if int8 else 0) | (FLAG_SHARPEN if sharpen else 0)
             | (FLAG_ARGMAX if argmax else 0) | (FLAG_LPC_CEPSTRUM if lpc_from_cepstrum else 0))
 
@@ -223,20 +233,32 @@ class NativeStream:
         n = self.lib.lpcnet_synth_flush(self._ptr, self._buf.ctypes.data)
         return self._buf[:n].copy()
 
-    def run(self, features, probs: bool = False, forced=None):
-        """Whole utterance on a fresh state -> samples (and bit probabilities (T, 256))."""
+    def run(self, features, probs: bool = False, forced=None, trace: bool = False):
+        """Whole utterance on a fresh state -> samples (and bit probabilities (T, 256)).
+
+        ``trace`` (tests) also returns ``(cond (F, cond_size), lpc (F, 16))``: each frame's
+        conditioning vector (dense2's output) and the LPC its samples were predicted with,
+        as the last element of the returned tuple.
+        """
         f = check_features(features)
         out = np.zeros(len(f) * FRAME_SIZE, np.int16)
         q = np.zeros((len(out), LEVELS), np.float32) if probs else None
         fc = None if forced is None else np.ascontiguousarray(forced, dtype=np.uint8)
         if fc is not None and fc.shape != (len(out),):
             raise LpcnetError(f"forced codes must have shape ({len(out)},)")
+        cond = np.zeros((len(f), self.model.cond_size), np.float32) if trace else None
+        lpc = np.zeros((len(f), 16), np.float32) if trace else None
+        if trace:
+            self.lib.lpcnet_synth_trace(self._ptr, cond.ctypes.data, lpc.ctypes.data)
         n = self.lib.lpcnet_synth_run(self._ptr, f.ctypes.data, len(f), out.ctypes.data,
                                       None if q is None else q.ctypes.data,
                                       None if fc is None else fc.ctypes.data)
+        if trace:
+            self.lib.lpcnet_synth_trace(self._ptr, None, None)
         if n != len(out):
             raise LpcnetError("native state already used; create a new NativeStream")
-        return (out, q) if probs else out
+        extra = ((q,) if probs else ()) + (((cond, lpc),) if trace else ())
+        return (out, *extra) if extra else out
 
     def __del__(self):
         if getattr(self, "_ptr", None):
@@ -312,6 +334,10 @@ class NativeMulti:
 class KerasEngine:
     """Reference synthesis with the Keras layers (encoder once, decoder step per sample).
 
+    For an end-to-end model (``cfg.end2end``) each frame's LPCs are those the network computes
+    from the frame's conditioning (the encoder's second output, layer ``rc2lpc``), not the
+    features' (docs/model.md, End-to-end variant); everything else is the same.
+
     Args:
         weights, cfg: from :func:`load_weights`.
         seed: seed of the sampling stream (same stream as the native engine).
@@ -386,16 +412,27 @@ class KerasEngine:
 
     def conditioning(self, features: np.ndarray) -> np.ndarray:
         """Frame-rate network over the whole utterance ('same' padding) -> (frames, cond)."""
+        return self._encode(features)[0]
+
+    def frame_lpcs(self, features: np.ndarray) -> np.ndarray:
+        """(frames, 16) LPCs of the prediction: the features' (standard model) or the network's
+        (end-to-end model: rc2lpc of each frame's conditioning)."""
+        return self._encode(features)[1]
+
+    def _encode(self, features: np.ndarray) -> tuple:
         f = features[None, :, NETWORK_FEATURES].astype(np.float32)
         p = decode_pitch(features[:, PITCH_INDEX])[None, :, None].astype(np.int32)
-        return np.asarray(self.encoder([f, p], training=False))[0]
+        out = self.encoder([f, p], training=False)
+        if self.cfg.end2end:
+            return np.asarray(out[0])[0], np.asarray(out[1], np.float32)[0]
+        return np.asarray(out)[0], np.ascontiguousarray(features[:, LPC], np.float32)
 
     def run(self, features, probs: bool = False, forced=None):
         """Whole utterance -> int16 samples (frames*160) [and bit probabilities (T, 256)]."""
         import tensorflow as tf
 
         f = check_features(features)
-        cond = self.conditioning(f)
+        cond, lpcs = self._encode(f)
         gains = sharpen_gain(f, self.sharpen)
         state = (tf.zeros(16, tf.float64), tf.constant(0.0, tf.float64), tf.constant(128),
                  tf.constant(128), tf.zeros((1, self.cfg.gru_a)), tf.zeros((1, self.cfg.gru_b)))
@@ -405,7 +442,7 @@ class KerasEngine:
         outs, qs = [], []
         for j in range(len(f)):
             sl = slice(j * FRAME_SIZE, (j + 1) * FRAME_SIZE)
-            o, q, state = self._frame_fn(tf.constant(cond[j]), tf.constant(f[j, LPC]),
+            o, q, state = self._frame_fn(tf.constant(cond[j]), tf.constant(lpcs[j]),
                                          tf.constant(gains[j]), tf.constant(rnd_all[sl]),
                                          tf.constant(forced_all[sl]), tf.constant(forced is not None),
                                          state)

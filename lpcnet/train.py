@@ -32,19 +32,20 @@ CHECKPOINT_EXT = ".keras"
 
 # --- command line ----------------------------------------------------------------
 def add_arguments(p) -> None:
-    groups = add_flags(p, ModelConfig, TrainConfig)
-    # Accepted for compatibility with the seed's command lines, then refused (configs_from_args).
-    groups["training"].add_argument("--end2end", action="store_true",
-                                    help="end-to-end LPC variant of the seed: not supported, refused")
-    groups["training"].add_argument("--gamma", type=float, default=None,
-                                    help="end-to-end loss weight (only with --end2end)")
+    add_flags(p, ModelConfig, TrainConfig)
 
 
 def configs_from_args(args) -> tuple[ModelConfig, TrainConfig]:
-    if getattr(args, "end2end", False):
-        raise LpcnetError("--end2end: the end-to-end LPC variant of the seed is not implemented; "
-                          "train the standard model (features carry the LPCs)")
-    return from_flags(ModelConfig, args), from_flags(TrainConfig, args)
+    mcfg, tcfg = from_flags(ModelConfig, args), from_flags(TrainConfig, args)
+    if not (tcfg.finetune or tcfg.retrain or tcfg.quantize or tcfg.resume):
+        _check_gamma(mcfg, tcfg)      # else the checkpoint may make the run end-to-end (train)
+    return mcfg, tcfg
+
+
+def _check_gamma(mcfg: ModelConfig, tcfg: TrainConfig) -> None:
+    if tcfg.gamma is not None and not mcfg.end2end:
+        raise LpcnetError(f"--gamma {tcfg.gamma:g}: the loss weight of the end-to-end variant; add "
+                          f"--end2end (or start from an end-to-end checkpoint), or drop --gamma")
 
 
 def run(args) -> int:
@@ -249,8 +250,9 @@ def _precision(train: dict) -> str:
 def _resume_mismatches(mcfg: ModelConfig, tcfg: TrainConfig, saved: dict, world: int) -> list[str]:
     """Settings that must match the resumed run (docs/promises.md, Training) but differ.
 
-    Sizes count only when given on the command line (a value other than the default); the
-    batch size, the precision and the number of processes always count.
+    Sizes and ``--end2end`` count only when given on the command line (a value other than the
+    default: without ``--end2end`` the run's variant is taken); the batch size, the precision
+    and the number of processes always count.
     """
     diffs = []
     run_model, run_train, run_info = saved.get("model", {}), saved.get("train", {}), saved.get("run", {})
@@ -259,6 +261,8 @@ def _resume_mismatches(mcfg: ModelConfig, tcfg: TrainConfig, saved: dict, world:
         given = getattr(mcfg, name)
         if name in run_model and given != getattr(defaults, name) and given != run_model[name]:
             diffs.append(f"{flag} {given} (run: {run_model[name]})")
+    if mcfg.end2end and not run_model.get("end2end", False):
+        diffs.append("--end2end (run: the standard model)")
     if "batch_size" in run_train and tcfg.batch_size != run_train["batch_size"]:
         diffs.append(f"--batch_size {tcfg.batch_size} (run: {run_train['batch_size']})")
     if run_train and _precision(tcfg.to_dict()) != _precision(run_train):
@@ -356,16 +360,27 @@ def _load_resume(path):
 
 
 def _initial_weights(run: _Run):
-    """(weights or None, mcfg): the weights of --finetune / --retrain / --quantize, read and checked."""
+    """(weights or None, mcfg): the weights of --finetune / --retrain / --quantize, read and checked.
+
+    The variant (standard or end-to-end) is the checkpoint's; ``--end2end`` with a standard
+    checkpoint is refused.
+    """
     from lpcnet import model as M
 
     tcfg, mcfg = run.tcfg, run.mcfg
+    source = tcfg.finetune or tcfg.retrain or tcfg.quantize
+    if not source:
+        return None, mcfg
+    weights = M.read_checkpoint_weights(source)
+    end2end = M.is_end2end(weights)
+    if mcfg.end2end and not end2end:
+        raise LpcnetError(f"{source}: a standard LPCNet checkpoint, but --end2end was given; start the "
+                          f"end-to-end variant from an end-to-end checkpoint (or drop --end2end)")
+    if end2end and not mcfg.end2end and run.chief:
+        print(f"{source}: an end-to-end checkpoint; training the end-to-end variant", flush=True)
     if tcfg.finetune:
-        weights = M.read_checkpoint_weights(tcfg.finetune)
         return weights, M.config_from_weights(weights, mcfg)
-    if tcfg.retrain or tcfg.quantize:
-        return M.read_checkpoint_weights(tcfg.retrain or tcfg.quantize), mcfg
-    return None, mcfg
+    return weights, mcfg.replace(end2end=end2end)
 
 
 def _build_or_restore(run: _Run, mcfg: ModelConfig, init_weights, strategy, amp, lr: float):
@@ -380,7 +395,12 @@ def _build_or_restore(run: _Run, mcfg: ModelConfig, init_weights, strategy, amp,
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         if run.resume_from is not None and (run.chief or Path(run.resume_from[2]).is_file()):
             initial_epoch, _, ckpt = run.resume_from
-            return _load_resume(ckpt), initial_epoch
+            model = _load_resume(ckpt)
+            if M.is_end2end_model(model) != mcfg.end2end:
+                raise LpcnetError(f"{ckpt}: holds the {M.variant_name(M.is_end2end_model(model))} "
+                                  f"LPCNet, the run is the {M.variant_name(mcfg.end2end)} one "
+                                  f"(--end2end; {config_path(tcfg.model_dir, tcfg.output, mcfg.gru_a).name})")
+            return model, initial_epoch
         initial_epoch = run.resume_from[0] if run.resume_from is not None else (
             tcfg.start_epoch if tcfg.finetune else 0)
         policy = f"mixed_{amp}" if amp else None
@@ -388,7 +408,8 @@ def _build_or_restore(run: _Run, mcfg: ModelConfig, init_weights, strategy, amp,
                                seed=tcfg.seed + run.rank).model
         if init_weights is not None:
             M.assign_weights(model, init_weights, tcfg.finetune or tcfg.retrain or tcfg.quantize)
-        M.compile_lpcnet(model, M.make_optimizer(lr, tcfg.lr_decay, loss_scale=amp == "float16"))
+        M.compile_lpcnet(model, M.make_optimizer(lr, tcfg.lr_decay, loss_scale=amp == "float16"),
+                         gamma=tcfg.loss_gamma if mcfg.end2end else None)
     return model, initial_epoch
 
 
@@ -495,9 +516,11 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, callbacks=()) -> dict:
     # broadcast from rank 0, so initialisers do not matter on the others).
     keras.utils.set_random_seed(tcfg.seed + run.rank)
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
-    loader = TrainingLoader(tcfg.features, tcfg.data, tcfg.batch_size * replicas, seed=tcfg.seed,
-                            rank=run.rank, world_size=run.world, nb_features=run.mcfg.nb_features)
     init_weights, mcfg = _initial_weights(run)        # read and checked before anything is written
+    _check_gamma(mcfg, tcfg)                          # the variant is known now (flag or checkpoint)
+    loader = TrainingLoader(tcfg.features, tcfg.data, tcfg.batch_size * replicas, seed=tcfg.seed,
+                            rank=run.rank, world_size=run.world, nb_features=mcfg.nb_features,
+                            end2end=mcfg.end2end)
     model_dir = Path(tcfg.model_dir)
     if run.chief:
         _check_writable(model_dir)
@@ -535,7 +558,7 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, callbacks=()) -> dict:
             "world_size": run.world, "replicas": replicas, "batch_size_per_replica": tcfg.batch_size,
             "batch_size_per_rank": loader.batch_size, "global_batch": global_batch,
             "gru_a": mcfg.gru_a, "gru_b": mcfg.gru_b, "cond_size": mcfg.cond_size,
-            "steps_per_epoch": steps, "epochs_trained": tcfg.epochs - initial_epoch,
+            "end2end": mcfg.end2end, "steps_per_epoch": steps, "epochs_trained": tcfg.epochs - initial_epoch,
             "wall_s": time.perf_counter() - t0, "learning_rate": lr,
             "loss_per_step": [float(x) for x in timer.losses]}
     return _summarise(run, mcfg, hist, timer, ckpt, meta=meta, initial_epoch=initial_epoch, model=model)

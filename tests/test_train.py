@@ -36,7 +36,7 @@ def _parse(argv):
 
 #: ModelConfig / TrainConfig defaults of the seed-compatible command line (before the flags were
 #: generated from the dataclass fields).
-DEFAULT_MODEL = {'gru_a': 384, 'gru_b': 16, 'cond_size': 128, 'nb_features': 20, 'frame_size': 160, 'embed_size': 128, 'pitch_embed': 64, 'pcm_levels': 256, 'noise_std': 0.005, 'weight_clip': 0.992}
+DEFAULT_MODEL = {'gru_a': 384, 'gru_b': 16, 'cond_size': 128, 'nb_features': 20, 'frame_size': 160, 'embed_size': 128, 'pitch_embed': 64, 'pcm_levels': 256, 'noise_std': 0.005, 'weight_clip': 0.992, 'end2end': False}
 DEFAULT_TRAIN = {'features': '', 'data': '', 'output': 'lpcnet', 'model_dir': 'lpcnet_model', 'batch_size': 128, 'epochs': 120, 'steps_per_epoch': 0, 'lr': None, 'decay': None, 'density_split': [0.05, 0.05, 0.2], 'grub_density_split': [1.0, 1.0, 1.0], 'finetune': None, 'retrain': None, 'quantize': None, 'start_epoch': 0, 'resume': False, 'use_amp': False, 'amp_dtype': None, 'enable_tensorboard': False, 'use_horovod': False, 'use_performance': False, 'num_gpus': 0, 'num_mlus': 0, 'seed': None, 'progress': True, 'sparsify_schedule': None, 'log_every': 10, 'jit_compile': False, 'scale_lr': False}
 
 #: (argv, expected): the configs the hand-written parser made (fields that differ from the
@@ -67,7 +67,13 @@ PARSE_CASES = [
     (['--features', 'f.f32', '--data', 'd.u8', '--sparsify-schedule', '1', '3', '1', '--num_gpus', '2', '--num_mlus', '1'],
      {'features': 'f.f32', 'data': 'd.u8', 'num_gpus': 2, 'num_mlus': 1, 'sparsify_schedule': [1, 3, 1]}),
     (['--features', 'f.f32', '--data', 'd.u8', '--end2end', '--gamma', '2'],
-     {'error': '--end2end'}),
+     {'model.end2end': True, 'features': 'f.f32', 'data': 'd.u8', 'gamma': 2.0}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--end2end'],
+     {'model.end2end': True, 'features': 'f.f32', 'data': 'd.u8'}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--gamma', '2'],
+     {'error': '--gamma 2: the loss weight of the end-to-end variant'}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--end2end', '--gamma', '-1'],
+     {'error': '--gamma must be a finite number >= 0'}),
     (['--features', 'f.f32', '--data', 'd.u8', '--density', '1.5'],
      {'error': 'density must lie in (0, 1], got 1.5'}),
     (['--features', 'f.f32', '--data', 'd.u8', '--density-split', '0.1', '2', '0.3'],
@@ -300,7 +306,9 @@ BAD_CASES = {
     "unwritable_model_dir": (dict(model_dir="a_file/sub"), "not writable"),
     "mlu": (dict(extra=["--num_mlus", "1"]), "MLU"),
     "horovod": (dict(extra=["--use_horovod", "true"]), "Horovod"),
-    "end2end": (dict(extra=["--end2end", "--gamma", "2"]), "not implemented"),
+    "gamma_without_end2end": (dict(extra=["--gamma", "2"]), "--gamma 2"),
+    "end2end_from_standard": (dict(extra=["--retrain", "gru24.h5", "--end2end"]),
+                              "a standard LPCNet checkpoint, but --end2end was given"),
     "bf16_xla_cpu": (dict(extra=["--use_amp", "true", "--jit_compile", "true"]), "impractically slow"),
 }
 

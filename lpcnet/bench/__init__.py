@@ -6,7 +6,7 @@ them: name -> :class:`Benchmark` (function, one-line help, the keyword arguments
 command line may set). :mod:`lpcnet.bench.cli` is the one place that turns flags into those
 keyword arguments; nothing else in the package imports ``lpcnet.bench``.
 
-Modules: one per benchmark (``features``, ``train``, ``scaling``, ``synth``, ``quality``), ``harness``
+Modules: one per benchmark (``features``, ``train``, ``train_e2e``, ``scaling``, ``synth``, ``quality``), ``harness``
 (one-core pinning, timers, the bundled speech), ``baselines`` (the plain-Keras model the
 training benchmark compares against) and ``report`` (tables and plots of the results).
 """
@@ -21,6 +21,7 @@ from lpcnet.bench.scaling import bench_scaling
 from lpcnet.bench.synth import bench_synth
 from lpcnet.bench.synth_memory import bench_synth_memory
 from lpcnet.bench.train import bench_train
+from lpcnet.bench.train_e2e import bench_train_e2e
 
 
 class Benchmark(NamedTuple):
@@ -51,7 +52,10 @@ BENCHMARKS = {
     "synth-memory": Benchmark(bench_synth_memory,
                               "synthesis peak memory for 1, 10 and 30 minutes of audio",
                               ("minutes",)),
+    "train-e2e": Benchmark(bench_train_e2e,
+                           "training sequences/s: the end-to-end variant (--end2end) vs the standard model",
+                           ("gru_a", "gru_b", "batch", "steps", "rounds")),
 }
 
 __all__ = ["BENCHMARKS", "Benchmark", "bench_features", "bench_quality", "bench_scaling", "bench_synth",
-           "bench_synth_memory", "bench_train"]
+           "bench_synth_memory", "bench_train", "bench_train_e2e"]

@@ -51,6 +51,10 @@ enum {
 /** Feature-extraction modes. */
 #define LPCNET_MODE_TEST 0  /**< features only, DC block + pre-emphasis + dither */
 #define LPCNET_MODE_TRAIN 1 /**< augmentation + data.u8 records */
+/** As LPCNET_MODE_TRAIN (same features, bytes 0-2 and random draws) but byte 3 of each data.u8
+ * record is the mu-law of the clean signal s[n] instead of the target excitation: training
+ * data of the end-to-end model (docs/features.md, Modes). */
+#define LPCNET_MODE_TRAIN_END2END 2
 
 /** Opaque encoder state. */
 typedef struct LPCNetFeatState LPCNetFeatState;
@@ -60,7 +64,7 @@ size_t lpcnet_feat_get_size(void);
 
 /** Initialise caller-owned state memory.
  * @param st   memory of lpcnet_feat_get_size() bytes
- * @param mode LPCNET_MODE_TEST or LPCNET_MODE_TRAIN
+ * @param mode LPCNET_MODE_TEST, LPCNET_MODE_TRAIN or LPCNET_MODE_TRAIN_END2END
  * @param seed seed of every random draw (dither, augmentation, excitation noise)
  * @return 0 on success, -1 on a bad mode */
 int lpcnet_feat_init(LPCNetFeatState *st, int mode, uint64_t seed);

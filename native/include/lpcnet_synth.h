@@ -8,7 +8,9 @@
  * output lags the input by two frames: the first two calls of
  * lpcnet_synth_frame() return no samples and lpcnet_synth_flush() returns the
  * last two frames. Output sample t belongs to input frame t / 160 (no shift).
- * Nothing is allocated per frame or per sample. */
+ * Nothing is allocated per frame or per sample. A blob of the end-to-end model (flag
+ * END2END, docs/weights-format.md) makes each frame's LPC from its conditioning vector
+ * instead of reading features 20..35. */
 #ifndef LPCNET_SYNTH_H
 #define LPCNET_SYNTH_H
 
@@ -29,7 +31,8 @@ extern "C" {
 /* Option flags of lpcnet_synth_create(). */
 #define LPCNET_SYNTH_INT8 1        /**< int8 GRU block matrices (blob exported with --int8) */
 #define LPCNET_SYNTH_SHARPEN 2     /**< pitch-correlation sharpening of the bit probabilities */
-#define LPCNET_SYNTH_LPC_CEPSTRUM 4 /**< LPC from the cepstrum (as the features do) instead of features 20..35 */
+#define LPCNET_SYNTH_LPC_CEPSTRUM 4 /**< LPC from the cepstrum (as the features do) instead of features 20..35;
+                                      refused for an end-to-end model */
 #define LPCNET_SYNTH_ARGMAX 8      /**< deterministic: each bit is 1 iff its probability > 0.5 */
 
 /* Commands of lpcnet_synth_multi_step(), one per stream and step. */
@@ -57,14 +60,16 @@ LPCNetSynthModel *lpcnet_synth_model_load(const void *data, size_t len, char *er
 /** Free a model (after every state using it is destroyed). */
 void lpcnet_synth_model_free(LPCNetSynthModel *model);
 
-/** Model sizes: out[0..3] = GRU A units, GRU B units, conditioning width, has int8 (0/1). */
+/** Model sizes: out[0..4] = GRU A units, GRU B units, conditioning width, has int8 (0/1),
+ * end-to-end model (0/1: LPC from the conditioning). */
 void lpcnet_synth_model_sizes(const LPCNetSynthModel *model, int *out);
 
 /** Create a synthesis state.
  * @param model weights (must outlive the state)
  * @param flags LPCNET_SYNTH_* options
  * @param seed  seed of the sampling random stream
- * @return the state, or NULL (out of memory, or INT8 asked of a float-only blob) */
+ * @return the state, or NULL (out of memory, INT8 asked of a float-only blob, or
+ *         LPC_CEPSTRUM asked of an end-to-end model) */
 LPCNetSynthState *lpcnet_synth_create(const LPCNetSynthModel *model, int flags, uint64_t seed);
 
 /** Destroy a state. */
@@ -98,9 +103,17 @@ int lpcnet_synth_flush(LPCNetSynthState *st, int16_t *out);
 long lpcnet_synth_run(LPCNetSynthState *st, const float *features, long nb_frames, int16_t *out,
                       float *probs, const uint8_t *forced);
 
+/** For tests: from now on, every frame f the state synthesises (f = its first sample / 160)
+ * writes its conditioning vector (dense2's output) to cond + f * width and the 16 LPCs its
+ * samples use to lpc + f * 16. NULL stops it.
+ * @param cond room for (frames) x conditioning width floats
+ * @param lpc  room for (frames) x 16 floats */
+void lpcnet_synth_trace(LPCNetSynthState *st, float *cond, float *lpc);
+
 /** Create nstreams (1..LPCNET_SYNTH_MAX_STREAMS) streams synthesised together, all with the
  * same flags; each starts as lpcnet_synth_multi_start(ms, s, 0) leaves it.
- * @return NULL (out of memory, bad count, or INT8 asked of a float-only blob) */
+ * @return NULL (out of memory, bad count, INT8 asked of a float-only blob, or LPC_CEPSTRUM
+ *         asked of an end-to-end model) */
 LPCNetSynthMulti *lpcnet_synth_multi_create(const LPCNetSynthModel *model, int flags, int nstreams);
 
 /** Destroy the streams. */

@@ -69,13 +69,22 @@ int blob_check(const unsigned char *raw, size_t len, char *err, size_t errlen) {
     blob_error(err, errlen, "not an LPCNet weight blob (bad magic; use `lpcnet export`)");
     return -1;
   }
-  if (blob_u32(raw + 8) != 1) {
-    blob_error(err, errlen, "weight blob version %u is not supported (expected 1)", blob_u32(raw + 8));
-    return -1;
-  }
-  if (crc32_calc(raw, len - 4) != blob_u32(raw + len - 4)) {
-    blob_error(err, errlen, "weight blob is truncated or corrupt (CRC mismatch)");
-    return -1;
+  {
+    const uint32_t version = blob_u32(raw + 8), flags = blob_u32(raw + 12);
+    const uint32_t known = version == 1 ? BLOB_FLAG_INT8 : BLOB_FLAG_INT8 | BLOB_FLAG_END2END;
+    if (version < 1 || version > BLOB_VERSION) {
+      blob_error(err, errlen, "weight blob version %u is not supported (expected 1 to %d)", version,
+                 BLOB_VERSION);
+      return -1;
+    }
+    if (crc32_calc(raw, len - 4) != blob_u32(raw + len - 4)) {
+      blob_error(err, errlen, "weight blob is truncated or corrupt (CRC mismatch)");
+      return -1;
+    }
+    if (flags & ~known) {
+      blob_error(err, errlen, "weight blob version %u with unknown flags 0x%x", version, flags);
+      return -1;
+    }
   }
   return 0;
 }

@@ -6,6 +6,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Versions read: 2 (written by `lpcnet export`) and 1 (the same layout before FLAG_END2END) */
+#define BLOB_VERSION 2
+/* header flags (bytes 12..15) */
+#define BLOB_FLAG_INT8 1    /* int8 copies of the block matrices present */
+#define BLOB_FLAG_END2END 2 /* end-to-end model: LPC from the conditioning (version 2 on) */
 #define BLOB_HEADER_SIZE 52
 #define BLOB_ENTRY_SIZE 72
 #define BLOB_NAME_LEN 32
@@ -32,7 +37,8 @@ typedef struct {
 
 uint32_t blob_u32(const unsigned char *p);
 
-/** Check length, magic, version and CRC of len bytes at raw; 0, or -1 with err set. */
+/** Check length, magic, version, the flags the version may set and CRC of len bytes at raw;
+ * 0, or -1 with err set. */
 int blob_check(const unsigned char *raw, size_t len, char *err, size_t errlen);
 
 /** Start reading a checked blob (its tensor table must lie inside it); 0, or -1 with err set. */

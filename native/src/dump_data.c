@@ -1,7 +1,7 @@
 /* Standalone dump_data: the original command line, used for the sanitizer build.
  * Copyright (c) 2026 the LPCNet kit authors. BSD-3-Clause.
  *
- *   dump_data [-seed N] [-max-frames N] -train in.s16 features.f32 data.u8
+ *   dump_data [-seed N] [-max-frames N] [-end2end] -train in.s16 features.f32 data.u8
  *   dump_data [-seed N] -test in.s16 features.f32
  * Streams the input in 160-sample blocks (constant memory). */
 #include <stdio.h>
@@ -12,7 +12,7 @@
 
 static int usage(void) {
   fprintf(stderr,
-          "usage: dump_data [-seed N] [-max-frames N] -train <speech> <features out> <pcm out>\n"
+          "usage: dump_data [-seed N] [-max-frames N] [-end2end] -train <speech> <features out> <pcm out>\n"
           "  or   dump_data [-seed N] -test <speech> <features out>\n");
   return 1;
 }
@@ -23,10 +23,17 @@ int main(int argc, char **argv) {
   uint8_t data[LPCNET_FRAME_SIZE * LPCNET_DATA_CHANNELS];
   unsigned long long seed = 0;
   long max_frames = -1, count = 0;
-  int mode, argi = 1;
+  int mode, argi = 1, end2end = 0;
   FILE *fin, *ffeat, *fpcm = NULL;
   LPCNetFeatState *st;
-  while (argi < argc - 1 && (!strcmp(argv[argi], "-seed") || !strcmp(argv[argi], "-max-frames"))) {
+  /* options before the mode; -end2end: byte 3 of data.u8 = the clean signal (docs/features.md) */
+  while (argi < argc - 1 && (!strcmp(argv[argi], "-seed") || !strcmp(argv[argi], "-max-frames") ||
+                             !strcmp(argv[argi], "-end2end"))) {
+    if (!strcmp(argv[argi], "-end2end")) {
+      end2end = 1;
+      argi++;
+      continue;
+    }
     if (!strcmp(argv[argi], "-seed"))
       seed = strtoull(argv[argi + 1], NULL, 10);
     else
@@ -35,8 +42,8 @@ int main(int argc, char **argv) {
   }
   if (argi >= argc) return usage();
   if (!strcmp(argv[argi], "-train") && argc - argi == 4)
-    mode = LPCNET_MODE_TRAIN;
-  else if (!strcmp(argv[argi], "-test") && argc - argi == 3)
+    mode = end2end ? LPCNET_MODE_TRAIN_END2END : LPCNET_MODE_TRAIN;
+  else if (!strcmp(argv[argi], "-test") && argc - argi == 3 && !end2end)
     mode = LPCNET_MODE_TEST;
   else
     return usage();
@@ -50,7 +57,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "dump_data: cannot write %s\n", argv[argi + 2]);
     return 1;
   }
-  if (mode == LPCNET_MODE_TRAIN) {
+  if (mode != LPCNET_MODE_TEST) {
     fpcm = fopen(argv[argi + 3], "wb");
     if (!fpcm) {
       fprintf(stderr, "dump_data: cannot write %s\n", argv[argi + 3]);

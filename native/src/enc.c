@@ -27,6 +27,8 @@
 
 struct LPCNetFeatState {
   int mode;
+  int train;   /* LPCNET_MODE_TRAIN or LPCNET_MODE_TRAIN_END2END */
+  int end2end; /* byte 3 of data.u8 = lin2ulaw(s[n]) (LPCNET_MODE_TRAIN_END2END) */
   Pcg32 rng;
   xcorr_fn xcorr;
   FreqTables tables;
@@ -185,16 +187,19 @@ size_t lpcnet_feat_get_size(void) { return sizeof(LPCNetFeatState); }
 
 int lpcnet_feat_init(LPCNetFeatState *st, int mode, uint64_t seed) {
   int i;
-  if (mode != LPCNET_MODE_TEST && mode != LPCNET_MODE_TRAIN) return -1;
+  if (mode != LPCNET_MODE_TEST && mode != LPCNET_MODE_TRAIN && mode != LPCNET_MODE_TRAIN_END2END)
+    return -1;
   memset(st, 0, sizeof(*st));
   st->mode = mode;
+  st->train = mode != LPCNET_MODE_TEST;
+  st->end2end = mode == LPCNET_MODE_TRAIN_END2END;
   pcg32_seed(&st->rng, seed);
   st->xcorr = xcorr_select(simd_override)->xcorr_energy;
   freq_init(&st->tables);
   st->speech_gain = st->old_speech_gain = 1;
   st->exc_mem = 128;
   for (i = 0; i < LPCNET_ULAW_LEVELS; i++) st->ulaw_table[i] = (float)lpcnet_ulaw2lin(i);
-  if (mode == LPCNET_MODE_TRAIN) {
+  if (st->train) {
     ulaw_init_thresholds(st->ulaw_thresh);
     st->ulaw_bins_ok = ulaw_init_bins(st->ulaw_thresh, st->ulaw_base) == 0;
   }
@@ -442,7 +447,9 @@ static void track_pitch(LPCNetFeatState *st, float *features) {
   write_pitch_features(st, pitch_prev, features);
 }
 
-/* --- training targets, with the current frame's LPC (docs/features.md, deviation 1) -- */
+/* --- training targets, with the current frame's LPC (docs/features.md, deviation 1) --
+ * Byte 3: the target excitation, or in end-to-end mode the clean signal s[n]; nothing else
+ * depends on the mode. */
 static void write_audio(LPCNetFeatState *st, const float *lpc, uint8_t *data) {
   int i, j;
   for (i = 0; i < FRAME_SIZE; i++) {
@@ -453,7 +460,7 @@ static void write_audio(LPCNetFeatState *st, const float *lpc, uint8_t *data) {
     data[4 * i] = (uint8_t)lin2ulaw_fast(st, st->sig_mem[0]);
     data[4 * i + 1] = (uint8_t)lin2ulaw_fast(st, p);
     data[4 * i + 2] = (uint8_t)st->exc_mem;
-    data[4 * i + 3] = (uint8_t)e;
+    data[4 * i + 3] = (uint8_t)(st->end2end ? lin2ulaw_fast(st, st->pcm[i]) : e);
     e += st->noise[i];
     e = e < 0 ? 0 : (e > 255 ? 255 : e);
     memmove(&st->sig_mem[1], &st->sig_mem[0], (LPC_ORDER - 1) * sizeof(float));
@@ -479,7 +486,7 @@ static void draw_augmentation(LPCNetFeatState *st) {
 /* --- one frame -------------------------------------------------------------- */
 void lpcnet_feat_frame(LPCNetFeatState *st, const int16_t *pcm, float *features, uint8_t *data) {
   static const float b_hp[2] = {-2.f, 1.f}, a_hp[2] = {-1.99599f, 0.99600f};
-  const int train = st->mode == LPCNET_MODE_TRAIN;
+  const int train = st->train;
   float x[FRAME_SIZE];
   int i;
   if (train && ++st->gain_change_count > LPCNET_GAIN_CHANGE_FRAMES - 1) {
@@ -517,7 +524,7 @@ void lpcnet_feat_frame(LPCNetFeatState *st, const int16_t *pcm, float *features,
 void lpcnet_feat_process(LPCNetFeatState *st, const int16_t *pcm, long nb_frames, float *features,
                          uint8_t *data) {
   long k;
-  const int train = st->mode == LPCNET_MODE_TRAIN;
+  const int train = st->train;
   for (k = 0; k < nb_frames; k++) {
     /* Record k describes the previous input frame (zeros for the very first). */
     lpcnet_feat_frame(st, st->lagged, features + k * LPCNET_NB_TOTAL_FEATURES,

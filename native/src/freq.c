@@ -117,6 +117,16 @@ float levinson(float *lpc, const float *ac, int p) {
   return error;
 }
 
+void lpc_from_reflection(const float *rc, float *lpc) {
+  float prev[LPC_ORDER];
+  int i, j;
+  for (i = 0; i < LPC_ORDER; i++) {
+    memcpy(prev, lpc, sizeof(float) * (size_t)i);
+    for (j = 0; j < i; j++) lpc[j] = prev[j] + rc[i] * prev[i - 1 - j];
+    lpc[i] = rc[i];
+  }
+}
+
 float lpc_from_cepstrum(const FreqTables *t, const float *ceps, float *lpc) {
   float tmp[NB_BANDS], Ex[NB_BANDS], P[FREQ_SIZE - 1];
   float ac[LPC_ORDER + 1];

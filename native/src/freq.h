@@ -1,4 +1,5 @@
-/* Spectral analysis, cepstrum and LPC-from-cepstrum (docs/features.md). */
+/* Spectral analysis, cepstrum, LPC-from-cepstrum (docs/features.md) and LPC from reflection
+ * coefficients (the end-to-end model, docs/synthesis.md). */
 #ifndef LPCNET_FREQ_H
 #define LPCNET_FREQ_H
 
@@ -34,6 +35,12 @@ void cepstrum_from_bands(const FreqTables *t, const float *bandE, float *ceps);
 
 /** Cepstrum (c0 already minus 4) -> 16 LPCs a_1..a_16; returns the error energy. */
 float lpc_from_cepstrum(const FreqTables *t, const float *ceps, float *lpc);
+
+/** Step-up recursion: 16 reflection coefficients k_1..k_16 -> LPCs a_1..a_16 (A(z) = 1 +
+ * sum a_j z^-j). a^(1) = [k_1]; for i = 2..16: a_j = a_j + k_i a_(i-j) (j < i, from the
+ * previous order's values), a_i = k_i. float arithmetic in this order (the end-to-end
+ * model's rc2lpc layer computes the same). */
+void lpc_from_reflection(const float *rc, float *lpc);
 
 /** Levinson-Durbin on ac[0..p]; returns the final error. */
 float levinson(float *lpc, const float *ac, int p);

@@ -1,6 +1,8 @@
 /* LPCNet native synthesis: model loading, frame-rate network, per-sample decoder (sparse
  * GRU A, GRU B, dual FC, binary-tree sampling) and de-emphasis. Semantics: those of the
- * kit's Keras reference engine (lpcnet/synth.py), described in docs/synthesis.md.
+ * kit's Keras reference engine (lpcnet/synth.py), described in docs/synthesis.md; for an
+ * end-to-end model (blob flag BLOB_FLAG_END2END) each frame's LPC comes from the first 16
+ * values of its conditioning vector (lpc_from_reflection) instead of features 20..35.
  * Copyright (c) 2026 the LPCNet kit authors. BSD-3-Clause. */
 #include <math.h>
 #include <stdlib.h>
@@ -34,7 +36,7 @@ typedef struct {
 struct LPCNetSynthModel {
   unsigned char *mem;
   size_t len;
-  int na, nb, cond, embed, pembed, has_int8;
+  int na, nb, cond, embed, pembed, has_int8, end2end;
   const float *embed_pitch;
   Dense conv1, conv2, dense1, dense2, ga_cond, gb_cond;
   const float *ga_embed, *ga_rbias, *ga_subias, *ga_diag, *ga_w;
@@ -67,6 +69,7 @@ struct LPCNetSynthModel {
 #define FRAME_BLOCK 16
 typedef struct {
   const float *cond_a, *cond_b; /* conditioning sums of GRU A (3 na) and GRU B (3 nb) */
+  const float *cond;            /* the conditioning vector (dense2's output, cond floats) */
   float lpc[LPCNET_LPC_ORDER];
   float gain;
 } ReadyFrame;
@@ -99,6 +102,7 @@ struct LPCNetSynthState {
   int sig, exc;
   float *probs;
   const uint8_t *forced;
+  float *trace_cond, *trace_lpc; /* lpcnet_synth_trace() (tests) */
 };
 
 static int g_level = -1;
@@ -234,7 +238,8 @@ static int read_sizes(LPCNetSynthModel *m, const unsigned char *raw) {
     return -1;
   m->na = (int)sz[0], m->nb = (int)sz[1], m->cond = (int)sz[2], m->embed = (int)sz[4];
   m->pembed = (int)sz[5];
-  m->has_int8 = (blob_u32(raw + 12) & 1) != 0;
+  m->has_int8 = (blob_u32(raw + 12) & BLOB_FLAG_INT8) != 0;
+  m->end2end = (blob_u32(raw + 12) & BLOB_FLAG_END2END) != 0;
   return 0;
 }
 
@@ -349,6 +354,12 @@ LPCNetSynthModel *lpcnet_synth_model_load(const void *data, size_t len, char *er
     blob_error(err, errlen, "weight blob: unsupported model sizes");
     return NULL;
   }
+  if (m->end2end && m->cond < LPCNET_LPC_ORDER) {
+    blob_error(err, errlen, "weight blob: an end-to-end model needs at least %d conditioning values, "
+               "got %d", LPCNET_LPC_ORDER, m->cond);
+    free(m);
+    return NULL;
+  }
   m->len = (len + BLOB_ALIGN - 1) / BLOB_ALIGN * BLOB_ALIGN;
   if (posix_memalign((void **)&m->mem, BLOB_ALIGN, m->len)) m->mem = NULL;
   if (!m->mem) {
@@ -387,6 +398,7 @@ void lpcnet_synth_model_sizes(const LPCNetSynthModel *m, int *out) {
   out[1] = m->nb;
   out[2] = m->cond;
   out[3] = m->has_int8;
+  out[4] = m->end2end;
 }
 
 /* ---- state -------------------------------------------------------------------- */
@@ -432,7 +444,9 @@ static LPCNetSynthState *state_new(const LPCNetSynthModel *m, int flags, uint64_
   float *f;
   size_t nf;
   int in1;
-  if (!m || ((flags & LPCNET_SYNTH_INT8) && !m->has_int8)) return NULL;
+  if (!m || ((flags & LPCNET_SYNTH_INT8) && !m->has_int8) ||
+      ((flags & LPCNET_SYNTH_LPC_CEPSTRUM) && m->end2end))
+    return NULL;
   init_tables();
   in1 = NB_FEAT + m->pembed;
   st = calloc(1, sizeof(*st));
@@ -671,12 +685,13 @@ typedef struct {
   const float *features;
 } FrameCall;
 
-/* LPC and sharpening gain of a frame (its 36 features). */
+/* LPC and sharpening gain of a frame (its 36 features); an end-to-end model's LPC is made
+ * from the frame's conditioning later (frame_network). */
 static void frame_params(const LPCNetSynthState *st, const float *f, ReadyFrame *rf) {
   rf->gain = 1.f;
-  if (st->flags & LPCNET_SYNTH_LPC_CEPSTRUM)
+  if (st->flags & LPCNET_SYNTH_LPC_CEPSTRUM) /* (refused for an end-to-end model) */
     lpc_from_cepstrum(&st->m->freq, f, rf->lpc);
-  else
+  else if (!st->m->end2end)
     memcpy(rf->lpc, f + LPCNET_LPC_INDEX, sizeof(rf->lpc));
   if (st->flags & LPCNET_SYNTH_SHARPEN) {
     /* the raw pitch correlation is feature 19 + 0.5 (docs/synthesis.md, --sharpen) */
@@ -768,6 +783,10 @@ static void frame_network(FrameWork *fw, const FrameCall *calls, int n) {
     ReadyFrame *rf = &calls[fw->valid1[v]].st->ready[fw->slot[v]];
     rf->cond_a = fw->ca + (size_t)v * na3;
     rf->cond_b = fw->cb + (size_t)v * nb3;
+    rf->cond = fw->cf + (size_t)v * cond;
+    /* end-to-end model: the frame's LPC from its first 16 conditioning values (reflection
+     * coefficients), used for the frame's 160 samples as the features' LPC is otherwise */
+    if (m->end2end) lpc_from_reflection(rf->cond, rf->lpc);
   }
 }
 
@@ -779,6 +798,11 @@ static long synth_ready(LPCNetSynthState *st, int16_t *out) {
     const ReadyFrame *rf = &st->ready[f];
     st->cond_a = rf->cond_a;
     st->cond_b = rf->cond_b;
+    if (st->trace_cond) { /* tests: what frame t / 160 is synthesised with */
+      const size_t frame = (size_t)(st->t / LPCNET_FRAME_SIZE);
+      memcpy(st->trace_cond + frame * (size_t)st->m->cond, rf->cond, sizeof(float) * (size_t)st->m->cond);
+      memcpy(st->trace_lpc + frame * LPCNET_LPC_ORDER, rf->lpc, sizeof(rf->lpc));
+    }
     for (i = 0; i < LPCNET_FRAME_SIZE; i++) out[done++] = sample_step(st, rf->lpc, rf->gain);
   }
   st->nready = 0;
@@ -839,6 +863,11 @@ int lpcnet_synth_flush(LPCNetSynthState *st, int16_t *out) {
   return (int)n;
 }
 
+void lpcnet_synth_trace(LPCNetSynthState *st, float *cond, float *lpc) {
+  st->trace_cond = cond && lpc ? cond : NULL;
+  st->trace_lpc = cond && lpc ? lpc : NULL;
+}
+
 long lpcnet_synth_run(LPCNetSynthState *st, const float *features, long nb_frames, int16_t *out,
                       float *probs, const uint8_t *forced) {
   long done;
@@ -897,7 +926,8 @@ LPCNetSynthMulti *lpcnet_synth_multi_create(const LPCNetSynthModel *m, int flags
   LPCNetSynthMulti *ms;
   int s;
   if (!m || nstreams < 1 || nstreams > LPCNET_SYNTH_MAX_STREAMS ||
-      ((flags & LPCNET_SYNTH_INT8) && !m->has_int8))
+      ((flags & LPCNET_SYNTH_INT8) && !m->has_int8) ||
+      ((flags & LPCNET_SYNTH_LPC_CEPSTRUM) && m->end2end))
     return NULL;
   ms = calloc(1, sizeof(*ms));
   if (!ms) return NULL;

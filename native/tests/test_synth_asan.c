@@ -5,8 +5,11 @@
  * Synthesises the features with every option combination on every SIMD level,
  * checks the streaming API (frame by frame, and in blocks) and the multi-stream API
  * against the whole-utterance call, and feeds truncated / corrupted copies of the blob to
- * the loader (must fail cleanly). Exit status 0 on success.
+ * the loader (must fail cleanly). An end-to-end blob also: LPC_CEPSTRUM refused, each frame's
+ * LPC the step-up recursion of its conditioning (lpcnet_synth_trace), features 20..35 unread.
+ * Exit status 0 on success.
  * Copyright (c) 2026 the LPCNet kit authors. BSD-3-Clause. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,9 +37,11 @@ static const int levels[3] = {LPCNET_SIMD_SCALAR, LPCNET_SIMD_AVX2, LPCNET_SIMD_
 static int check_multi(const LPCNetSynthModel *m, int flags, int k, const float *feat, long nframes);
 
 /* Every option combination on every SIMD level: the whole-utterance call (with the bit
- * probabilities once) and the streaming calls give the same samples; returns failures. */
-static int check_options(const LPCNetSynthModel *m, int has_int8, const float *feat, long nframes,
-                         int16_t *out, int16_t *out2) {
+ * probabilities once) and the streaming calls give the same samples; returns failures.
+ * An end-to-end model refuses LPC_CEPSTRUM (single and multi-stream). */
+static int check_options(const LPCNetSynthModel *m, int has_int8, int end2end, const float *feat,
+                         long nframes, int16_t *out, int16_t *out2) {
+  const int all = end2end ? 15 & ~LPCNET_SYNTH_LPC_CEPSTRUM : 15;
   int l, flags, fails = 0;
   long i, done, b;
   LPCNetSynthState *st;
@@ -45,6 +50,13 @@ static int check_options(const LPCNetSynthModel *m, int has_int8, const float *f
     for (flags = 0; flags < 16; flags++) {
       float *probs = NULL;
       if ((flags & LPCNET_SYNTH_INT8) && !has_int8) continue;
+      if ((flags & LPCNET_SYNTH_LPC_CEPSTRUM) && end2end) {
+        if (lpcnet_synth_create(m, flags, 7) || lpcnet_synth_multi_create(m, flags, 2)) {
+          fprintf(stderr, "end-to-end model accepted LPC_CEPSTRUM (flags %d)\n", flags);
+          fails++;
+        }
+        continue;
+      }
       st = lpcnet_synth_create(m, flags, 7);
       if (flags == 0) probs = malloc(sizeof(float) * 256 * (size_t)nframes * 160);
       if (lpcnet_synth_run(st, feat, nframes, out, probs, NULL) != nframes * 160) fails++;
@@ -70,7 +82,7 @@ static int check_options(const LPCNetSynthModel *m, int has_int8, const float *f
         fprintf(stderr, "blocks != whole-utterance (level %d flags %d)\n", levels[l], flags);
         fails++;
       }
-      if (flags == 0 || flags == 1 || flags == 15) /* multi-stream, 1, 2 and 5 streams */
+      if (flags == 0 || flags == 1 || flags == all) /* multi-stream, 1, 2 and 5 streams */
         fails += check_multi(m, flags, 1, feat, nframes) + check_multi(m, flags, 2, feat, nframes) +
                  check_multi(m, flags, 5, feat, nframes);
     }
@@ -175,6 +187,51 @@ static int check_nonfinite(const LPCNetSynthModel *m, int has_int8, const float 
   return fails;
 }
 
+/* End-to-end model: each frame's LPC is the step-up recursion (here in double, written
+ * independently of the engine's) of the first 16 values of the frame's conditioning vector,
+ * and features 20..35 are not read (overwriting them changes no sample). */
+static int check_end2end(const LPCNetSynthModel *m, int cond, const float *feat, long nframes,
+                         int16_t *out, int16_t *out2) {
+  const size_t nf = LPCNET_SYNTH_NB_TOTAL_FEATURES * (size_t)nframes;
+  float *c = malloc(sizeof(float) * (size_t)cond * (size_t)nframes);
+  float *lpc = malloc(sizeof(float) * 16 * (size_t)nframes), *junk = malloc(sizeof(float) * nf);
+  int fails = 0, i, j;
+  long f;
+  LPCNetSynthState *st = lpcnet_synth_create(m, 0, 5);
+  lpcnet_synth_trace(st, c, lpc);
+  if (lpcnet_synth_run(st, feat, nframes, out, NULL, NULL) != nframes * 160) fails++;
+  lpcnet_synth_destroy(st);
+  for (f = 0; f < nframes; f++) {
+    double a[16] = {0}, prev[16];
+    const float *k = c + (size_t)f * cond;
+    for (i = 0; i < 16; i++) {
+      memcpy(prev, a, sizeof(prev));
+      for (j = 0; j < i; j++) a[j] = prev[j] + k[i] * prev[i - 1 - j];
+      a[i] = k[i];
+    }
+    double scale = 1; /* float rounding of the recursion: relative to the sum of |a| */
+    for (i = 0; i < 16; i++) scale += fabs(a[i]);
+    for (i = 0; i < 16; i++)
+      if (fabs(a[i] - lpc[f * 16 + i]) > 1e-5 * scale) {
+        fprintf(stderr, "end-to-end LPC of frame %ld differs from the step-up recursion\n", f);
+        fails++;
+        break;
+      }
+  }
+  memcpy(junk, feat, sizeof(float) * nf);
+  for (f = 0; f < nframes; f++)
+    for (i = 0; i < 16; i++) junk[f * LPCNET_SYNTH_NB_TOTAL_FEATURES + 20 + i] = (float)(100 * i - 777);
+  st = lpcnet_synth_create(m, 0, 5);
+  if (lpcnet_synth_run(st, junk, nframes, out2, NULL, NULL) != nframes * 160 ||
+      memcmp(out, out2, sizeof(int16_t) * 160 * (size_t)nframes)) {
+    fprintf(stderr, "end-to-end model read features 20..35\n");
+    fails++;
+  }
+  lpcnet_synth_destroy(st);
+  free(c), free(lpc), free(junk);
+  return fails;
+}
+
 /* Truncated and corrupted blobs must be rejected without crashing. */
 static int check_bad_blobs(const unsigned char *blob, long blen) {
   unsigned char *bad = malloc((size_t)blen);
@@ -234,7 +291,7 @@ int main(int argc, char **argv) {
   unsigned char *blob;
   float *feat;
   int16_t *out, *out2;
-  int sizes[4], fails = 0, repeat = argc > 3 ? atoi(argv[3]) : 1;
+  int sizes[5], fails = 0, repeat = argc > 3 ? atoi(argv[3]) : 1;
   char err[256];
   LPCNetSynthModel *m;
 
@@ -246,6 +303,7 @@ int main(int argc, char **argv) {
   feat = (float *)read_all(argv[2], &flen);
   if (!blob || !feat) {
     fprintf(stderr, "cannot read inputs\n");
+    free(blob), free(feat);
     return 2;
   }
   nframes = flen / (4 * LPCNET_SYNTH_NB_TOTAL_FEATURES);
@@ -261,11 +319,12 @@ int main(int argc, char **argv) {
     fails = profile(m, argc > 4 ? atoi(argv[4]) : 0, repeat, argc > 5 ? atoi(argv[5]) : 0, feat,
                     nframes, out);
   } else {
-    fails = check_options(m, sizes[3], feat, nframes, out, out2);
+    fails = check_options(m, sizes[3], sizes[4], feat, nframes, out, out2);
     fails += check_nonfinite(m, sizes[3], feat, nframes, out);
+    if (sizes[4]) fails += check_end2end(m, sizes[2], feat, nframes, out, out2);
     fails += check_bad_blobs(blob, blen);
-    printf("%s: %ld frames, GRU A %d, int8 %d, SIMD up to %d\n", fails ? "FAIL" : "ok", nframes,
-           sizes[0], sizes[3], lpcnet_synth_set_simd_level(LPCNET_SIMD_AUTO));
+    printf("%s: %ld frames, GRU A %d, int8 %d, end-to-end %d, SIMD up to %d\n", fails ? "FAIL" : "ok",
+           nframes, sizes[0], sizes[3], sizes[4], lpcnet_synth_set_simd_level(LPCNET_SIMD_AUTO));
   }
   lpcnet_synth_model_free(m);
   free(blob), free(feat), free(out), free(out2);
