@@ -130,12 +130,13 @@ def lpc_envelopes(lpcs: dict, n_fft: int = 2 * FRAME_SIZE) -> Figure:
     fig = Figure(figsize=(8, 3), layout="constrained")
     ax = fig.add_subplot()
     freqs = np.fft.rfftfreq(n_fft, 1 / SAMPLE_RATE)
-    for label, a in lpcs.items():
+    for i, (label, a) in enumerate(lpcs.items()):
         a = np.asarray(a, np.float64)
         if a.ndim != 1 or not np.isfinite(a).all():
             raise LpcnetError(f"lpc_envelopes: {label!r} has shape {a.shape}; expected finite (p,) LPCs")
         inverse = np.fft.rfft(np.concatenate([[1.0], a]), n_fft)
-        ax.plot(freqs, -20 * np.log10(np.abs(inverse)), label=label)
+        ax.plot(freqs, -20 * np.log10(np.abs(inverse)), ("-", "--", ":", "-.")[i % 4],
+                lw=2.5 if i == 0 else 1.5, label=label)          # dashes show curves that coincide
     ax.set(xlabel="frequency (Hz)", ylabel="dB", title="LPC envelopes 1/|A|^2 (gain-free)")
     ax.legend()
     return fig
