@@ -1,4 +1,4 @@
-"""Native feature extraction (lpcnet.features) against the spec and the NumPy reference."""
+"""Native feature extraction (lpcnet.features) against docs/features.md and the NumPy reference."""
 
 from __future__ import annotations
 
@@ -184,7 +184,7 @@ def test_data_bytes_are_consistent(slice_training_pair):
     hist = np.zeros(16, np.float32)               # s_hat[n-1], s_hat[n-2], ...
     sig_codes, pred_codes = np.empty(n, int), np.empty(n, int)
     for t in range(n):
-        a = feats[t // FRAME_SIZE, LPC]           # the CURRENT frame's LPC (spec G.1 fixed)
+        a = feats[t // FRAME_SIZE, LPC]           # the CURRENT frame's LPC (docs/features.md, deviation 1)
         p = np.float32(0)
         for j in range(16):
             p = np.float32(p - np.float32(a[j] * hist[j]))
@@ -220,7 +220,7 @@ def test_training_wraps_around_and_augments(train_s16):
     feats2, data2 = F.extract_training(pcm, seed=5, max_frames=total)
     np.testing.assert_array_equal(data, data2)
     _, data3 = F.extract_training(pcm, seed=6, max_frames=total)
-    # The first augmentation draw happens in the 2822nd frame (index 2821, spec B.2 step 4).
+    # The first augmentation draw happens in the 2822nd frame (index 2821, docs/features.md, Modes).
     start = 2821 * FRAME_SIZE
     assert not np.array_equal(data[start:], data3[start:])
     # Before the first draw: no excitation noise; after it, noise with noise_std > 0.

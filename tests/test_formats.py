@@ -1,4 +1,4 @@
-"""lpcnet.formats: µ-law against the spec's exact formula, round trips, every bad-file case."""
+"""lpcnet.formats: µ-law against the exact formula of docs/formats.md, round trips, every bad-file case."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from lpcnet import formats as F
 from lpcnet.errors import FormatError
 
 
-# --- µ-law (spec A.6) --------------------------------------------------------
+# --- µ-law (docs/formats.md) -------------------------------------------------
 def _lin2ulaw_scalar(x: float) -> int:
-    """Spec A.6 written out with the math module; Python's round() is half-to-even too."""
+    """docs/formats.md's µ-law formula with the math module; Python's round() is half-to-even too."""
     s = 255.0 / 32768.0
     sign = (x > 0) - (x < 0)
     u = 128 + round(sign * 128 * math.log(1 + s * abs(x)) / math.log(256))
@@ -29,8 +29,8 @@ def _ulaw2lin_scalar(u: int) -> float:
 def test_ulaw_exact_anchor_values():
     assert F.ulaw2lin(0) == pytest.approx(-32768.0, abs=1e-9)
     assert F.ulaw2lin(128) == 0.0
-    # The formula gives 128.5 * (256**(127/128) - 1) = 31373.3; spec A.6's prose example
-    # "~ +31 443" is a slip of the pen (see docs/formats.md); the formula is normative.
+    # The formula gives 128.5 * (256**(127/128) - 1) = 31373.3; the value "~ +31 443" sometimes
+    # quoted for it is a slip of the pen (see docs/formats.md, µ-law); the formula is normative.
     assert F.ulaw2lin(255) == pytest.approx(32768 / 255 * (256 ** (127 / 128) - 1), rel=1e-12)
     assert 31373 < F.ulaw2lin(255) < 31374
     assert F.lin2ulaw(0) == 128

@@ -1,4 +1,4 @@
-"""Training loader (spec C.7 / D.2): alignment, per-epoch shuffling, sharding, bad input."""
+"""Training loader (docs/training.md, Data): alignment, per-epoch shuffling, sharding, bad input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The LPCNet Keras model (spec C.2, C.5, C.8): names, shapes, size, tree, encoder/decoder, weights I/O."""
+"""The LPCNet Keras model (docs/model.md): names, shapes, size, tree, encoder/decoder, weights I/O."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from lpcnet.model import (  # noqa: E402
 
 TINY = ModelConfig(gru_a=16, gru_b=8)
 
-#: Weight shapes of spec C.2 at GRU A 384 / GRU B 16.
+#: Weight shapes of docs/model.md (Layers) at GRU A 384 / GRU B 16.
 FULL_SHAPES = {
     "embed_pitch": [(256, 64)],
     "feature_conv1": [(3, 84, 128), (128,)],
@@ -46,7 +46,7 @@ def test_full_size_names_shapes_and_parameter_count():
     model = build_lpcnet(ModelConfig()).model
     got = {layer.name: [tuple(v.shape) for v in layer.weights] for layer in model.layers if layer.weights}
     assert got == FULL_SHAPES
-    assert model.count_params() == 1_232_992            # ~1.233 M (spec C.2)
+    assert model.count_params() == 1_232_992            # ~1.233 M (docs/model.md)
     assert model.get_layer("gru_a").count_params() == 1_034_496
     gru_a = model.get_layer("gru_a")
     assert gru_a.cell.reset_after and gru_a.cell.recurrent_activation.__name__ == "sigmoid"
@@ -55,7 +55,7 @@ def test_full_size_names_shapes_and_parameter_count():
     assert type(gru_b.cell.kernel_constraint).__name__ == "WeightClip"
     assert type(gru_b.cell.recurrent_constraint).__name__ == "WeightClip"
     assert type(model.get_layer("embed_sig").embeddings_initializer).__name__ == "PCMInit"
-    # No fixed batch or sequence length (spec G.17 / G.19).
+    # No fixed batch or sequence length (the seed's models had one; docs/model.md).
     assert all(s is None for inp in model.inputs for s in inp.shape[:2])
 
 

@@ -169,7 +169,7 @@ def test_streaming_equals_whole_utterance(engines, heldout_features):
     parts = [st.frame(f) for f in feats] + [st.flush()]
     assert [len(p) for p in parts[:3]] == [0, 0, 160]
     assert np.array_equal(np.concatenate(parts), whole)
-    one = synth.NativeStream(model, seed=9).run(feats[:1])      # a one-frame file works (G.10)
+    one = synth.NativeStream(model, seed=9).run(feats[:1])      # one frame works (docs/synthesis.md)
     assert len(one) == 160
 
 
@@ -354,7 +354,7 @@ def test_copy_synthesis_heldout(tiny_checkpoint, synth_lib, tmp_path):
 
 @pytest.mark.parametrize("engine", ["native", "keras"])
 def test_output_aligned_with_frames(engines, heldout_features, engine):
-    """Sample t belongs to frame t // 160 (no dropped frame, no 17-sample shift: G.10, G.12)."""
+    """Sample t belongs to frame t // 160 (no dropped frame, no 17-sample shift: docs/synthesis.md)."""
     from lpcnet import synth
     from lpcnet.formats import LPC
 
