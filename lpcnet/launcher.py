@@ -34,9 +34,11 @@ PIN_ENV = "LPCNET_PIN_CORES"
 _RANK_PREFIX = re.compile(r"^\[(\d+)\]<(stdout|stderr)>:(.*)$")
 #: The kit's host-discovery script for elastic runs (reads LPCNET_HOSTS_FILE or HOSTS).
 DISCOVERY_SCRIPT = Path(__file__).resolve().parents[1] / "run_scripts" / "discover_hosts.sh"
-#: Horovod's background thread coordinates every HOROVOD_CYCLE_TIME ms, busy or not; with the
-#: default 1 ms it costs CPU that compute-bound ranks on shared cores miss (docs/benchmarks.md).
-CYCLE_TIME_MS = "10"
+#: Horovod's background thread coordinates every HOROVOD_CYCLE_TIME ms, busy or not: each step's
+#: allreduce waits for the next cycle (10 ms: +20 ms wall a step at np=2), and each cycle costs CPU
+#: (1 ms, the default: up to 10 % of a core on a shared machine); 2 ms measured best on an idle
+#: machine (docs/benchmarks.md#scaling).
+CYCLE_TIME_MS = "2"
 
 
 class Elastic(NamedTuple):

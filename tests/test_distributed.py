@@ -433,6 +433,9 @@ def test_scaling_bench_prints_the_overhead_line(tmp_path):
     assert [r["processes"] for r in res["rows"]] == [1, 2]
     assert all(0 < r["cpu_s_per_step_per_rank"] < 10 for r in res["rows"])   # measured on every rank
     assert "efficiency at np=2" in text
+    # The hardware ceiling: two independent single-process runs at once, relative to one alone.
+    assert 0.2 < res["ceiling"] < 1.5
+    assert f"hardware ceiling at np=2 (2 independent single-process runs at once): {res['ceiling']:.2f}" in text
 
 
 def test_scaling_rows_and_figure():

@@ -6,6 +6,11 @@ CPU time a rank spends per step (its process CPU time, all threads: the Horovod 
 thread, gloo, the collective's Python path), which other load on a shared machine disturbs
 far less than the wall time. The CPU times are recorded by this module's own training
 callback (``--callbacks-module lpcnet.bench.scaling``).
+
+It also measures the **hardware ceiling** of the larger world: the same single-process run
+started np times at once, independently (no Horovod). Their summed throughput over np x the
+single run's is what the machine itself allows for np compute-bound processes (shared caches,
+memory bandwidth, SMT siblings, turbo); the Horovod efficiency is also given relative to it.
 """
 
 from __future__ import annotations
@@ -70,9 +75,27 @@ def _cpu_per_step(cpu_dir: Path, world: int) -> float:
     return sum(per_rank) / len(per_rank) if per_rank else float("nan")
 
 
+def _independent_runs(n, features, data, tmp: Path, tag: str, gru_a, gru_b, batch, steps, threads,
+                      timeout) -> float:
+    """Summed sequences/s of ``n`` single-process runs started at once (no Horovod)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lpcnet import launcher
+
+    def one(k):
+        args = _train_args(features, data, tmp / f"{tag}_{k}", gru_a, gru_b, batch, steps)
+        with open(tmp / f"{tag}_{k}.log", "w") as log:
+            return launcher.launch(1, args, threads=threads, timeout=timeout, out=log, cwd=tmp / f"{tag}_{k}")
+
+    for k in range(n):
+        (tmp / f"{tag}_{k}").mkdir()
+    with ThreadPoolExecutor(n) as pool:
+        return sum(s["overall_stats"]["throughput_mean"] for s in pool.map(one, range(n)))
+
+
 def bench_scaling(*, gru_a: int = 64, gru_b: int = 16, batch: int = 8, steps: int = 20,
                   rounds: int = 1, nps=(1, 2), threads: int = 1, timeout: float = 900, features=None,
-                  data=None, out=None) -> dict:
+                  data=None, out=None, ceiling: bool = True) -> dict:
     """Horovod weak scaling on the CPU: sequences/s for each process count in ``nps``.
 
     Each run is ``lpcnet train`` on the real speech slice through
@@ -84,7 +107,8 @@ def bench_scaling(*, gru_a: int = 64, gru_b: int = 16, batch: int = 8, steps: in
     times and reports the round with the median efficiency (the others are in ``rounds``).
     Prints one JSON line per run, the efficiency (throughput / (np x throughput at the
     smallest np); 0.9 or more is the target) and the per-step overhead (wall and CPU, ms)
-    to ``out``.
+    to ``out``. ``ceiling``: also run the largest np as that many independent single-process
+    runs at once, each round (module docstring).
     """
     from lpcnet import launcher
     from lpcnet.bench.report import scaling_rows
@@ -113,8 +137,16 @@ def bench_scaling(*, gru_a: int = 64, gru_b: int = 16, batch: int = 8, steps: in
             for r in rows:
                 r["cpu_s_per_step_per_rank"] = _cpu_per_step(cpu_dir, r["processes"])
             by_world = sorted(summaries, key=lambda x: x["metadata"]["world_size"])
-            results.append({"rows": rows, "loss_per_step": {
-                r["processes"]: s["metadata"].get("loss_per_step", []) for r, s in zip(rows, by_world)}})
+            res = {"rows": rows, "loss_per_step": {
+                r["processes"]: s["metadata"].get("loss_per_step", []) for r, s in zip(rows, by_world)}}
+            if ceiling and len(rows) > 1:
+                n = rows[-1]["processes"]
+                together = _independent_runs(n, features, data, tmp, f"r{rnd}ind{n}", gru_a, gru_b, batch,
+                                             steps, threads, timeout)
+                res["ceiling"] = together / (n * rows[0]["seq_per_s"] / rows[0]["processes"])
+                print(json.dumps({"benchmark": "scaling", "round": rnd, "independent_processes": n,
+                                  "throughput_sum": together}), file=out, flush=True)
+            results.append(res)
     effs = [r["rows"][-1]["efficiency"] if r["rows"] else float("nan") for r in results]
     pick = sorted(range(len(effs)), key=lambda i: effs[i])[len(effs) // 2]
     rows = results[pick]["rows"]
@@ -125,7 +157,9 @@ def bench_scaling(*, gru_a: int = 64, gru_b: int = 16, batch: int = 8, steps: in
               "steps": steps, "threads_per_rank": threads, "cpu": cpu_name(), "rows": rows,
               "efficiency": last["efficiency"], "overhead_ms_per_step": overhead_ms,
               "cpu_overhead_ms_per_step": cpu_overhead_ms,
-              "rounds": [{"efficiency": e, "rows": r["rows"]} for e, r in zip(effs, results)],
+              "ceiling": results[pick].get("ceiling"),
+              "rounds": [{"efficiency": e, "rows": r["rows"], "ceiling": r.get("ceiling")}
+                         for e, r in zip(effs, results)],
               "loss_per_step": results[pick]["loss_per_step"]}
     print(f"scaling: GRU A {gru_a} / GRU B {gru_b}, batch {batch} per rank, {steps} steps, "
           f"{threads} intra-op thread(s) per rank, {result['cpu']}"
@@ -138,6 +172,12 @@ def bench_scaling(*, gru_a: int = 64, gru_b: int = 16, batch: int = 8, steps: in
         print(f"  efficiency of each round: {', '.join(f'{e:.2f}' for e in effs)}", file=out)
     print(f"  per-step overhead at np={last['processes']}: {overhead_ms:+.0f} ms wall, "
           f"{cpu_overhead_ms:+.1f} ms CPU per rank", file=out)
+    if result["ceiling"]:
+        each = ", ".join(f"{r['ceiling']:.2f}" for r in results if r.get("ceiling"))
+        print(f"  hardware ceiling at np={last['processes']} ({last['processes']} independent "
+              f"single-process runs at once): {result['ceiling']:.2f} of linear"
+              + (f" (each round: {each})" if len(results) > 1 else "")
+              + f"; Horovod reaches {result['efficiency'] / result['ceiling']:.2f} of it", file=out)
     print(f"  efficiency at np={last['processes']}: {result['efficiency']:.2f} of linear "
           f"(target >= 0.90)", file=out, flush=True)
     return result
