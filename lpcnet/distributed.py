@@ -145,6 +145,22 @@ def _weighted(tensors):
     return [t * tf.cast(_share_scale, t.dtype) for t in tensors]
 
 
+def _flat_average(tensors, name: str) -> list:
+    """Average same-dtype tensors across ranks as ONE flat tensor (one Horovod op, one message).
+
+    A ``grouped_allreduce`` of N tensors is N ops that Horovod's background thread negotiates
+    and copies into and out of its fusion buffer each step; concatenating them first leaves one
+    op (docs/benchmarks.md#scaling: the per-step CPU overhead of np=2).
+    """
+    import tensorflow as tf
+
+    shapes = [tf.shape(t) for t in tensors]
+    sizes = [tf.size(t) for t in tensors]
+    flat = _hvd.allreduce(tf.concat([tf.reshape(t, [-1]) for t in tensors], 0), op=_hvd.Average,
+                          name=name)
+    return [tf.reshape(part, shape) for part, shape in zip(tf.split(flat, sizes), shapes)]
+
+
 def allreduce_gradients(grads):
     """Average a list of gradient tensors across ranks (identity on one process).
 
@@ -173,7 +189,7 @@ def reduce_step(grads, logs: dict) -> tuple:
 
     ``LPCNetModel.step_reducer``: one collective per train step (one negotiation cycle of
     Horovod's background thread and one wait for the slowest rank) instead of one for the
-    gradients and one for the metrics. Same results as :func:`allreduce_gradients` and
+    gradients and one for the metrics, on one flat tensor (:func:`_flat_average`). Same results as :func:`allreduce_gradients` and
     :func:`average_logs`. Falls back to the two when the dtypes differ.
     """
     if not _hvd or (_hvd.size() == 1 and not _elastic()):
@@ -187,7 +203,7 @@ def reduce_step(grads, logs: dict) -> tuple:
     if len({t.dtype for t in dense} | {tf.float32}) > 1:
         return allreduce_gradients(grads), average_logs(logs)
     vals = [tf.cast(tf.convert_to_tensor(logs[k]), tf.float32) for k in keys]
-    reduced = _hvd.grouped_allreduce(_weighted(dense + vals), op=_hvd.Average, name="lpcnet_step")
+    reduced = _flat_average(_weighted(dense + vals), name="lpcnet_step")
     out = list(grads)
     for i, r in zip(idx, reduced):
         out[i] = r
