@@ -19,6 +19,8 @@ import numpy as np
 from lpcnet.config import DECAY, LR, ModelConfig
 from lpcnet.errors import LpcnetError
 from lpcnet.formats import LPC_ORDER
+# Imported for its registrations: .keras checkpoints of the end-to-end model name its layers and loss.
+from lpcnet import end2end as _end2end  # noqa: F401,E402
 from lpcnet.layers import (FastGaussianNoise, FusedGRU, MDense, PCMInit, QuantRegularizer, RepeatFrames,
                            TreeToPdf, WeightClip)
 

@@ -370,6 +370,33 @@ def plot_time_to_quality(rows: list[dict], metrics=("stoi", "pesq_wb", "gpe_pct"
     return fig
 
 
+def plot_runs_quality(runs: dict, metrics=("stoi", "pesq_wb", "gpe_pct", "dnsmos_ovrl"),
+                      max_step: int | None = None):
+    """Mean quality of several runs against training steps -> Figure, one panel per metric.
+
+    ``runs``: ``{label: rows}`` (rows of :func:`load_rows`, e.g. a standard and an end-to-end
+    run scored on the same files); ``max_step``: leave out later evaluations (compare the
+    runs over the steps they share).
+    """
+    from matplotlib.figure import Figure
+
+    from lpcnet.quality import METRICS
+
+    if not runs or not all(runs.values()):
+        raise LpcnetError("plot_runs_quality needs at least one run with quality rows")
+    metrics = [m for m in metrics if any(m in r for rows in runs.values() for r in rows)]
+    fig = Figure(figsize=(4.2 * len(metrics), 3.2), layout="constrained")
+    for i, m in enumerate(metrics):
+        ax = fig.add_subplot(1, len(metrics), i + 1)
+        for (label, rows), style in zip(runs.items(), ("k-o", "C3-s", "C0-^", "C2-d")):
+            h = [p for p in history(rows) if m in p and (max_step is None or p["step"] <= max_step)]
+            ax.plot([p["step"] for p in h], [p[m] for p in h], style, lw=1.5, ms=3, label=label)
+        ax.set(xlabel="training steps", title=f"{m} ({'higher' if METRICS[m] else 'lower'} is better)")
+        ax.grid(alpha=0.3)
+    fig.axes[0].legend(fontsize=8)
+    return fig
+
+
 def loss_curve(tensorboard_dir) -> list[dict]:
     """``[{"step", "loss", "sequences_per_s"}]`` from a run's TensorBoard batch scalars, sorted by step."""
     import tensorflow as tf

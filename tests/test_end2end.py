@@ -595,6 +595,14 @@ def test_end2end_checkpoint_exports_and_synthesises_from_the_command_line(e2e_ru
         y, rate = sf.read(str(out), dtype="int16")
         assert rate == 16000 and abs(len(y) - ref_len) <= 2 * FRAME_SIZE, (name, len(y), ref_len)
         assert np.abs(y.astype(np.int32)).max() > 100, name
+    # A fresh process (nothing of lpcnet.end2end imported before) reads the .keras checkpoint.
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", "import sys; from lpcnet.model import read_checkpoint_weights, "
+                        "is_end2end; sys.exit(0 if is_end2end(read_checkpoint_weights(sys.argv[1])) else 3)",
+                        str(ckpt)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-500:]
     # The .h5 of the same weights synthesises too (the variant read from its rc2lpc group).
     out = tmp_path / "h5.wav"
     assert cli.main(["synth", "--checkpoint", str(d / "e2e.h5"), "--audio", str(heldout_wav),

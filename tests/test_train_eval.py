@@ -139,3 +139,21 @@ def test_train_refuses_missing_eval_audio(slice_training_pair, tmp_path):
                        progress=False, eval_audio=(str(tmp_path / "nope.wav"),))
     with pytest.raises(Exception, match="nope.wav"):
         train(ModelConfig(gru_a=16, gru_b=8), tcfg)
+
+
+def test_plot_runs_quality_on_the_carried_demo_curve():
+    """Two runs' means against steps (the carried demo-model v2 curve, and the same rows cut at
+    step 2000 as a second run): one line each, cut at max_step."""
+    rows = TE.load_rows(ROOT / "models" / "demo" / "training")
+    early = [r for r in rows if r["step"] <= 2000]
+    fig = TE.plot_runs_quality({"standard": rows, "early": early}, metrics=("stoi", "pesq_wb"),
+                               max_step=3000)
+    assert len(fig.axes) == 2
+    lines = fig.axes[0].get_lines()
+    assert [ln.get_label() for ln in lines] == ["standard", "early"]
+    steps = sorted({r["step"] for r in rows if r["step"] <= 3000})
+    assert list(lines[0].get_xdata()) == steps
+    assert list(lines[1].get_xdata()) == [s for s in steps if s <= 2000]
+    np.testing.assert_allclose(lines[0].get_ydata(), [h["stoi"] for h in TE.history(rows) if h["step"] <= 3000])
+    with pytest.raises(Exception, match="at least one run"):
+        TE.plot_runs_quality({"empty": []})
