@@ -414,6 +414,169 @@ def loss_curve(tensorboard_dir) -> list[dict]:
     return [{"step": k, **by_step[k]} for k in sorted(by_step)]
 
 
+# --- per-voice table of a finished model (docs/demo-model.md) ---------------------------------
+#: Targets of a vocoder that works on unseen voices, per voice: ``{key: (direction, bound)}``;
+#: ``dnsmos_diff`` = the synthesis's DNSMOS OVRL minus the recording's own (at most 0.3 below).
+VOICE_TARGETS = {"gpe_pct": ("<=", 5.0), "stoi": (">=", 0.90), "pesq_wb": (">=", 2.0),
+                 "dnsmos_diff": (">=", -0.3)}
+#: Metrics averaged per voice in :func:`voice_table`.
+VOICE_METRICS = ("gpe_pct", "stoi", "pesq_wb", "dnsmos_ovrl", "f0_rmse_cents")
+#: Row ``set`` values, in table order, and their headings.
+VOICE_SETS = {"heldout": "Training voices, held-out prompts", "unseen": "Unseen voices"}
+
+
+def reference_dnsmos(files) -> dict:
+    """``{utterance: DNSMOS OVRL (1..5)}`` of the recordings themselves (same 30 s segments as
+    :func:`lpcnet.quality.score_pair`, weighted by length)."""
+    from lpcnet.audio import load_speech
+    from lpcnet.quality import SEGMENT_S, dnsmos, segments
+
+    out = {}
+    for f in files:
+        x, _ = load_speech(f)
+        cuts = segments(len(x), seconds=SEGMENT_S)
+        out[Path(f).stem] = float(sum((b - a) / len(x) * dnsmos(x[a:b])["dnsmos_ovrl"] for a, b in cuts))
+    return out
+
+
+def score_voice_sets(blob_path, sets: dict, *, use_dnsmos: bool = True, audio_dir=None,
+                     **synth_options) -> list[dict]:
+    """Score a blob on ``{set name: files}`` (:func:`score_blob`, step 0); rows gain ``set``.
+
+    With ``audio_dir`` the synthesised speech goes to ``<audio_dir>/<set>/<utterance>.wav``.
+    """
+    rows = []
+    for name, files in sets.items():
+        sub = None if audio_dir is None else Path(audio_dir) / name
+        if sub is not None:
+            sub.mkdir(parents=True, exist_ok=True)
+        for r in score_blob(blob_path, files, step=0, sequences=0, audio_dir=sub,
+                            use_dnsmos=use_dnsmos, **synth_options):
+            rows.append({"set": name, **r})
+    return rows
+
+
+def _finite_mean(values) -> float | None:
+    vals = [v for v in values if isinstance(v, (int, float)) and np.isfinite(v)]
+    return float(np.mean(vals)) if vals else None
+
+
+def voice_table(rows: list[dict], reference_dnsmos: dict | None = None, unseen_groups=()) -> list[dict]:
+    """Rows of one model's scoring -> one dict per voice, each target marked met or not.
+
+    A row belongs to set ``row["set"]`` when it has one, else ``"unseen"`` for a group in
+    ``unseen_groups`` and ``"heldout"`` otherwise; voice = ``row["group"]``. Per voice:
+    ``set``, ``voice``, ``utterances``, ``scored`` (rows without ``error``), the mean of each of
+    :data:`VOICE_METRICS` over the scored rows with a finite value (None if none: e.g. GPE of
+    a voice with no frame voiced in both), ``dnsmos_ref`` (mean of ``reference_dnsmos``
+    ``{utterance: OVRL}`` over the voice's scored utterances) and ``dnsmos_diff`` (synthesis
+    minus reference), ``met`` ``{target key: bool}`` (:data:`VOICE_TARGETS`; a missing value
+    is not met) and ``all_met``. Order: held-out voices, then unseen, each as first seen.
+    Refuses rows of several evaluations (steps).
+    """
+    if not rows:
+        raise LpcnetError("voice_table: no scored rows")
+    steps = sorted({r.get("step") for r in rows}, key=str)
+    if len(steps) > 1:
+        raise LpcnetError(f"voice_table: rows of {len(steps)} evaluations (steps {steps[:5]}); "
+                          "pass the rows of one model")
+    unseen_groups = set(unseen_groups)
+
+    def set_of(r):
+        return r.get("set") or ("unseen" if r["group"] in unseen_groups else "heldout")
+
+    keys = list(dict.fromkeys((set_of(r), r["group"]) for r in rows))
+    keys.sort(key=lambda k: list(VOICE_SETS).index(k[0]) if k[0] in VOICE_SETS else len(VOICE_SETS))
+    table = []
+    for set_name, voice in keys:
+        mine = [r for r in rows if set_of(r) == set_name and r["group"] == voice]
+        ok = [r for r in mine if "error" not in r]
+        entry = {"set": set_name, "voice": voice, "utterances": len(mine), "scored": len(ok)}
+        for m in VOICE_METRICS:
+            entry[m] = _finite_mean(r.get(m) for r in ok)
+        ref = None
+        if reference_dnsmos is not None:
+            ref = _finite_mean(reference_dnsmos.get(r["utterance"]) for r in ok)
+        entry["dnsmos_ref"] = ref
+        entry["dnsmos_diff"] = (None if ref is None or entry["dnsmos_ovrl"] is None
+                                else entry["dnsmos_ovrl"] - ref)
+        entry["met"] = {}
+        for key, (op, bound) in VOICE_TARGETS.items():
+            v = entry[key]
+            entry["met"][key] = v is not None and (v <= bound if op == "<=" else v >= bound)
+        entry["all_met"] = all(entry["met"].values())
+        table.append(entry)
+    return table
+
+
+def format_voice_table(table: list[dict]) -> str:
+    """Markdown of :func:`voice_table`: one table per set under its heading; each target
+    value marked ✓ (met) or ✗ (not met), a missing value shown as –."""
+
+    def cell(entry, key, fmt):
+        v = entry[key]
+        text = "–" if v is None else format(v, fmt)
+        if key in VOICE_TARGETS:
+            text += " ✓" if entry["met"][key] else " ✗"
+        return text
+
+    head = ("| voice | utterances | GPE % (≤ 5) | STOI (≥ 0.90) | PESQ-WB (≥ 2.0) | DNSMOS OVRL "
+            "| recording's DNSMOS OVRL | difference (≥ −0.3) | f0 RMSE cents | targets |")
+    out = []
+    for set_name in list(dict.fromkeys(e["set"] for e in table)):
+        mine = [e for e in table if e["set"] == set_name]
+        out += [f"**{VOICE_SETS.get(set_name, set_name)}** "
+                f"({sum(e['all_met'] for e in mine)} of {len(mine)} voices meet every target)", "",
+                head, "|" + " --- |" * 10]
+        for e in mine:
+            missed = [k for k, ok in e["met"].items() if not ok]
+            n = str(e["utterances"])
+            if e["scored"] != e["utterances"]:
+                n += f" ({e['scored']} scored)"
+            out.append(f"| {e['voice']} | {n} | {cell(e, 'gpe_pct', '.1f')} | {cell(e, 'stoi', '.3f')} "
+                       f"| {cell(e, 'pesq_wb', '.2f')} | {cell(e, 'dnsmos_ovrl', '.2f')} "
+                       f"| {cell(e, 'dnsmos_ref', '.2f')} | {cell(e, 'dnsmos_diff', '+.2f')} "
+                       f"| {cell(e, 'f0_rmse_cents', '.0f')} "
+                       f"| {'all met' if not missed else 'not met: ' + ', '.join(missed)} |")
+        out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _cmd_voice_table(args) -> int:
+    sets = {"heldout": eval_files(args.heldout)}
+    if args.unseen:
+        sets["unseen"] = eval_files(args.unseen)
+    files = [f for fs in sets.values() for f in fs]
+    names = [f.stem for f in files]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise LpcnetError(f"--heldout/--unseen: utterance names must be unique, repeated: {dup[:5]}")
+    t0 = time.perf_counter()
+    rows = score_voice_sets(args.blob, sets, use_dnsmos=not args.no_dnsmos, audio_dir=args.audio_dir,
+                            int8=args.int8)
+    refs = None if args.no_dnsmos else reference_dnsmos(files)
+    table = voice_table(rows, refs)
+    text = format_voice_table(table)
+    doc = {"blob": str(args.blob), "int8": args.int8, "targets": VOICE_TARGETS,
+           "scoring_s": round(time.perf_counter() - t0, 1), "voices": table,
+           "reference_dnsmos": refs, "rows": rows}
+    with atomic_output(args.json, "w") as f:
+        json.dump(doc, f, indent=1)
+    if args.markdown:
+        with atomic_output(args.markdown, "w") as f:
+            f.write(text)
+    print(text, end="")
+    return 0
+
+
+def _cmd_seed_h5(args) -> int:
+    from lpcnet.model import read_checkpoint_weights, write_seed_h5
+
+    write_seed_h5(read_checkpoint_weights(args.checkpoint), args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
 def _cmd_score(args) -> int:
     model_dir = Path(args.model_dir)
     configs = sorted(model_dir.glob("*_config.json"))
@@ -443,7 +606,8 @@ def _cmd_loss_curve(args) -> int:
 
 
 def main(argv=None) -> int:
-    """``python -m lpcnet.train_eval score RUN_DIR --eval-audio WAV...`` | ``loss-curve TB_DIR OUT.csv``."""
+    """``python -m lpcnet.train_eval score RUN_DIR --eval-audio WAV...`` | ``loss-curve TB_DIR OUT.csv``
+    | ``voice-table BLOB --heldout DIR --unseen DIR --json OUT`` | ``seed-h5 CHECKPOINT OUT.h5``."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m lpcnet.train_eval",
@@ -458,9 +622,23 @@ def main(argv=None) -> int:
     lc = sub.add_parser("loss-curve", help="the training loss per logged step, as CSV")
     lc.add_argument("tensorboard_dir")
     lc.add_argument("output")
+    vt = sub.add_parser("voice-table", help="score a weight blob per voice (held-out prompts of "
+                        "the training voices, unseen voices): JSON and a markdown table")
+    vt.add_argument("blob", help="native weight blob (lpcnet export)")
+    vt.add_argument("--heldout", nargs="+", required=True, help="training voices' held-out wavs or folders")
+    vt.add_argument("--unseen", nargs="+", default=[], help="unseen voices' wavs or folders")
+    vt.add_argument("--json", required=True, help="rows, per-voice table and reference DNSMOS")
+    vt.add_argument("--markdown", help="also write the markdown table here")
+    vt.add_argument("--audio-dir", help="write the synthesised speech here (<set>/<utterance>.wav)")
+    vt.add_argument("--int8", action="store_true", help="int8 synthesis (blob exported with --int8)")
+    vt.add_argument("--no-dnsmos", action="store_true")
+    sh = sub.add_parser("seed-h5", help="checkpoint (.keras or .h5) -> seed-style .h5 weights")
+    sh.add_argument("checkpoint")
+    sh.add_argument("output")
     args = ap.parse_args(argv)
     try:
-        return {"score": _cmd_score, "loss-curve": _cmd_loss_curve}[args.cmd](args)
+        return {"score": _cmd_score, "loss-curve": _cmd_loss_curve, "voice-table": _cmd_voice_table,
+                "seed-h5": _cmd_seed_h5}[args.cmd](args)
     except LpcnetError as exc:
         print(f"error: {exc}", file=__import__("sys").stderr)
         return 1
