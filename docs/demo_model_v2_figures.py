@@ -1,7 +1,7 @@
 """Time-to-quality figure and table of demo model v2 (docs/demo-model.md).
 
 Usage: python docs/demo_model_v2_figures.py [QUALITY_JSONL]
-  (default models/demo/training/quality.jsonl, carried by run_scripts/carry_demo_training.sh)
+  (default models/training_demo_v2/quality.jsonl, carried by run_scripts/carry_demo_training.sh)
 Writes docs/demo_model_v2_quality.png and prints the markdown table of the doc.
 """
 
@@ -33,4 +33,4 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "models" / "demo" / "training" / "quality.jsonl"))
+    main(sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "models" / "training_demo_v2" / "quality.jsonl"))

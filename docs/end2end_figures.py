@@ -1,8 +1,8 @@
 """Standard vs end-to-end LPCNet on the demo data: figure and table of docs/training.md.
 
 Usage: python docs/end2end_figures.py [STANDARD_QUALITY_JSONL E2E_QUALITY_JSONL]
-  (default: models/demo/training/quality.jsonl, the demo model v2 run, and
-  models/demo/training/end2end/quality.jsonl, the end-to-end run of the same size, flags and
+  (default: models/training_demo_v2/quality.jsonl, the demo model v2 run, and
+  models/training_demo_v2/end2end/quality.jsonl, the end-to-end run of the same size, flags and
   speech; both carried by run_scripts/carry_demo_training.sh)
 Writes docs/end2end_quality.png (both runs over the steps they share) and prints the
 markdown table of the doc (means over the same held-out files at each shared step).
@@ -15,7 +15,7 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
-CARRIED = ROOT / "models" / "demo" / "training"
+CARRIED = ROOT / "models" / "training_demo_v2"
 
 
 def main(standard: str, e2e: str) -> None:

@@ -23,7 +23,7 @@ SLICE_DIR = Path(os.environ.get("LPCNET_SLICE_DIR", ROOT / "data" / "slice"))
 ASTERISK_EN = Path(os.environ.get("LPCNET_ASTERISK_DIR", "/usr/share/asterisk/sounds")) / "en_US_f_Allison"
 HELDOUT_WAV = SLICE_DIR / "arctic_a0007.wav"
 SLICE_TRAIN_WAV = SLICE_DIR / "arctic_a0009.wav"
-#: The kit's demo model (docs/demo-model.md): GRU A 256 trained for hours on the Asterisk
+#: The kit's demo model (docs/demo-model.md): GRU A 256 trained for hours on five voices of the Asterisk
 #: prompts. Seed-style weights (for --checkpoint / --finetune) and its native blob (int8 too).
 DEMO_MODEL_DIR = ROOT / "models" / "demo"
 DEMO_CHECKPOINT = DEMO_MODEL_DIR / "lpcnet_demo_256.h5"

@@ -6,13 +6,13 @@
 # Usage: run_scripts/train_demo_model.sh [WORK_DIR [extra `lpcnet train` flags...]]
 #   WORK_DIR default $OUTPUT_DIR/demo_model_v2. Stop it any time (Ctrl-C): the last finished
 #   epoch (500 steps) is kept, and re-running the script continues the run (--resume). The run in
-#   progress is carried in models/demo/training/ (its newest checkpoint and quality curve): a fresh
+#   progress is carried in models/training_demo_v2/ (its newest checkpoint and quality curve): a fresh
 #   WORK_DIR starts from there, so the recipe continues across machines and sessions.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/env.sh"
 WORK="${1:-$OUTPUT_DIR/demo_model_v2}"
-CARRIED="$ROOT/models/demo/training"
+CARRIED="$ROOT/models/training_demo_v2"
 "$ROOT/run_scripts/prepare_multispeaker.sh" "$WORK"
 cd "$WORK"
 mkdir -p run

@@ -144,7 +144,7 @@ def test_train_refuses_missing_eval_audio(slice_training_pair, tmp_path):
 def test_plot_runs_quality_on_the_carried_demo_curve():
     """Two runs' means against steps (the carried demo-model v2 curve, and the same rows cut at
     step 2000 as a second run): one line each, cut at max_step."""
-    rows = TE.load_rows(ROOT / "models" / "demo" / "training")
+    rows = TE.load_rows(ROOT / "models" / "training_demo_v2")
     early = [r for r in rows if r["step"] <= 2000]
     fig = TE.plot_runs_quality({"standard": rows, "early": early}, metrics=("stoi", "pesq_wb"),
                                max_step=3000)

@@ -13,7 +13,7 @@ import pytest
 from lpcnet import train_eval as TE
 
 ROOT = Path(__file__).resolve().parents[1]
-CARRIED = ROOT / "models" / "demo" / "training"
+CARRIED = ROOT / "models" / "training_demo_v2"
 DEMO_BLOB = ROOT / "models" / "demo" / "lpcnet_demo_256.bin"
 UNSEEN = {"arctic_a0007", "arctic_a0009", "psx_an4", "psx_cards"}
 
@@ -112,10 +112,12 @@ def test_voice_table_cli_scores_a_real_blob(slice_dir, tmp_path, capsys):
     assert doc["int8"] and doc["reference_dnsmos"] is None
     assert (tmp_path / "vt.md").read_text() == printed
     assert (tmp_path / "audio" / "unseen" / "arctic_a0007.wav").is_file()
-    # the female voice keeps its pitch, the male one (never heard by v1) does not (docs/demo-model.md)
+    # Real speech out (docs/demo-model.md: int8, seed 0, a0009 STOI 0.79 GPE 0 %, a0007 STOI 0.88
+    # GPE 6 %), and each mark is the target applied to the value shown.
     a9, a7 = doc["voices"]
-    assert a9["stoi"] > 0.8 and a9["met"]["gpe_pct"]
-    assert a7["gpe_pct"] > 20 and not a7["met"]["gpe_pct"]
+    assert a9["stoi"] > 0.7 and a7["stoi"] > 0.7 and a9["gpe_pct"] <= 5
+    for v in (a9, a7):
+        assert v["met"]["gpe_pct"] == (v["gpe_pct"] <= 5) and v["met"]["stoi"] == (v["stoi"] >= 0.90)
     assert TE.main(["voice-table", str(DEMO_BLOB), "--heldout", str(tmp_path / "nothing"),
                     "--json", str(out)]) == 1
     assert "nothing: no such file or folder" in capsys.readouterr().err
