@@ -293,14 +293,24 @@ def dnsmos_status() -> tuple[bool, str]:
 
 
 def dnsmos(x, rate: int = SAMPLE_RATE) -> dict:
-    """Non-intrusive DNSMOS of ``(samples,)`` speech -> ``dnsmos_{ovrl,sig,bak,p808}`` (1..5)."""
+    """Non-intrusive DNSMOS of ``(samples,)`` speech -> ``dnsmos_{ovrl,sig,bak,p808}`` (1..5).
+
+    Speech longer than 1.5 ``SEGMENT_S`` is scored per segment (:func:`segments`) and the
+    scores averaged, weighted by length (module docstring, long pairs).
+    """
     ok, reason = dnsmos_status()
     if not ok:
         raise LpcnetError(reason)
     from speechmos import dnsmos as _dnsmos
 
-    r = _dnsmos.run(np.clip(np.asarray(x, np.float32), -1.0, 1.0), rate)
-    return {f"dnsmos_{k.split('_')[0]}": float(r[k]) for k in ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos")}
+    x = np.clip(np.asarray(x, np.float32), -1.0, 1.0)
+    keys = ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos")
+    out = dict.fromkeys((f"dnsmos_{k.split('_')[0]}" for k in keys), 0.0)
+    for a, b in segments(len(x), rate):
+        r = _dnsmos.run(x[a:b], rate)
+        for k in keys:
+            out[f"dnsmos_{k.split('_')[0]}"] += (b - a) / len(x) * float(r[k])
+    return out
 
 
 def score_pair(reference, synthesis, rate: int = SAMPLE_RATE, synth_rate: int | None = None,
@@ -316,21 +326,20 @@ def score_pair(reference, synthesis, rate: int = SAMPLE_RATE, synth_rate: int | 
     ref, syn = load_pair(reference, synthesis, rate, synth_rate)
     check_lengths(ref, syn, max_length_diff_ms)
     ref, syn, info = align(ref, syn, SAMPLE_RATE, max_lag_ms, min_envelope_corr)
-    with_dnsmos = use_dnsmos and dnsmos_status()[0]
     means: dict[str, float] = {}
     counts = np.zeros(5)
-    cuts = segments(len(ref), seconds=SEGMENT_S)
+    cuts = segments(len(ref))
     for a, b in cuts:
         r, y, w = ref[a:b], syn[a:b], (b - a) / len(ref)
         part = {"pesq_wb": pesq_wb(r, y), "stoi": stoi(r, y), "lsd_db": log_spectral_distance(r, y)}
-        if with_dnsmos:
-            part.update(dnsmos(y))
         for k, v in part.items():
             means[k] = means.get(k, 0.0) + w * v
         counts += pitch_counts(r, y)
     out = dict(info)
     out.update(means)
     out.update(pitch_errors_from_counts(counts))
+    if use_dnsmos and dnsmos_status()[0]:
+        out.update(dnsmos(syn))              # the same segments, weighted alike
     out["segments"] = len(cuts)
     return out
 

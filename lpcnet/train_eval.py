@@ -99,17 +99,18 @@ def score_blob(blob_path, files, *, step: int, sequences: int, epoch: int | None
     return rows
 
 
+def _finite_mean(values) -> float | None:
+    """Mean of the finite numbers among ``values``, or None when there are none."""
+    vals = [v for v in values if isinstance(v, (int, float)) and np.isfinite(v)]
+    return float(np.mean(vals)) if vals else None
+
+
 def summarize(rows: list[dict]) -> dict:
     """Rows of one evaluation -> ``{"all": {metric: mean}, group: {metric: mean}, ...}``."""
     out = {}
     for name, mine in [("all", rows)] + [(g, [r for r in rows if r["group"] == g])
                                          for g in dict.fromkeys(r["group"] for r in rows)]:
-        means = {}
-        for m in TRACKED:
-            vals = [r[m] for r in mine if isinstance(r.get(m), float) and np.isfinite(r[m])]
-            if vals:
-                means[m] = float(np.mean(vals))
-        out[name] = means
+        out[name] = {m: v for m in TRACKED if (v := _finite_mean(r.get(m) for r in mine)) is not None}
     return out
 
 
@@ -426,17 +427,12 @@ VOICE_SETS = {"heldout": "Training voices, held-out prompts", "unseen": "Unseen 
 
 
 def reference_dnsmos(files) -> dict:
-    """``{utterance: DNSMOS OVRL (1..5)}`` of the recordings themselves (same 30 s segments as
-    :func:`lpcnet.quality.score_pair`, weighted by length)."""
+    """``{utterance: DNSMOS OVRL (1..5)}`` of the recordings themselves (scored as
+    :func:`lpcnet.quality.score_pair` scores a synthesis)."""
     from lpcnet.audio import load_speech
-    from lpcnet.quality import SEGMENT_S, dnsmos, segments
+    from lpcnet.quality import dnsmos
 
-    out = {}
-    for f in files:
-        x, _ = load_speech(f)
-        cuts = segments(len(x), seconds=SEGMENT_S)
-        out[Path(f).stem] = float(sum((b - a) / len(x) * dnsmos(x[a:b])["dnsmos_ovrl"] for a, b in cuts))
-    return out
+    return {Path(f).stem: dnsmos(load_speech(f)[0])["dnsmos_ovrl"] for f in files}
 
 
 def score_voice_sets(blob_path, sets: dict, *, use_dnsmos: bool = True, audio_dir=None,
@@ -454,11 +450,6 @@ def score_voice_sets(blob_path, sets: dict, *, use_dnsmos: bool = True, audio_di
                             use_dnsmos=use_dnsmos, **synth_options):
             rows.append({"set": name, **r})
     return rows
-
-
-def _finite_mean(values) -> float | None:
-    vals = [v for v in values if isinstance(v, (int, float)) and np.isfinite(v)]
-    return float(np.mean(vals)) if vals else None
 
 
 def voice_table(rows: list[dict], reference_dnsmos: dict | None = None, unseen_groups=()) -> list[dict]:
@@ -492,8 +483,9 @@ def voice_table(rows: list[dict], reference_dnsmos: dict | None = None, unseen_g
         mine = [r for r in rows if set_of(r) == set_name and r["group"] == voice]
         ok = [r for r in mine if "error" not in r]
         entry = {"set": set_name, "voice": voice, "utterances": len(mine), "scored": len(ok)}
+        means = summarize(ok)["all"]
         for m in VOICE_METRICS:
-            entry[m] = _finite_mean(r.get(m) for r in ok)
+            entry[m] = means.get(m)
         ref = None
         if reference_dnsmos is not None:
             ref = _finite_mean(reference_dnsmos.get(r["utterance"]) for r in ok)

@@ -199,3 +199,25 @@ def test_long_pairs_are_scored_in_segments_with_bounded_memory(heldout_wav):
     expect = sum((b - a) * Q.stoi(r[a:b], y[a:b]) for a, b in halves) / len(r)
     assert s["stoi"] == pytest.approx(expect, abs=1e-9)
     assert abs(s["pesq_wb"] - Q.score_pair(ref, syn, use_dnsmos=False)["pesq_wb"]) < 0.5
+
+
+def test_dnsmos_of_long_speech_is_the_length_weighted_mean_of_its_segments(heldout_wav):
+    """The recordings' DNSMOS (train_eval.reference_dnsmos) and a synthesis's (score_pair) are
+    both quality.dnsmos: per segment of a long signal, weighted by length; one call when short."""
+    if not Q.dnsmos_status()[0]:
+        pytest.skip(Q.dnsmos_status()[1])
+    from speechmos import dnsmos as _dnsmos
+
+    x = np.resize(load_speech(heldout_wav)[0].astype(np.float64), int(16000 * 4.4))
+    short = Q.dnsmos(x[:32000])
+    assert short["dnsmos_ovrl"] == pytest.approx(float(_dnsmos.run(x[:32000].astype(np.float32), 16000)["ovrl_mos"]))
+    old = Q.SEGMENT_S
+    try:
+        Q.SEGMENT_S = 2.2
+        long = Q.dnsmos(x)
+    finally:
+        Q.SEGMENT_S = old
+    halves = [(0, 35200), (35200, len(x))]
+    expect = sum((b - a) / len(x) * float(_dnsmos.run(x[a:b].astype(np.float32), 16000)["ovrl_mos"])
+                 for a, b in halves)
+    assert long["dnsmos_ovrl"] == pytest.approx(expect, rel=1e-6)

@@ -382,6 +382,13 @@ LPCNetSynthModel *lpcnet_synth_model_load(const void *data, size_t len, char *er
   return m;
 }
 
+/* Whether a synthesis state of model m can run with these flags: int8 needs the blob's int8
+ * copies; an end-to-end model's LPC comes from the network, not from the cepstrum. */
+static int flags_supported(const LPCNetSynthModel *m, int flags) {
+  return m && !((flags & LPCNET_SYNTH_INT8) && !m->has_int8) &&
+         !((flags & LPCNET_SYNTH_LPC_CEPSTRUM) && m->end2end);
+}
+
 void lpcnet_synth_model_free(LPCNetSynthModel *m) {
   if (!m) return;
   free(m->gb_dense_q);
@@ -444,8 +451,7 @@ static LPCNetSynthState *state_new(const LPCNetSynthModel *m, int flags, uint64_
   float *f;
   size_t nf;
   int in1;
-  if (!m || ((flags & LPCNET_SYNTH_INT8) && !m->has_int8) ||
-      ((flags & LPCNET_SYNTH_LPC_CEPSTRUM) && m->end2end))
+  if (!flags_supported(m, flags))
     return NULL;
   init_tables();
   in1 = NB_FEAT + m->pembed;
@@ -925,9 +931,7 @@ void lpcnet_synth_multi_destroy(LPCNetSynthMulti *ms) {
 LPCNetSynthMulti *lpcnet_synth_multi_create(const LPCNetSynthModel *m, int flags, int nstreams) {
   LPCNetSynthMulti *ms;
   int s;
-  if (!m || nstreams < 1 || nstreams > LPCNET_SYNTH_MAX_STREAMS ||
-      ((flags & LPCNET_SYNTH_INT8) && !m->has_int8) ||
-      ((flags & LPCNET_SYNTH_LPC_CEPSTRUM) && m->end2end))
+  if (!flags_supported(m, flags) || nstreams < 1 || nstreams > LPCNET_SYNTH_MAX_STREAMS)
     return NULL;
   ms = calloc(1, sizeof(*ms));
   if (!ms) return NULL;
