@@ -7,13 +7,13 @@
  * code, frame projections, docs/training.md): a part row is summed when a step needs it,
  * and in the backward pass the step's dL/dxp row is added into the part rows it came from.
  */
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gru_kernels.h"
 #include "lpcnet_gru.h"
+#include "row_threads.h"
 
 static int round_up(int n, int m) { return (n + m - 1) / m * m; }
 
@@ -198,13 +198,9 @@ static void *run_job(void *arg)
  * own zeroed buffers (`extra` floats each), added into job 0's (the outputs) after the join. */
 static int run_threads(job *proto, int threads, size_t extra)
 {
-    int B = proto->B;
-    if (threads < 1) threads = 1;
-    if (threads > B) threads = B;
-    if (threads > 64) threads = 64;
-    job jobs[64];
-    pthread_t tid[64];
-    int started[64] = {0}, status = 0;
+    int B = proto->B, status = 0;
+    threads = row_threads(threads, B);
+    job jobs[ROW_THREADS_MAX];
     float *sums = NULL;
     if (threads > 1 && extra) {
         sums = calloc((size_t)(threads - 1) * extra, sizeof(float));
@@ -212,8 +208,8 @@ static int run_threads(job *proto, int threads, size_t extra)
     }
     for (int i = 0; i < threads; i++) {
         jobs[i] = *proto;
-        jobs[i].row0 = (int)((long)B * i / threads);
-        jobs[i].row1 = (int)((long)B * (i + 1) / threads);
+        jobs[i].row0 = row_start(B, i, threads);
+        jobs[i].row1 = row_start(B, i + 1, threads);
         jobs[i].status = -1;
         if (i && sums) {
             float *own = sums + (size_t)(i - 1) * extra;
@@ -222,15 +218,7 @@ static int run_threads(job *proto, int threads, size_t extra)
             jobs[i].db_rec = own + ntab;
         }
     }
-    for (int i = 1; i < threads; i++)
-        started[i] = pthread_create(&tid[i], NULL, run_job, &jobs[i]) == 0;
-    run_job(&jobs[0]);
-    for (int i = 1; i < threads; i++) {
-        if (started[i])
-            pthread_join(tid[i], NULL);
-        else
-            run_job(&jobs[i]);             /* could not start a thread: do its rows here */
-    }
+    row_threads_run(run_job, jobs, sizeof jobs[0], threads);
     for (int i = 0; i < threads; i++)
         if (jobs[i].status) status = -1;
     if (sums) {                            /* in job order, so a thread count gives one result */

@@ -6,13 +6,13 @@
  * are split over threads; the weight gradients are summed per thread, then in thread order.
  * Copyright (c) 2026 the LPCNet kit authors. BSD-3-Clause. */
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gru_kernels.h"
 #include "lpcnet_gru.h"
+#include "row_threads.h"
 
 int lpcnet_gru_simd_level(void);
 
@@ -172,17 +172,13 @@ static int head_depth(int U)
 
 static int run_head_jobs(head_job *proto, int threads, float *sums, size_t per_job)
 {
-    int N = proto->N;
-    if (threads < 1) threads = 1;
-    if (threads > N) threads = N;
-    if (threads > 64) threads = 64;
-    head_job jobs[64];
-    pthread_t tid[64];
-    int started[64] = {0}, status = 0;
+    int N = proto->N, status = 0;
+    threads = row_threads(threads, N);
+    head_job jobs[ROW_THREADS_MAX];
     for (int i = 0; i < threads; i++) {
         jobs[i] = *proto;
-        jobs[i].row0 = (int)((long)N * i / threads);
-        jobs[i].row1 = (int)((long)N * (i + 1) / threads);
+        jobs[i].row0 = row_start(N, i, threads);
+        jobs[i].row1 = row_start(N, i + 1, threads);
         jobs[i].status = -1;
         if (sums) {
             float *own = sums + (size_t)i * per_job;
@@ -191,15 +187,7 @@ static int run_head_jobs(head_job *proto, int threads, float *sums, size_t per_j
             jobs[i].dfactor_t = jobs[i].dbias_t + (size_t)proto->C * proto->U;
         }
     }
-    for (int i = 1; i < threads; i++)
-        started[i] = pthread_create(&tid[i], NULL, run_head, &jobs[i]) == 0;
-    run_head(&jobs[0]);
-    for (int i = 1; i < threads; i++) {
-        if (started[i])
-            pthread_join(tid[i], NULL);
-        else
-            run_head(&jobs[i]);
-    }
+    row_threads_run(run_head, jobs, sizeof jobs[0], threads);
     for (int i = 0; i < threads; i++)
         if (jobs[i].status) status = -1;
     return status ? -1 : threads;
@@ -228,8 +216,7 @@ static int tree_head(int N, int D, int U, int C, const float *v, const float *K,
     if (!head_args_ok(N, D, U, C, target)) return -1;
     float *w = pack_head(D, U, C, K, bias, factor);
     if (!w) return -1;
-    int nt = threads < 1 ? 1 : threads > 64 ? 64 : threads;
-    if (nt > N) nt = N;
+    int nt = row_threads(threads, N);
     size_t per_job = (size_t)C * D * U + 2 * (size_t)C * U;
     float *sums = dv ? calloc((size_t)nt * per_job, sizeof(float)) : NULL;
     if (dv && !sums) {

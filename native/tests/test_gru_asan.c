@@ -247,6 +247,21 @@ static double head_loss_ref(int D, int U, int C, const float *v, const double *K
     return log(S) - log(fmin(fmax(pdf[y], eps), 1 - eps));
 }
 
+/* d/dp of sum_n dloss[n] * loss_n by central differences of step h, p one of the double
+ * weights K / bias / factor that head_loss_ref reads (restored afterwards). */
+static double head_param_fd(double *p, double h, int N, int D, int U, int C, const float *v,
+                            const double *K, const double *bias, const double *factor,
+                            const int32_t *y, const float *dloss, double eps)
+{
+    double keep = *p, lp = 0, lm = 0;
+    *p = keep + h;
+    for (int n = 0; n < N; n++) lp += dloss[n] * head_loss_ref(D, U, C, v + n * D, K, bias, factor, y[n], eps);
+    *p = keep - h;
+    for (int n = 0; n < N; n++) lm += dloss[n] * head_loss_ref(D, U, C, v + n * D, K, bias, factor, y[n], eps);
+    *p = keep;
+    return (lp - lm) / (2 * h);
+}
+
 static int run_head_case(int N, int D, int U, int C, int level, int threads)
 {
     unsigned s = (unsigned)(N * 3 + D * 5 + U + C);
@@ -298,30 +313,14 @@ static int run_head_case(int N, int D, int U, int C, int level, int threads)
         }
     }
     for (int i = 0; i < nw && !bad; i += 7) {              /* dL/dK summed over the samples */
-        double keep = Kd[i], lp = 0, lm = 0;
-        Kd[i] = keep + h;
-        for (int n = 0; n < N; n++) lp += dloss[n] * head_loss_ref(D, U, C, v + n * D, Kd, bd, fd, y[n], eps);
-        Kd[i] = keep - h;
-        for (int n = 0; n < N; n++) lm += dloss[n] * head_loss_ref(D, U, C, v + n * D, Kd, bd, fd, y[n], eps);
-        Kd[i] = keep;
-        double want = (lp - lm) / (2 * h);
+        double want = head_param_fd(&Kd[i], h, N, D, U, C, v, Kd, bd, fd, y, dloss, eps);
         err = fmax(err, fabs(want - dK[i]) / (1 + fabs(want)));
     }
     for (int i = 0; i < U * C && !bad; i += 3) {           /* bias and factor */
-        double keep = bd[i], lp = 0, lm = 0;
-        bd[i] = keep + h;
-        for (int n = 0; n < N; n++) lp += dloss[n] * head_loss_ref(D, U, C, v + n * D, Kd, bd, fd, y[n], eps);
-        bd[i] = keep - h;
-        for (int n = 0; n < N; n++) lm += dloss[n] * head_loss_ref(D, U, C, v + n * D, Kd, bd, fd, y[n], eps);
-        bd[i] = keep;
-        err = fmax(err, fabs((lp - lm) / (2 * h) - db[i]) / (1 + fabs(db[i])));
-        keep = fd[i], lp = 0, lm = 0;
-        fd[i] = keep + h;
-        for (int n = 0; n < N; n++) lp += dloss[n] * head_loss_ref(D, U, C, v + n * D, Kd, bd, fd, y[n], eps);
-        fd[i] = keep - h;
-        for (int n = 0; n < N; n++) lm += dloss[n] * head_loss_ref(D, U, C, v + n * D, Kd, bd, fd, y[n], eps);
-        fd[i] = keep;
-        err = fmax(err, fabs((lp - lm) / (2 * h) - df[i]) / (1 + fabs(df[i])));
+        err = fmax(err, fabs(head_param_fd(&bd[i], h, N, D, U, C, v, Kd, bd, fd, y, dloss, eps) - db[i]) /
+                        (1 + fabs(db[i])));
+        err = fmax(err, fabs(head_param_fd(&fd[i], h, N, D, U, C, v, Kd, bd, fd, y, dloss, eps) - df[i]) /
+                        (1 + fabs(df[i])));
     }
     /* float32 sums and differences of step 1e-3: 1e-3 relative catches any wrong term */
     if (bad || err > 1e-3) {
