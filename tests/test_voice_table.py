@@ -46,8 +46,6 @@ def test_voice_table_on_the_carried_rows(last_eval_rows):
         assert e["met"]["pesq_wb"] == (e["pesq_wb"] >= 2.0)
         assert e["met"]["dnsmos_diff"] == (e["dnsmos_diff"] >= -0.3)
         assert e["all_met"] == all(e["met"].values())
-    # an interim checkpoint: PESQ-WB is far below 2 for every voice
-    assert not any(e["met"]["pesq_wb"] for e in table)
 
 
 def test_voice_table_set_field_missing_values_and_errors(last_eval_rows):
