@@ -339,6 +339,35 @@ def compare_sampling(blob_path, files, options: dict, seeds=(0, 1), use_dnsmos: 
     return rows
 
 
+def paired_differences(rows: list[dict], base: str, other: str, metrics=TRACKED) -> dict:
+    """Side-by-side comparison of two conditions of :func:`compare_sampling` rows.
+
+    Pairs are (utterance, seed) scored under both. Returns ``{metric: {"base", "other": means,
+    "diff": mean of other - base, "ci95": half-width of its 95 % t interval, "pairs": n}}``;
+    a metric missing or non-finite in either row of a pair leaves that pair out.
+    """
+    from scipy import stats
+
+    by = {c: {(r["utterance"], r["seed"]): r for r in rows if r["condition"] == c} for c in (base, other)}
+    for c in (base, other):
+        if not by[c]:
+            raise LpcnetError(f"no rows of condition {c!r} (have: {sorted({r['condition'] for r in rows})})")
+    keys = sorted(set(by[base]) & set(by[other]))
+    out = {}
+    for m in metrics:
+        pairs = [(by[base][k].get(m), by[other][k].get(m)) for k in keys]
+        pairs = np.array([p for p in pairs if all(isinstance(v, (int, float)) and np.isfinite(v) for v in p)],
+                         dtype=np.float64).reshape(-1, 2)
+        if len(pairs) == 0:
+            continue
+        d = pairs[:, 1] - pairs[:, 0]
+        half = (float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
+                if len(d) > 1 else float("nan"))
+        out[m] = {"base": float(pairs[:, 0].mean()), "other": float(pairs[:, 1].mean()),
+                  "diff": float(d.mean()), "ci95": half, "pairs": len(d)}
+    return out
+
+
 def plot_time_to_quality(rows: list[dict], metrics=("stoi", "pesq_wb", "gpe_pct", "dnsmos_ovrl"),
                          by_group: bool = True, reference: dict | None = None):
     """Quality against training sequences seen -> Figure, one panel per metric.
@@ -561,6 +590,22 @@ def _cmd_voice_table(args) -> int:
     return 0
 
 
+def _cmd_compare_sampling(args) -> int:
+    files = eval_files(args.files)
+    rows = compare_sampling(args.blob, files, {"plain": {"int8": args.int8},
+                                               "sharpen": {"int8": args.int8, "sharpen": True}},
+                            seeds=tuple(args.seeds), use_dnsmos=not args.no_dnsmos)
+    diffs = paired_differences(rows, "plain", "sharpen")
+    with atomic_output(args.json, "w") as f:
+        json.dump({"blob": str(args.blob), "int8": args.int8, "seeds": args.seeds,
+                   "differences": diffs, "rows": rows}, f, indent=1)
+    print(f"{len(files)} files x {len(args.seeds)} seeds; sharpen - plain, mean +- 95 % CI")
+    print(f"{'metric':<16}{'plain':>9}{'sharpen':>9}{'difference':>20}")
+    for m, d in diffs.items():
+        print(f"{m:<16}{d['base']:9.3f}{d['other']:9.3f}{d['diff']:+12.3f} +- {d['ci95']:.3f}")
+    return 0
+
+
 def _cmd_seed_h5(args) -> int:
     from lpcnet.model import read_checkpoint_weights, write_seed_h5
 
@@ -599,7 +644,8 @@ def _cmd_loss_curve(args) -> int:
 
 def main(argv=None) -> int:
     """``python -m lpcnet.train_eval score RUN_DIR --eval-audio WAV...`` | ``loss-curve TB_DIR OUT.csv``
-    | ``voice-table BLOB --heldout DIR --unseen DIR --json OUT`` | ``seed-h5 CHECKPOINT OUT.h5``."""
+    | ``voice-table BLOB --heldout DIR --unseen DIR --json OUT`` | ``seed-h5 CHECKPOINT OUT.h5``
+    | ``compare-sampling BLOB --files DIR... --json OUT``."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m lpcnet.train_eval",
@@ -624,13 +670,21 @@ def main(argv=None) -> int:
     vt.add_argument("--audio-dir", help="write the synthesised speech here (<set>/<utterance>.wav)")
     vt.add_argument("--int8", action="store_true", help="int8 synthesis (blob exported with --int8)")
     vt.add_argument("--no-dnsmos", action="store_true")
+    cs = sub.add_parser("compare-sampling", help="score a blob with and without --sharpen on the "
+                        "same files and seeds: paired differences with 95 %% CIs")
+    cs.add_argument("blob", help="native weight blob (lpcnet export)")
+    cs.add_argument("--files", nargs="+", required=True, help="held-out wavs or folders")
+    cs.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="sampling seeds (default 0 1)")
+    cs.add_argument("--json", required=True, help="rows and differences")
+    cs.add_argument("--int8", action="store_true", help="int8 synthesis (blob exported with --int8)")
+    cs.add_argument("--no-dnsmos", action="store_true")
     sh = sub.add_parser("seed-h5", help="checkpoint (.keras or .h5) -> seed-style .h5 weights")
     sh.add_argument("checkpoint")
     sh.add_argument("output")
     args = ap.parse_args(argv)
     try:
         return {"score": _cmd_score, "loss-curve": _cmd_loss_curve, "voice-table": _cmd_voice_table,
-                "seed-h5": _cmd_seed_h5}[args.cmd](args)
+                "seed-h5": _cmd_seed_h5, "compare-sampling": _cmd_compare_sampling}[args.cmd](args)
     except LpcnetError as exc:
         print(f"error: {exc}", file=__import__("sys").stderr)
         return 1

@@ -157,3 +157,28 @@ def test_plot_runs_quality_on_the_carried_demo_curve():
     np.testing.assert_allclose(lines[0].get_ydata(), [h["stoi"] for h in TE.history(rows) if h["step"] <= 3000])
     with pytest.raises(Exception, match="at least one run"):
         TE.plot_runs_quality({"empty": []})
+
+
+@pytest.mark.skipif(not DEMO_BLOB.is_file(), reason="demo model not carried")
+def test_compare_sampling_paired_differences_through_the_cli(slice_dir, tmp_path, capsys):
+    """``compare-sampling``: the same files and seeds under plain and sharpened sampling, the
+    paired differences equal the per-pair rows' differences, and the CI is a real t interval."""
+    out = tmp_path / "cmp.json"
+    assert TE.main(["compare-sampling", str(DEMO_BLOB), "--files", str(slice_dir), "--seeds", "0", "1",
+                    "--int8", "--no-dnsmos", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    rows, diffs = doc["rows"], doc["differences"]
+    assert sorted((r["condition"], r["utterance"], r["seed"]) for r in rows) == sorted(
+        (c, u, s) for c in ("plain", "sharpen") for u in ("arctic_a0007", "arctic_a0009") for s in (0, 1))
+    by = {(r["condition"], r["utterance"], r["seed"]): r for r in rows}
+    d = [by["sharpen", u, s]["stoi"] - by["plain", u, s]["stoi"]
+         for u in ("arctic_a0007", "arctic_a0009") for s in (0, 1)]
+    assert diffs["stoi"]["pairs"] == 4
+    np.testing.assert_allclose(diffs["stoi"]["diff"], np.mean(d))
+    np.testing.assert_allclose(diffs["stoi"]["ci95"], 3.182446 * np.std(d, ddof=1) / 2, rtol=1e-5)
+    # sharpening changes what is sampled, and the two seeds draw different speech
+    assert by["sharpen", "arctic_a0007", 0]["stoi"] != by["plain", "arctic_a0007", 0]["stoi"]
+    assert by["plain", "arctic_a0007", 0]["stoi"] != by["plain", "arctic_a0007", 1]["stoi"]
+    assert "stoi" in capsys.readouterr().out
+    with pytest.raises(Exception, match="no rows of condition 'argmax'"):
+        TE.paired_differences(rows, "plain", "argmax")
