@@ -16,7 +16,7 @@ ROOT = DOCS.parent
 
 def main(path: str) -> None:
     from lpcnet.demo import _save_figure
-    from lpcnet.train_eval import history, load_rows, plot_time_to_quality
+    from lpcnet.train_eval import history, load_rows, plot_time_to_quality, trend
 
     rows = load_rows(path)
     fig = plot_time_to_quality(rows, metrics=("stoi", "pesq_wb", "gpe_pct", "dnsmos_ovrl"),
@@ -26,10 +26,22 @@ def main(path: str) -> None:
     _save_figure(fig, DOCS / "demo_model_v2_quality.png")
     print("| step | sequences | STOI ↑ | PESQ-WB ↑ | GPE % ↓ | f0 RMSE cents ↓ | DNSMOS OVRL ↑ |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for h in history(rows):
+    hist = history(rows)
+    for h in hist:
+        if not (h["step"] <= 5000 or h["step"] % 2500 == 0 or h is hist[-1]):
+            continue
         print(f"| {h['step']} | {h['sequences']} | {h.get('stoi', float('nan')):.3f} | "
               f"{h.get('pesq_wb', float('nan')):.2f} | {h.get('gpe_pct', float('nan')):.1f} | "
               f"{h.get('f0_rmse_cents', float('nan')):.0f} | {h.get('dnsmos_ovrl', float('nan')):.2f} |")
+
+    since = hist[-1]["step"] // 2
+    print(f"\ntrend since step {since} (line against log2(sequences); lpcnet.train_eval.trend):")
+    for metric, target in (("stoi", 0.90), ("pesq_wb", 2.0), ("gpe_pct", 5.0)):
+        t = trend(rows, metric, target, since_step=since)
+        reach = ("never on this line" if t["sequences_to_target"] is None
+                 else f"{t['sequences_to_target']:.3g} sequences")
+        print(f"- {metric}: {t['per_doubling']:+.3f} per doubling of the sequences, line now "
+              f"{t['fit_now']:.3f}, target {target} at {reach}")
 
 
 if __name__ == "__main__":

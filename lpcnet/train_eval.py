@@ -150,6 +150,33 @@ def history(rows: list[dict], group: str = "all") -> list[dict]:
     return out
 
 
+def trend(rows: list[dict], metric: str, target: float, since_step: int, group: str = "all") -> dict:
+    """Where a metric is heading: a least-squares line of the per-evaluation means against
+    log2(sequences seen), fitted on the evaluations at ``step >= since_step``.
+
+    Returns ``{"per_doubling": change per doubling of the sequences, "fit_now": the line at the
+    last evaluation, "sequences_to_target": sequences where the line reaches ``target`` (None when
+    it heads away from it, the last evaluation's sequences when already there), "points": n}``.
+    """
+    h = [p for p in history(rows, group) if p["step"] >= since_step and metric in p]
+    if len(h) < 3:
+        raise LpcnetError(f"{metric}: {len(h)} evaluations since step {since_step}, need at least 3")
+    x = np.log2([p["sequences"] for p in h])
+    y = np.array([p[metric] for p in h])
+    slope, icept = np.polyfit(x, y, 1)
+    now = float(slope * x[-1] + icept)
+    better_up = metric not in ("gpe_pct", "f0_rmse_cents", "lsd_db")
+    gap = (target - now) if better_up else (now - target)
+    if gap <= 0:
+        to_target = float(h[-1]["sequences"])
+    elif (slope > 0) == better_up and slope != 0:
+        to_target = float(2.0 ** ((target - icept) / slope))
+    else:
+        to_target = None
+    return {"per_doubling": float(slope), "fit_now": now, "sequences_to_target": to_target,
+            "points": len(h)}
+
+
 def _tb_write(writer, rows: list[dict], files, audio_dir) -> None:
     import tensorflow as tf
 

@@ -182,3 +182,23 @@ def test_compare_sampling_paired_differences_through_the_cli(slice_dir, tmp_path
     assert "stoi" in capsys.readouterr().out
     with pytest.raises(Exception, match="no rows of condition 'argmax'"):
         TE.paired_differences(rows, "plain", "argmax")
+
+
+def test_trend_on_the_carried_demo_curve():
+    """The line of each metric against log2(sequences) on the carried v2 curve: the same fit as
+    np.polyfit of the per-evaluation means, and the target crossing consistent with it."""
+    rows = TE.load_rows(ROOT / "models" / "training_demo_v2")
+    h = [p for p in TE.history(rows) if p["step"] >= 10000]
+    t = TE.trend(rows, "stoi", 0.95, since_step=10000)
+    slope, icept = np.polyfit(np.log2([p["sequences"] for p in h]), [p["stoi"] for p in h], 1)
+    assert t["points"] == len(h) and np.isclose(t["per_doubling"], slope)
+    assert t["per_doubling"] > 0          # STOI still rises on this run
+    assert np.isclose(np.log2(t["sequences_to_target"]) * slope + icept, 0.95)
+    assert t["sequences_to_target"] > h[-1]["sequences"]
+    # a target already passed by the line: reached at the last evaluation
+    assert TE.trend(rows, "stoi", 0.5, since_step=10000)["sequences_to_target"] == h[-1]["sequences"]
+    # lower is better for pitch errors: a line heading down reaches a lower target later
+    g = TE.trend(rows, "gpe_pct", 0.0, since_step=10000)
+    assert g["sequences_to_target"] is None or g["sequences_to_target"] > h[-1]["sequences"]
+    with pytest.raises(Exception, match="need at least 3"):
+        TE.trend(rows, "stoi", 0.9, since_step=10 ** 9)
