@@ -370,16 +370,19 @@ def blob_from_weights(weights: dict, cfg, int8: bool = False) -> WeightBlob:
     return WeightBlob(sizes, t, (FLAG_INT8 if int8 else 0) | (FLAG_END2END if end2end else 0))
 
 
-def export_checkpoint(checkpoint, output, int8: bool = False) -> WeightBlob:
-    """Read a checkpoint (.keras or seed .h5) and write the weight blob atomically."""
-    from lpcnet.model import config_from_weights, read_checkpoint_weights
-
+def export_checkpoint(checkpoint, output, int8: bool = False, h5=None) -> WeightBlob:
+    """Read a checkpoint (.keras or seed .h5) and write the weight blob atomically; with ``h5``
+    also its weights as a seed-style .h5 (to share, finetune or quantise from; docs/training.md)."""
     from lpcnet.formats import check_outputs
+    from lpcnet.model import config_from_weights, read_checkpoint_weights, write_seed_h5
 
-    check_outputs({f"checkpoint {checkpoint}": checkpoint}, {f"output {output}": output})
+    outputs = {f"output {output}": output} | ({f"--h5 {h5}": h5} if h5 is not None else {})
+    check_outputs({f"checkpoint {checkpoint}": checkpoint}, outputs)
     weights = read_checkpoint_weights(checkpoint)         # refuses NaN/Inf weights
     cfg = config_from_weights(weights)
     blob = blob_from_weights(weights, cfg, int8=int8)
+    if h5 is not None:
+        write_seed_h5(weights, h5)
     write_blob(output, blob)
     return blob
 
@@ -389,10 +392,14 @@ def add_arguments(p) -> None:
     p.add_argument("output", help="weight blob to write (e.g. lpcnet_weights.bin)")
     p.add_argument("--int8", action="store_true",
                    help="also store int8 copies of the GRU block matrices (for --int8 synthesis)")
+    p.add_argument("--h5", metavar="PATH",
+                   help="also write the weights as a seed-style .h5 (what --finetune/--quantize take)")
 
 
 def run(args) -> int:
-    blob = export_checkpoint(args.checkpoint, args.output, int8=args.int8)
+    blob = export_checkpoint(args.checkpoint, args.output, int8=args.int8, h5=args.h5)
+    if args.h5:
+        print(f"wrote {args.h5}: seed-style weights")
     nbytes = Path(args.output).stat().st_size
     print(f"wrote {args.output}: {len(blob.tensors)} tensors, {nbytes} bytes, "
           f"GRU A {blob.sizes['gru_a']} / GRU B {blob.sizes['gru_b']}"

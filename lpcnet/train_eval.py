@@ -633,14 +633,6 @@ def _cmd_compare_sampling(args) -> int:
     return 0
 
 
-def _cmd_seed_h5(args) -> int:
-    from lpcnet.model import read_checkpoint_weights, write_seed_h5
-
-    write_seed_h5(read_checkpoint_weights(args.checkpoint), args.output)
-    print(f"wrote {args.output}")
-    return 0
-
-
 def _cmd_score(args) -> int:
     model_dir = Path(args.model_dir)
     configs = sorted(model_dir.glob("*_config.json"))
@@ -671,7 +663,7 @@ def _cmd_loss_curve(args) -> int:
 
 def main(argv=None) -> int:
     """``python -m lpcnet.train_eval score RUN_DIR --eval-audio WAV...`` | ``loss-curve TB_DIR OUT.csv``
-    | ``voice-table BLOB --heldout DIR --unseen DIR --json OUT`` | ``seed-h5 CHECKPOINT OUT.h5``
+    | ``voice-table BLOB --heldout DIR --unseen DIR --json OUT``
     | ``compare-sampling BLOB --files DIR... --json OUT``."""
     import argparse
 
@@ -705,13 +697,10 @@ def main(argv=None) -> int:
     cs.add_argument("--json", required=True, help="rows and differences")
     cs.add_argument("--int8", action="store_true", help="int8 synthesis (blob exported with --int8)")
     cs.add_argument("--no-dnsmos", action="store_true")
-    sh = sub.add_parser("seed-h5", help="checkpoint (.keras or .h5) -> seed-style .h5 weights")
-    sh.add_argument("checkpoint")
-    sh.add_argument("output")
     args = ap.parse_args(argv)
     try:
         return {"score": _cmd_score, "loss-curve": _cmd_loss_curve, "voice-table": _cmd_voice_table,
-                "seed-h5": _cmd_seed_h5, "compare-sampling": _cmd_compare_sampling}[args.cmd](args)
+                "compare-sampling": _cmd_compare_sampling}[args.cmd](args)
     except LpcnetError as exc:
         print(f"error: {exc}", file=__import__("sys").stderr)
         return 1

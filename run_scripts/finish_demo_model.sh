@@ -27,8 +27,7 @@ for d in heldout unseen; do
 done
 mkdir -p "$OUT"
 t0=$(date +%s)
-python -m lpcnet.train_eval seed-h5 "$CKPT" "$OUT/lpcnet_demo_256.h5"
-python -m lpcnet.cli export --int8 "$OUT/lpcnet_demo_256.h5" "$OUT/lpcnet_demo_256.bin"
+python -m lpcnet.cli export --int8 --h5 "$OUT/lpcnet_demo_256.h5" "$CKPT" "$OUT/lpcnet_demo_256.bin"
 total=$(( $(stat -c %s "$OUT/lpcnet_demo_256.h5") + $(stat -c %s "$OUT/lpcnet_demo_256.bin") ))
 echo "model files: $total bytes (limit $MAX_BYTES)"
 if [ "$total" -gt "$MAX_BYTES" ]; then

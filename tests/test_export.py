@@ -179,3 +179,24 @@ def test_export_cli_bad_checkpoint(tmp_path):
         r = _cli("export", str(src), str(out))
         assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert not out.exists()
+
+
+def test_export_h5_writes_the_checkpoints_weights_beside_the_blob(tiny_files, capsys):
+    """``lpcnet export --h5``: the .keras checkpoint's weights as a seed-style .h5 (equal to the
+    last bit) next to the blob; a missing checkpoint or an --h5 equal to the output writes nothing."""
+    from lpcnet.model import read_checkpoint_weights
+
+    tmp, _, w = tiny_files
+    assert E.main([str(tmp / "tiny.keras"), str(tmp / "k.bin"), "--h5", str(tmp / "k.h5")]) == 0
+    assert "seed-style" in capsys.readouterr().out
+    back = read_checkpoint_weights(tmp / "k.h5")
+    assert back.keys() == w.keys()
+    for layer, variables in w.items():
+        for var, value in variables.items():
+            np.testing.assert_array_equal(back[layer][var], value)
+    assert E.read_blob(tmp / "k.bin").sizes["gru_a"] == 16
+    assert E.main([str(tmp / "missing.keras"), str(tmp / "m.bin"), "--h5", str(tmp / "m.h5")]) == 1
+    assert "not found" in capsys.readouterr().err
+    assert not (tmp / "m.h5").exists() and not (tmp / "m.bin").exists()
+    assert E.main([str(tmp / "tiny.keras"), str(tmp / "s.bin"), "--h5", str(tmp / "s.bin")]) == 1
+    assert "same file" in capsys.readouterr().err and not (tmp / "s.bin").exists()

@@ -1,5 +1,5 @@
 """Per-voice table of a finished demo model (lpcnet.train_eval.voice_table / format_voice_table,
-``python -m lpcnet.train_eval voice-table`` and ``seed-h5``)."""
+``python -m lpcnet.train_eval voice-table``)."""
 
 from __future__ import annotations
 
@@ -122,19 +122,3 @@ def test_voice_table_cli_scores_a_real_blob(slice_dir, tmp_path, capsys):
     assert TE.main(["voice-table", str(DEMO_BLOB), "--heldout", str(held), "--unseen", str(held),
                     "--json", str(out)]) == 1
     assert "must be unique, repeated: ['arctic_a0009']" in capsys.readouterr().err
-
-
-def test_seed_h5_cli_roundtrip(tmp_path, capsys):
-    from lpcnet.config import ModelConfig
-    from lpcnet.model import build_lpcnet, model_weights, read_checkpoint_weights, write_seed_h5
-
-    w = model_weights(build_lpcnet(ModelConfig(gru_a=16, gru_b=8), seed=3).model)
-    write_seed_h5(w, tmp_path / "a.h5")
-    assert TE.main(["seed-h5", str(tmp_path / "a.h5"), str(tmp_path / "b.h5")]) == 0
-    back = read_checkpoint_weights(tmp_path / "b.h5")
-    for layer, variables in w.items():
-        for var, value in variables.items():
-            np.testing.assert_array_equal(back[layer][var], value)
-    assert TE.main(["seed-h5", str(tmp_path / "missing.keras"), str(tmp_path / "c.h5")]) == 1
-    assert "checkpoint not found" in capsys.readouterr().err
-    assert not (tmp_path / "c.h5").exists()
