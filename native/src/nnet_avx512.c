@@ -145,6 +145,19 @@ TGT static inline void vnni_two_blocks(__m256i *a0, __m256i *a1, const uint8_t *
   *a1 = _mm256_dpbusd_epi32(*a1, _mm256_set1_epi32(x1), _mm256_loadu_si256((const __m256i *)(w + 32)));
 }
 
+/* vnni_two_blocks with both (non-negative) indices read by one 64-bit load (per block an
+ * index, a state broadcast and the weights are loaded: two loads fewer per four blocks). */
+TGT static inline void vnni_two_blocks64(__m256i *a0, __m256i *a1, const uint8_t *x,
+                                         const int32_t *idx, const int8_t *w) {
+  uint64_t both;
+  int32_t x0, x1;
+  memcpy(&both, idx, 8);
+  memcpy(&x0, x + (uint32_t)both, 4);
+  memcpy(&x1, x + (both >> 32), 4);
+  *a0 = _mm256_dpbusd_epi32(*a0, _mm256_set1_epi32(x0), _mm256_loadu_si256((const __m256i *)w));
+  *a1 = _mm256_dpbusd_epi32(*a1, _mm256_set1_epi32(x1), _mm256_loadu_si256((const __m256i *)(w + 32)));
+}
+
 /* out[8 outputs] = init + scale * (a0 + a1) */
 TGT static inline void vnni_store_group(float *out, const float *init, __m256i a0, __m256i a1,
                                         __m256 sc) {
@@ -176,10 +189,11 @@ TGT static void sparse_i8_accum_vnni(float *out, const float *bias, const int8_t
 }
 
 /* Block counts even and >= 2: four blocks per step into four accumulators (independent
- * dot-product chains), then the remaining pair; no odd remainder. */
-TGT static void sparse_i8_accum_even_vnni(float *out, const float *bias, const int8_t *w,
-                                          const int32_t *idx, int ngroups, const uint8_t *x,
-                                          float scale) {
+ * dot-product chains), then the remaining pair; no odd remainder. (Without GCC's PRE: with it,
+ * the accumulators were copied between registers at every step.) */
+TGT_NOPRE static void sparse_i8_accum_even_vnni(float *out, const float *bias, const int8_t *w,
+                                                const int32_t *idx, int ngroups, const uint8_t *x,
+                                                float scale) {
   int g;
   const float *init = bias ? bias : out;
   const __m256 sc = _mm256_set1_ps(scale);
@@ -187,11 +201,11 @@ TGT static void sparse_i8_accum_even_vnni(float *out, const float *bias, const i
     const int32_t *end = idx + 1 + *idx;
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
     for (idx++; idx + 4 <= end; idx += 4, w += 128) {
-      vnni_two_blocks(&a0, &a1, x, idx, w);
-      vnni_two_blocks(&a2, &a3, x, idx + 2, w + 64);
+      vnni_two_blocks64(&a0, &a1, x, idx, w);
+      vnni_two_blocks64(&a2, &a3, x, idx + 2, w + 64);
     }
     if (idx < end) {
-      vnni_two_blocks(&a0, &a1, x, idx, w);
+      vnni_two_blocks64(&a0, &a1, x, idx, w);
       idx += 2;
       w += 64;
     }
@@ -446,7 +460,7 @@ TGT static void gru_update_avx512(float *h, const float *in, const float *in2, c
   if (i < n) nnet_gru_update_avx2_from(h, in, in2, in3, in4, rec, diag, n, i);
 }
 
-/* The spline sigmoid of nnet_sig_spline (nnet.h) for the int8 engine: 13 operations instead
+/* The spline sigmoid of nnet_sig_spline (nnet.h) for the int8 engine: 14 operations instead
  * of ~20 for exp + reciprocal; its 32 pieces per coefficient fit two zmm registers. */
 typedef struct {
   __m512 c[4][2];
@@ -462,21 +476,28 @@ TGT static inline SigTable sig_table(void) {
   return t;
 }
 
-/* sigmoid(x) for x = (u - 16) * 0.75, u the spline coordinate */
+/* sigmoid(x) for x = (u - 16) * 0.75, u the spline coordinate. A short dependency chain: the
+ * piece index (truncation) and the position in the piece (u - floor(u), one VREDUCEPS; the
+ * same exact value as u - float(index)) in parallel, and the cubic in Estrin's form
+ * (c0 + c1 f) + (c2 + c3 f) f^2: two FMA steps instead of three. */
 TGT static inline __m512 sig_spline16(const SigTable *t, __m512 u) {
   __m512i i;
-  __m512 f, y;
+  __m512 f, f2, hi, lo;
   u = _mm512_min_ps(_mm512_max_ps(u, _mm512_setzero_ps()), _mm512_set1_ps(31.999998f));
   i = _mm512_cvttps_epi32(u);
-  f = _mm512_sub_ps(u, _mm512_cvtepi32_ps(i));
-  y = _mm512_permutex2var_ps(t->c[3][0], i, t->c[3][1]);
-  y = _mm512_fmadd_ps(y, f, _mm512_permutex2var_ps(t->c[2][0], i, t->c[2][1]));
-  y = _mm512_fmadd_ps(y, f, _mm512_permutex2var_ps(t->c[1][0], i, t->c[1][1]));
-  return _mm512_fmadd_ps(y, f, _mm512_permutex2var_ps(t->c[0][0], i, t->c[0][1]));
+  f = _mm512_reduce_ps(u, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  f2 = _mm512_mul_ps(f, f);
+  hi = _mm512_fmadd_ps(_mm512_permutex2var_ps(t->c[3][0], i, t->c[3][1]), f,
+                       _mm512_permutex2var_ps(t->c[2][0], i, t->c[2][1]));
+  lo = _mm512_fmadd_ps(_mm512_permutex2var_ps(t->c[1][0], i, t->c[1][1]), f,
+                       _mm512_permutex2var_ps(t->c[0][0], i, t->c[0][1]));
+  return _mm512_fmadd_ps(hi, f2, lo);
 }
 
 /* gru_update with the spline sigmoid / tanh (int8 engine; n a multiple of 16, else exact),
- * also writing the quantised new state when q is not NULL */
+ * also writing the quantised new state when q is not NULL. The candidate's coordinate is one
+ * FMA after r (r (8/3 rh) + (8/3 xh + 16)), and the new state one FMA after the candidate's
+ * spline value s: z h + (1 - z)(2 s - 1) = (2 - 2 z) s + (z (h + 1) - 1). */
 TGT static void gru_update_fast_avx512(float *h, const float *in, const float *in2,
                                        const float *in3, const float *in4, const float *rec,
                                        const float *diag, int n, uint8_t *q) {
@@ -492,12 +513,12 @@ TGT static void gru_update_fast_avx512(float *h, const float *in, const float *i
   }
   for (; i < n; i += 16) {
     GruPre16 g = gru_pre16(h, in, in2, in3, in4, rec, diag, n, i);
-    __m512 z = sig_spline16(&t, _mm512_fmadd_ps(g.zpre, s1, c16));
-    __m512 r = sig_spline16(&t, _mm512_fmadd_ps(g.rpre, s1, c16));
-    __m512 hh = sig_spline16(&t, _mm512_fmadd_ps(_mm512_fmadd_ps(r, g.rh, g.xh), s2, c16));
-    __m512 hv;
-    hh = _mm512_fmsub_ps(two, hh, one);
-    hv = _mm512_fmadd_ps(z, _mm512_sub_ps(g.hv, hh), hh);
+    const __m512 z = sig_spline16(&t, _mm512_fmadd_ps(g.zpre, s1, c16));
+    const __m512 r = sig_spline16(&t, _mm512_fmadd_ps(g.rpre, s1, c16));
+    const __m512 s = sig_spline16(&t, _mm512_fmadd_ps(r, _mm512_mul_ps(g.rh, s2),
+                                                      _mm512_fmadd_ps(g.xh, s2, c16)));
+    const __m512 hv = _mm512_fmadd_ps(_mm512_fnmadd_ps(two, z, two), s,
+                                      _mm512_fmsub_ps(z, _mm512_add_ps(g.hv, one), one));
     _mm512_storeu_ps(h + i, hv);
     if (q) { /* as nnet_quantize_u8_avx2 */
       __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(hv, q127), qm127), q127);
