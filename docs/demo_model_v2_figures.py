@@ -39,9 +39,10 @@ def main(path: str) -> None:
     for metric, target in (("stoi", 0.90), ("pesq_wb", 2.0), ("gpe_pct", 5.0)):
         t = trend(rows, metric, target, since_step=since)
         reach = ("never on this line" if t["sequences_to_target"] is None
-                 else f"{t['sequences_to_target']:.3g} sequences")
+                 else "reached" if t["sequences_to_target"] == hist[-1]["sequences"]
+                 else f"at {t['sequences_to_target']:.3g} sequences")
         print(f"- {metric}: {t['per_doubling']:+.3f} per doubling of the sequences, line now "
-              f"{t['fit_now']:.3f}, target {target} at {reach}")
+              f"{t['fit_now']:.3f}, target {target}: {reach}")
 
 
 if __name__ == "__main__":
