@@ -261,6 +261,25 @@ def pitch_counts(ref, syn, rate: int = SAMPLE_RATE) -> np.ndarray:
                      np.sum((1200 * np.log2(ratio)) ** 2)], np.float64)
 
 
+def feature_pitch_errors(ref, syn, features, rate: int = SAMPLE_RATE) -> dict:
+    """How much of a synthesis's pitch error the vocoder was told: the features' own pitch
+    (``features`` ``(frames, >= 19)``, the period of docs/formats.md, feature 18) against the
+    reference's f0, on the frames where the reference and the aligned synthesis are both voiced
+    (the frames of ``gpe_pct``). Returns ``feature_gpe_pct`` (features off by > 20 %) and
+    ``told_gross_pct``: the share of the synthesis's gross errors in frames where the features
+    are off too (NaN when there are none)."""
+    f_r, f_s = f0_contour(ref, rate), f0_contour(syn, rate)
+    period = 50.0 * np.asarray(features, np.float64)[:, 18] + 100.0
+    n = min(len(f_r), len(f_s), len(period))
+    f_r, f_s, f_c = f_r[:n], f_s[:n], rate / np.maximum(period[:n], 1.0)
+    both = (f_r > 0) & (f_s > 0)
+    gross_syn = np.abs(f_s[both] / f_r[both] - 1) > 0.2
+    gross_feat = np.abs(f_c[both] / f_r[both] - 1) > 0.2
+    return {"feature_gpe_pct": float(100 * gross_feat.mean()) if both.any() else float("nan"),
+            "told_gross_pct": (float(100 * (gross_syn & gross_feat).sum() / gross_syn.sum())
+                               if gross_syn.any() else float("nan"))}
+
+
 def pitch_errors_from_counts(counts) -> dict:
     """``gpe_pct``, ``f0_rmse_cents`` (frames voiced in both), ``vde_pct`` from :func:`pitch_counts`
     (summed over segments)."""

@@ -39,7 +39,9 @@ EVAL_DIR = "eval"
 ROWS_JSONL = "quality.jsonl"
 ROWS_CSV = "quality.csv"
 #: Metrics written to TensorBoard and plotted (all of lpcnet.quality's are kept in the rows).
-TRACKED = ("stoi", "pesq_wb", "gpe_pct", "f0_rmse_cents", "dnsmos_ovrl", "lsd_db")
+TRACKED = ("stoi", "pesq_wb", "gpe_pct", "f0_rmse_cents", "dnsmos_ovrl", "lsd_db", "feature_gpe_pct")
+#: Longest file (s) whose features' own pitch error is scored beside the synthesis's.
+FEATURE_PITCH_MAX_S = 60.0
 #: Utterances whose audio goes to TensorBoard at every evaluation.
 TB_AUDIO_UTTERANCES = 4
 
@@ -76,7 +78,9 @@ def score_blob(blob_path, files, *, step: int, sequences: int, epoch: int | None
     ``synth_options``: sampling options of :func:`lpcnet.synth.synthesize` (e.g. ``sharpen``).
     """
     from lpcnet.audio import load_speech, write_wav
-    from lpcnet.quality import score_pair
+    from lpcnet.features import extract
+    from lpcnet.formats import float_to_int16
+    from lpcnet.quality import feature_pitch_errors, score_pair
     from lpcnet.synth import copy_synthesis
 
     rows = []
@@ -90,6 +94,9 @@ def score_blob(blob_path, files, *, step: int, sequences: int, epoch: int | None
         try:
             row.update(score_pair(ref[:n], syn[:n].astype(np.float32) / 32768.0,
                                   use_dnsmos=use_dnsmos, min_envelope_corr=-1.0))
+            if n <= FEATURE_PITCH_MAX_S * SAMPLE_RATE:   # held-out prompts; not for long files
+                row.update(feature_pitch_errors(ref[:n], syn[:n].astype(np.float32) / 32768.0,
+                                                extract(float_to_int16(ref[:n]))))
         except LpcnetError as exc:            # e.g. a silent synthesis: keep the row, say why
             row["error"] = str(exc)
         row["synth_s"] = round(time.perf_counter() - t0, 3)
@@ -477,7 +484,7 @@ def loss_curve(tensorboard_dir) -> list[dict]:
 VOICE_TARGETS = {"gpe_pct": ("<=", 5.0), "stoi": (">=", 0.90), "pesq_wb": (">=", 2.0),
                  "dnsmos_diff": (">=", -0.3)}
 #: Metrics averaged per voice in :func:`voice_table`.
-VOICE_METRICS = ("gpe_pct", "stoi", "pesq_wb", "dnsmos_ovrl", "f0_rmse_cents")
+VOICE_METRICS = ("gpe_pct", "stoi", "pesq_wb", "dnsmos_ovrl", "f0_rmse_cents", "feature_gpe_pct")
 #: Row ``set`` values, in table order, and their headings.
 VOICE_SETS = {"heldout": "Training voices, held-out prompts", "unseen": "Unseen voices"}
 
@@ -568,20 +575,21 @@ def format_voice_table(table: list[dict]) -> str:
             text += " ✓" if entry["met"][key] else " ✗"
         return text
 
-    head = ("| voice | utterances | GPE % (≤ 5) | STOI (≥ 0.90) | PESQ-WB (≥ 2.0) | DNSMOS OVRL "
-            "| recording's DNSMOS OVRL | difference (≥ −0.3) | f0 RMSE cents | targets |")
+    head = ("| voice | utterances | GPE % (≤ 5) | features' GPE % | STOI (≥ 0.90) | PESQ-WB (≥ 2.0) "
+            "| DNSMOS OVRL | recording's DNSMOS OVRL | difference (≥ −0.3) | f0 RMSE cents | targets |")
     out = []
     for set_name in list(dict.fromkeys(e["set"] for e in table)):
         mine = [e for e in table if e["set"] == set_name]
         out += [f"**{VOICE_SETS.get(set_name, set_name)}** "
                 f"({sum(e['all_met'] for e in mine)} of {len(mine)} voices meet every target)", "",
-                head, "|" + " --- |" * 10]
+                head, "|" + " --- |" * 11]
         for e in mine:
             missed = [k for k, ok in e["met"].items() if not ok]
             n = str(e["utterances"])
             if e["scored"] != e["utterances"]:
                 n += f" ({e['scored']} scored)"
-            out.append(f"| {e['voice']} | {n} | {cell(e, 'gpe_pct', '.1f')} | {cell(e, 'stoi', '.3f')} "
+            out.append(f"| {e['voice']} | {n} | {cell(e, 'gpe_pct', '.1f')} "
+                       f"| {cell(e, 'feature_gpe_pct', '.1f')} | {cell(e, 'stoi', '.3f')} "
                        f"| {cell(e, 'pesq_wb', '.2f')} | {cell(e, 'dnsmos_ovrl', '.2f')} "
                        f"| {cell(e, 'dnsmos_ref', '.2f')} | {cell(e, 'dnsmos_diff', '+.2f')} "
                        f"| {cell(e, 'f0_rmse_cents', '.0f')} "

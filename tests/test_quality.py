@@ -221,3 +221,27 @@ def test_dnsmos_of_long_speech_is_the_length_weighted_mean_of_its_segments(heldo
     expect = sum((b - a) / len(x) * float(_dnsmos.run(x[a:b].astype(np.float32), 16000)["ovrl_mos"])
                  for a, b in halves)
     assert long["dnsmos_ovrl"] == pytest.approx(expect, rel=1e-6)
+
+
+def test_feature_pitch_errors_tell_what_the_vocoder_was_told(ref, degraded):
+    """The features' own pitch (our extractor on the male ARCTIC speech) agrees with the
+    reference's f0; a synthesis shifted by 4 semitones errs where the features do not (told 0 %);
+    features whose period is doubled (f0 an octave down) are off everywhere, and then every gross
+    error of a synthesis that followed them is one the vocoder was told."""
+    from lpcnet.features import extract
+    from lpcnet.formats import float_to_int16
+
+    feats = extract(float_to_int16(ref))
+    same = Q.feature_pitch_errors(ref, ref, feats)
+    assert same["feature_gpe_pct"] < 10 and np.isnan(same["told_gross_pct"])   # no gross error
+    shifted = Q.feature_pitch_errors(ref, degraded["pitch_up_4st"], feats)
+    assert shifted["feature_gpe_pct"] < 10 and shifted["told_gross_pct"] < 15
+    octave = feats.copy()
+    octave[:, 18] = (2 * (50 * feats[:, 18] + 100) - 100) / 50                    # period x 2
+    low = Q.feature_pitch_errors(ref, ref, octave)
+    assert low["feature_gpe_pct"] > 90
+    import librosa
+
+    down = librosa.effects.pitch_shift(ref.astype(np.float32), sr=16000, n_steps=-12, res_type="soxr_hq")
+    told = Q.feature_pitch_errors(ref, down.astype(np.float64), octave)
+    assert told["told_gross_pct"] > 90

@@ -42,6 +42,8 @@ def test_score_blob_demo_model_beats_noise(heldout_wav, tmp_path):
     assert (tmp_path / "a" / "arctic_a0007.wav").is_file()
     assert good[0]["stoi"] > 0.6 > bad[0]["stoi"]
     assert good[0]["gpe_pct"] < 60
+    # the features' own pitch error on this male voice, the floor of any vocoder told it
+    assert 0 <= good[0]["feature_gpe_pct"] < 20 and "told_gross_pct" in good[0]
 
 
 def test_tracker_writes_rows_csv_tensorboard_and_skips_when_busy(slice_dir, tmp_path):

@@ -69,7 +69,8 @@ def test_voice_table_set_field_missing_values_and_errors(last_eval_rows):
 def test_format_voice_table_marks_targets():
     def entry(set_, voice, gpe, stoi, pesq, ovrl, ref):
         rows = [{"step": 0, "set": set_, "group": voice, "utterance": f"{voice}__1", "gpe_pct": gpe,
-                 "stoi": stoi, "pesq_wb": pesq, "dnsmos_ovrl": ovrl, "f0_rmse_cents": 40.0}]
+                 "stoi": stoi, "pesq_wb": pesq, "dnsmos_ovrl": ovrl, "f0_rmse_cents": 40.0,
+                 "feature_gpe_pct": gpe / 2}]
         return rows, {f"{voice}__1": ref}
 
     r1, f1 = entry("heldout", "en_US_f_Allison", 2.0, 0.95, 2.5, 3.1, 3.3)
@@ -81,14 +82,14 @@ def test_format_voice_table_marks_targets():
     assert lines[0].startswith("**Training voices, held-out prompts** (1 of 1 voices")
     assert "**Unseen voices** (0 of 1 voices" in text
     allison = next(ln for ln in lines if ln.startswith("| en_US_f_Allison"))
-    assert "| 2.0 ✓ | 0.950 ✓ | 2.50 ✓ | 3.10 | 3.30 | -0.20 ✓ | 40 | all met |" in allison
+    assert "| 2.0 ✓ | 1.0 | 0.950 ✓ | 2.50 ✓ | 3.10 | 3.30 | -0.20 ✓ | 40 | all met |" in allison
     psx = next(ln for ln in lines if ln.startswith("| psx_an4"))
-    assert "| 12.5 ✗ | 0.880 ✗ | 1.40 ✗ | 2.00 | 3.00 | -1.00 ✗ |" in psx
+    assert "| 12.5 ✗ | 6.2 | 0.880 ✗ | 1.40 ✗ | 2.00 | 3.00 | -1.00 ✗ |" in psx
     assert psx.endswith("not met: gpe_pct, stoi, pesq_wb, dnsmos_diff |")
     # every table row has as many cells as its header
     for ln in lines:
         if ln.startswith("|"):
-            assert ln.count("|") == 11
+            assert ln.count("|") == 12
 
 
 @pytest.mark.skipif(not DEMO_BLOB.is_file(), reason="demo model not carried")
