@@ -249,44 +249,48 @@ def f0_contour(x, rate: int = SAMPLE_RATE, f0_floor: float = 50.0, f0_ceil: floa
     return pyworld.stonemask(x, f0, t, rate)
 
 
-def pitch_counts(ref, syn, rate: int = SAMPLE_RATE) -> np.ndarray:
+def pitch_counts(ref, syn, rate: int = SAMPLE_RATE, told_f0=None) -> np.ndarray:
     """Frame counts of aligned signals: ``[frames, voicing mismatches, voiced in both, gross
-    errors (f0 off by > 20 %), sum of squared f0 differences in cents]`` (float64)."""
+    errors (f0 off by > 20 %), sum of squared f0 differences in cents]`` (float64). With
+    ``told_f0`` (Hz per 10 ms frame of ``ref``: the pitch the vocoder was given) two more: the
+    frames voiced in both where it is off by > 20 % from the reference's f0, and the gross
+    errors of the synthesis among those."""
     f_r, f_s = f0_contour(ref, rate), f0_contour(syn, rate)
     n = min(len(f_r), len(f_s))
     f_r, f_s = f_r[:n], f_s[:n]
     both = (f_r > 0) & (f_s > 0)
     ratio = f_s[both] / f_r[both]
-    return np.array([n, np.sum((f_r > 0) != (f_s > 0)), both.sum(), np.sum(np.abs(ratio - 1) > 0.2),
-                     np.sum((1200 * np.log2(ratio)) ** 2)], np.float64)
+    gross = np.abs(ratio - 1) > 0.2
+    counts = [n, np.sum((f_r > 0) != (f_s > 0)), both.sum(), gross.sum(),
+              np.sum((1200 * np.log2(ratio)) ** 2)]
+    if told_f0 is not None:
+        told = np.full(n, np.nan)                        # a frame past the told pitch: not off
+        m = min(n, len(told_f0))
+        told[:m] = np.asarray(told_f0, np.float64)[:m]
+        told_gross = np.abs(told[both] / f_r[both] - 1) > 0.2
+        counts += [told_gross.sum(), (gross & told_gross).sum()]
+    return np.array(counts, np.float64)
 
 
-def feature_pitch_errors(ref, syn, features, rate: int = SAMPLE_RATE) -> dict:
-    """How much of a synthesis's pitch error the vocoder was told: the features' own pitch
-    (``features`` ``(frames, >= 19)``, the period of docs/formats.md, feature 18) against the
-    reference's f0, on the frames where the reference and the aligned synthesis are both voiced
-    (the frames of ``gpe_pct``). Returns ``feature_gpe_pct`` (features off by > 20 %) and
-    ``told_gross_pct``: the share of the synthesis's gross errors in frames where the features
-    are off too (NaN when there are none)."""
-    f_r, f_s = f0_contour(ref, rate), f0_contour(syn, rate)
+def feature_f0(features, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The pitch feature (feature 18, docs/formats.md) of ``(frames, >= 19)`` features in Hz."""
     period = 50.0 * np.asarray(features, np.float64)[:, 18] + 100.0
-    n = min(len(f_r), len(f_s), len(period))
-    f_r, f_s, f_c = f_r[:n], f_s[:n], rate / np.maximum(period[:n], 1.0)
-    both = (f_r > 0) & (f_s > 0)
-    gross_syn = np.abs(f_s[both] / f_r[both] - 1) > 0.2
-    gross_feat = np.abs(f_c[both] / f_r[both] - 1) > 0.2
-    return {"feature_gpe_pct": float(100 * gross_feat.mean()) if both.any() else float("nan"),
-            "told_gross_pct": (float(100 * (gross_syn & gross_feat).sum() / gross_syn.sum())
-                               if gross_syn.any() else float("nan"))}
+    return rate / np.maximum(period, 1.0)
 
 
 def pitch_errors_from_counts(counts) -> dict:
     """``gpe_pct``, ``f0_rmse_cents`` (frames voiced in both), ``vde_pct`` from :func:`pitch_counts`
-    (summed over segments)."""
-    frames, mismatched, both, gross, sq_cents = (float(v) for v in counts)
+    (summed over segments); with its two ``told_f0`` counts also ``feature_gpe_pct`` (the told
+    pitch's own gross error on those frames) and ``told_gross_pct`` (the share of the synthesis's
+    gross errors where the told pitch was off too; NaN when there are none)."""
+    frames, mismatched, both, gross, sq_cents = (float(v) for v in counts[:5])
     out = {"vde_pct": 100 * mismatched / max(frames, 1.0), "voiced_frames": int(both)}
     out["gpe_pct"] = 100 * gross / both if both else float("nan")
     out["f0_rmse_cents"] = math.sqrt(sq_cents / both) if both else float("nan")
+    if len(counts) > 5:
+        told, told_and_gross = float(counts[5]), float(counts[6])
+        out["feature_gpe_pct"] = 100 * told / both if both else float("nan")
+        out["told_gross_pct"] = 100 * told_and_gross / gross if gross else float("nan")
     return out
 
 
@@ -335,25 +339,30 @@ def dnsmos(x, rate: int = SAMPLE_RATE) -> dict:
 def score_pair(reference, synthesis, rate: int = SAMPLE_RATE, synth_rate: int | None = None,
                use_dnsmos: bool = True, max_lag_ms: float = 50.0,
                min_envelope_corr: float = MIN_ENVELOPE_CORR,
-               max_length_diff_ms: float = MAX_LENGTH_DIFF_MS) -> dict:
+               max_length_diff_ms: float = MAX_LENGTH_DIFF_MS, features=None) -> dict:
     """All metrics of one pair (paths or arrays) -> dict of floats plus the alignment info.
 
     ``min_envelope_corr`` = -1 scores any pair of speech-length, non-silent, finite signals
     (e.g. an early checkpoint's output); silence, NaN/Inf and a length difference beyond
-    ``max_length_diff_ms`` are refused (LpcnetError) in any case.
+    ``max_length_diff_ms`` are refused (LpcnetError) in any case. ``features``: the
+    reference's ``(frames, >= 19)`` features (what a copy synthesis was given); adds
+    ``feature_gpe_pct`` and ``told_gross_pct`` (:func:`pitch_errors_from_counts`).
     """
     ref, syn = load_pair(reference, synthesis, rate, synth_rate)
     check_lengths(ref, syn, max_length_diff_ms)
     ref, syn, info = align(ref, syn, SAMPLE_RATE, max_lag_ms, min_envelope_corr)
+    told = None if features is None else feature_f0(features)
+    start = max(0, -info["lag_samples"])                 # the aligned reference's first sample
     means: dict[str, float] = {}
-    counts = np.zeros(5)
+    counts = np.zeros(5 if told is None else 7)
     cuts = segments(len(ref))
     for a, b in cuts:
         r, y, w = ref[a:b], syn[a:b], (b - a) / len(ref)
         part = {"pesq_wb": pesq_wb(r, y), "stoi": stoi(r, y), "lsd_db": log_spectral_distance(r, y)}
         for k, v in part.items():
             means[k] = means.get(k, 0.0) + w * v
-        counts += pitch_counts(r, y)
+        first = int(round((a + start) / (SAMPLE_RATE // 100)))
+        counts += pitch_counts(r, y, told_f0=None if told is None else told[first:])
     out = dict(info)
     out.update(means)
     out.update(pitch_errors_from_counts(counts))

@@ -40,8 +40,6 @@ ROWS_JSONL = "quality.jsonl"
 ROWS_CSV = "quality.csv"
 #: Metrics written to TensorBoard and plotted (all of lpcnet.quality's are kept in the rows).
 TRACKED = ("stoi", "pesq_wb", "gpe_pct", "f0_rmse_cents", "dnsmos_ovrl", "lsd_db", "feature_gpe_pct")
-#: Longest file (s) whose features' own pitch error is scored beside the synthesis's.
-FEATURE_PITCH_MAX_S = 60.0
 #: Utterances whose audio goes to TensorBoard at every evaluation.
 TB_AUDIO_UTTERANCES = 4
 
@@ -80,7 +78,7 @@ def score_blob(blob_path, files, *, step: int, sequences: int, epoch: int | None
     from lpcnet.audio import load_speech, write_wav
     from lpcnet.features import extract
     from lpcnet.formats import float_to_int16
-    from lpcnet.quality import feature_pitch_errors, score_pair
+    from lpcnet.quality import score_pair
     from lpcnet.synth import copy_synthesis
 
     rows = []
@@ -92,11 +90,8 @@ def score_blob(blob_path, files, *, step: int, sequences: int, epoch: int | None
         row = {"step": int(step), "sequences": int(sequences), "epoch": epoch,
                "utterance": Path(f).stem, "group": utterance_group(f)}
         try:
-            row.update(score_pair(ref[:n], syn[:n].astype(np.float32) / 32768.0,
-                                  use_dnsmos=use_dnsmos, min_envelope_corr=-1.0))
-            if n <= FEATURE_PITCH_MAX_S * SAMPLE_RATE:   # held-out prompts; not for long files
-                row.update(feature_pitch_errors(ref[:n], syn[:n].astype(np.float32) / 32768.0,
-                                                extract(float_to_int16(ref[:n]))))
+            row.update(score_pair(ref[:n], syn[:n].astype(np.float32) / 32768.0, use_dnsmos=use_dnsmos,
+                                  min_envelope_corr=-1.0, features=extract(float_to_int16(ref))))
         except LpcnetError as exc:            # e.g. a silent synthesis: keep the row, say why
             row["error"] = str(exc)
         row["synth_s"] = round(time.perf_counter() - t0, 3)

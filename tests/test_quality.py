@@ -231,17 +231,25 @@ def test_feature_pitch_errors_tell_what_the_vocoder_was_told(ref, degraded):
     from lpcnet.features import extract
     from lpcnet.formats import float_to_int16
 
+    def told(syn, feats):
+        return Q.score_pair(ref, syn, use_dnsmos=False, min_envelope_corr=-1.0, features=feats)
+
     feats = extract(float_to_int16(ref))
-    same = Q.feature_pitch_errors(ref, ref, feats)
+    same = told(ref, feats)
     assert same["feature_gpe_pct"] < 10 and np.isnan(same["told_gross_pct"])   # no gross error
-    shifted = Q.feature_pitch_errors(ref, degraded["pitch_up_4st"], feats)
+    shifted = told(degraded["pitch_up_4st"], feats)
     assert shifted["feature_gpe_pct"] < 10 and shifted["told_gross_pct"] < 15
     octave = feats.copy()
     octave[:, 18] = (2 * (50 * feats[:, 18] + 100) - 100) / 50                    # period x 2
-    low = Q.feature_pitch_errors(ref, ref, octave)
+    low = told(ref, octave)
     assert low["feature_gpe_pct"] > 90
     import librosa
 
     down = librosa.effects.pitch_shift(ref.astype(np.float32), sr=16000, n_steps=-12, res_type="soxr_hq")
-    told = Q.feature_pitch_errors(ref, down.astype(np.float64), octave)
-    assert told["told_gross_pct"] > 90
+    assert told(down.astype(np.float64), octave)["told_gross_pct"] > 90
+    # the same pitch counts as without features; long pairs: per segment, the told pitch follows
+    assert {k: same[k] for k in ("gpe_pct", "vde_pct", "voiced_frames")} == {
+        k: Q.score_pair(ref, ref, use_dnsmos=False)[k] for k in ("gpe_pct", "vde_pct", "voiced_frames")}
+    long_ref = np.tile(ref, 23)                                                    # 46 s: 2 segments
+    long = Q.score_pair(long_ref, long_ref, use_dnsmos=False, features=extract(float_to_int16(long_ref)))
+    assert long["segments"] == 2 and long["feature_gpe_pct"] < 10
