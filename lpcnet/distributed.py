@@ -38,6 +38,15 @@ def horovod_available() -> bool:
     return True
 
 
+def horovod_wakes_on_enqueue() -> bool:
+    """True when the installed Horovod has the kit's wake-on-enqueue patch (third_party/horovod/)."""
+    try:
+        from horovod.tensorflow import mpi_ops
+        return mpi_ops._basics.MPI_LIB_CTYPES.horovod_wake_on_enqueue_built() == 1
+    except (ImportError, AttributeError):
+        return False
+
+
 def import_horovod():
     """``horovod.tensorflow``, or LpcnetError saying how to build it."""
     try:

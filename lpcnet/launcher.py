@@ -34,11 +34,14 @@ PIN_ENV = "LPCNET_PIN_CORES"
 _RANK_PREFIX = re.compile(r"^\[(\d+)\]<(stdout|stderr)>:(.*)$")
 #: The kit's host-discovery script for elastic runs (reads LPCNET_HOSTS_FILE or HOSTS).
 DISCOVERY_SCRIPT = Path(__file__).resolve().parents[1] / "run_scripts" / "discover_hosts.sh"
-#: Horovod's background thread coordinates every HOROVOD_CYCLE_TIME ms, busy or not: each step's
-#: allreduce waits for the next cycle (10 ms: +20 ms wall a step at np=2), and each cycle costs CPU
-#: (1 ms, the default: up to 10 % of a core on a shared machine); 2 ms measured best on an idle
-#: machine (docs/benchmarks.md#scaling).
+#: Horovod's background thread coordinates every HOROVOD_CYCLE_TIME ms while a tensor waits (and,
+#: in stock Horovod, also while none does: each idle cycle costs CPU, each step's allreduce waits
+#: for the next cycle); 2 ms measured best with stock Horovod on an idle machine
+#: (docs/benchmarks.md#scaling).
 CYCLE_TIME_MS = "2"
+#: "1": Horovod's background thread sleeps until a tensor is enqueued instead of cycling while
+#: idle (the kit's Horovod patch, third_party/horovod/; a stock Horovod ignores the variable).
+WAKE_ON_ENQUEUE = "1"
 
 
 class Elastic(NamedTuple):
@@ -205,7 +208,8 @@ def rank_environment(np_: int, threads: int | None = None, *, pin: bool = False,
 
     ``threads`` intra-op threads (default cores // np_), one inter-op thread, OpenMP alike;
     Horovod's background cycle at :data:`CYCLE_TIME_MS` ms unless HOROVOD_CYCLE_TIME is set
-    (the default 1 ms cycle cost each rank 7-10 % of a core, measured in docs/benchmarks.md);
+    (the default 1 ms cycle cost each rank 7-10 % of a core, measured in docs/benchmarks.md) and
+    its wake on enqueue (:data:`WAKE_ON_ENQUEUE`) unless HOROVOD_WAKE_ON_ENQUEUE is set;
     with ``pin`` on one host with at least one core per rank, ``LPCNET_PIN_CORES=1`` (each
     rank pins itself to its share of the cores in ``distributed.init``; also set it yourself).
     """
@@ -215,7 +219,8 @@ def rank_environment(np_: int, threads: int | None = None, *, pin: bool = False,
     env = {"TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1",
            "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1",
            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-           "HOROVOD_CYCLE_TIME": os.environ.get("HOROVOD_CYCLE_TIME", CYCLE_TIME_MS)}
+           "HOROVOD_CYCLE_TIME": os.environ.get("HOROVOD_CYCLE_TIME", CYCLE_TIME_MS),
+           "HOROVOD_WAKE_ON_ENQUEUE": os.environ.get("HOROVOD_WAKE_ON_ENQUEUE", WAKE_ON_ENQUEUE)}
     if pin and np_ > 1 and one_host and np_ * threads <= cores:
         env[PIN_ENV] = "1"
     return env

@@ -203,7 +203,9 @@ def test_train_command_hosts_threads(tmp_path, monkeypatch):
 
 def test_rank_environment_threads_pinning_cycle_time(monkeypatch):
     monkeypatch.delenv("HOROVOD_CYCLE_TIME", raising=False)
+    monkeypatch.delenv("HOROVOD_WAKE_ON_ENQUEUE", raising=False)
     env = L.rank_environment(2, cores=2)
+    assert env["HOROVOD_WAKE_ON_ENQUEUE"] == "1"
     assert env["TF_NUM_INTRAOP_THREADS"] == "1" and env["TF_NUM_INTEROP_THREADS"] == "1"
     assert env["HOROVOD_CYCLE_TIME"] == L.CYCLE_TIME_MS and L.PIN_ENV not in env
     assert L.rank_environment(2, cores=8)["TF_NUM_INTRAOP_THREADS"] == "4"
@@ -213,6 +215,8 @@ def test_rank_environment_threads_pinning_cycle_time(monkeypatch):
     assert L.PIN_ENV not in L.rank_environment(2, cores=2, pin=True, one_host=False)
     monkeypatch.setenv("HOROVOD_CYCLE_TIME", "3")                          # the user's choice wins
     assert L.rank_environment(2, cores=2)["HOROVOD_CYCLE_TIME"] == "3"
+    monkeypatch.setenv("HOROVOD_WAKE_ON_ENQUEUE", "0")
+    assert L.rank_environment(2, cores=2)["HOROVOD_WAKE_ON_ENQUEUE"] == "0"
     # Each rank's share of the cores: contiguous, disjoint, equal.
     assert D.pin_to_cores(0, 2, cores={0, 1, 2, 3}) == {0, 1}
     assert D.pin_to_cores(1, 2, cores={0, 1, 2, 3}) == {2, 3}
@@ -433,6 +437,8 @@ def test_scaling_bench_prints_the_overhead_line(tmp_path):
     assert [r["processes"] for r in res["rows"]] == [1, 2]
     assert all(0 < r["cpu_s_per_step_per_rank"] < 10 for r in res["rows"])   # measured on every rank
     assert "efficiency at np=2" in text
+    # The ranks ran with the kit's Horovod patch on (set by the launcher, installed by setup).
+    assert "Horovod background thread: sleeps until a tensor is enqueued" in text
     # The hardware ceiling: two independent single-process runs at once, relative to one alone.
     assert 0.2 < res["ceiling"] < 1.5
     assert f"hardware ceiling at np=2 (2 independent single-process runs at once): {res['ceiling']:.2f}" in text

@@ -93,6 +93,20 @@ def _independent_runs(n, features, data, tmp: Path, tag: str, gru_a, gru_b, batc
         return sum(s["overall_stats"]["throughput_mean"] for s in pool.map(one, range(n)))
 
 
+def _horovod_cycle(patched: bool) -> str:
+    """How the ranks' Horovod background thread runs its cycles, as launched (docs/distributed.md)."""
+    from lpcnet import launcher
+
+    env = launcher.rank_environment(2)
+    polls = f"cycles every {env['HOROVOD_CYCLE_TIME']} ms, busy or idle"
+    if not patched:
+        return polls + " (stock Horovod: no wake on enqueue)"
+    if env["HOROVOD_WAKE_ON_ENQUEUE"] in ("", "0"):
+        return polls + " (HOROVOD_WAKE_ON_ENQUEUE=0)"
+    return (f"sleeps until a tensor is enqueued, then cycles every {env['HOROVOD_CYCLE_TIME']} ms "
+            "while one waits (the kit's Horovod patch)")
+
+
 def bench_scaling(*, gru_a: int = 64, gru_b: int = 16, batch: int = 8, steps: int = 20,
                   rounds: int = 1, nps=(1, 2), threads: int = 1, timeout: float = 900, features=None,
                   data=None, out=None, ceiling: bool = True) -> dict:
@@ -113,6 +127,7 @@ def bench_scaling(*, gru_a: int = 64, gru_b: int = 16, batch: int = 8, steps: in
     from lpcnet import launcher
     from lpcnet.bench.report import scaling_rows
     from lpcnet.callbacks import cpu_name
+    from lpcnet.distributed import horovod_wakes_on_enqueue
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -160,7 +175,8 @@ def bench_scaling(*, gru_a: int = 64, gru_b: int = 16, batch: int = 8, steps: in
               "ceiling": results[pick].get("ceiling"),
               "rounds": [{"efficiency": e, "rows": r["rows"], "ceiling": r.get("ceiling")}
                          for e, r in zip(effs, results)],
-              "loss_per_step": results[pick]["loss_per_step"]}
+              "loss_per_step": results[pick]["loss_per_step"],
+              "horovod_cycle": _horovod_cycle(horovod_wakes_on_enqueue())}
     print(f"scaling: GRU A {gru_a} / GRU B {gru_b}, batch {batch} per rank, {steps} steps, "
           f"{threads} intra-op thread(s) per rank, {result['cpu']}"
           + (f", median of {len(effs)} rounds" if len(effs) > 1 else ""), file=out)
@@ -170,6 +186,7 @@ def bench_scaling(*, gru_a: int = 64, gru_b: int = 16, batch: int = 8, steps: in
               f"efficiency {r['efficiency']:.2f}", file=out)
     if len(effs) > 1:
         print(f"  efficiency of each round: {', '.join(f'{e:.2f}' for e in effs)}", file=out)
+    print(f"  Horovod background thread: {result['horovod_cycle']}", file=out)
     print(f"  per-step overhead at np={last['processes']}: {overhead_ms:+.0f} ms wall, "
           f"{cpu_overhead_ms:+.1f} ms CPU per rank", file=out)
     if result["ceiling"]:
