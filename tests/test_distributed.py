@@ -430,7 +430,7 @@ def test_scaling_bench_prints_the_overhead_line(tmp_path):
 
     out = tmp_path / "bench.txt"
     with open(out, "w") as fh:
-        res = bench_scaling(gru_a=16, gru_b=8, batch=2, steps=8, out=fh)
+        res = bench_scaling(gru_a=16, gru_b=8, batch=2, steps=8, rounds=1, out=fh)
     text = out.read_text()
     line = next(ln for ln in text.splitlines() if "per-step overhead at np=2" in ln)
     assert f"{res['overhead_ms_per_step']:+.0f} ms wall" in line and "ms CPU per rank" in line

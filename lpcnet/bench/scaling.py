@@ -108,7 +108,7 @@ def _horovod_cycle(patched: bool) -> str:
 
 
 def bench_scaling(*, gru_a: int = 64, gru_b: int = 16, batch: int = 8, steps: int = 60,
-                  rounds: int = 1, nps=(1, 2), threads: int = 1, timeout: float = 900, features=None,
+                  rounds: int = 3, nps=(1, 2), threads: int = 1, timeout: float = 900, features=None,
                   data=None, out=None, ceiling: bool = True) -> dict:
     """Horovod weak scaling on the CPU: sequences/s for each process count in ``nps``.
 
