@@ -2,7 +2,7 @@
 
 Stock Horovod runs a cross-rank cycle every HOROVOD_CYCLE_TIME ms even while no tensor waits;
 with HOROVOD_WAKE_ON_ENQUEUE=1 (set by the kit's launcher) an idle rank sleeps until a tensor
-is enqueued. Counted on rank 0's Horovod timeline (CYCLE_START marks) over one idle second
+is enqueued. Counted on rank 0's Horovod timeline (CYCLE_START marks) over an idle 1.5 s
 between collectives, np=2 with gloo, both settings of the same patched library; the
 collectives' results are checked in both.
 """

@@ -118,8 +118,8 @@ def bench_scaling(*, gru_a: int = 64, gru_b: int = 16, batch: int = 8, steps: in
     ``threads`` intra-op thread(s) per rank, one epoch of ``steps`` steps, noise and
     sparsification as in training; throughput is the seed's rule (mean of the last 40 steps,
     or of the second half). ``rounds`` > 1 runs the process counts alternately that many
-    times and reports the round with the median efficiency (the lower of the two middle ones for an even
-    count; the others are in ``rounds``).
+    times and reports the round with the median efficiency (the lower of the two middle ones
+    for an even count; the others are in ``rounds``).
     Prints one JSON line per run, the efficiency (throughput / (np x throughput at the
     smallest np); 0.9 or more is the target) and the per-step overhead (wall and CPU, ms)
     to ``out``. ``ceiling``: also run the largest np as that many independent single-process
