@@ -67,7 +67,9 @@ log "installing pinned requirements"
 # named after the patch (a changed patch builds anew; a stock Horovod wheel is never taken).
 HOROVOD_ID="$(sha256sum "$HOROVOD_PATCH" | cut -c1-12)"
 HOROVOD_WHEELS="$WHEEL_CACHE/horovod-$HOROVOD_VERSION-$HOROVOD_ID"
-if ! "$VENV/bin/python" -c "import horovod, horovod.tensorflow.mpi_ops as m; assert horovod.__version__ == '$HOROVOD_VERSION'; assert m._basics.MPI_LIB_CTYPES.horovod_wake_on_enqueue_built() == 1" 2>/dev/null; then
+HOROVOD_MARK="$VENV/.horovod-patch-id"   # which patch the venv's Horovod was built with
+if [ "$(cat "$HOROVOD_MARK" 2>/dev/null)" != "$HOROVOD_ID" ] \
+   || ! "$VENV/bin/python" -c "import horovod, horovod.tensorflow.mpi_ops as m; assert horovod.__version__ == '$HOROVOD_VERSION'; assert m._basics.MPI_LIB_CTYPES.horovod_wake_on_enqueue_built() == 1" 2>/dev/null; then
   mkdir -p "$HOROVOD_WHEELS"
   if ! ls "$HOROVOD_WHEELS"/horovod-"$HOROVOD_VERSION"-*.whl >/dev/null 2>&1; then
     log "building Horovod $HOROVOD_VERSION (TensorFlow + gloo, no MPI, the kit's patch) into $HOROVOD_WHEELS; takes ~5 min"
@@ -89,6 +91,7 @@ if ! "$VENV/bin/python" -c "import horovod, horovod.tensorflow.mpi_ops as m; ass
   fi
   log "installing Horovod from $HOROVOD_WHEELS"
   "${PIP[@]}" install --no-deps --no-index --force-reinstall --find-links "$HOROVOD_WHEELS" "horovod==$HOROVOD_VERSION"
+  echo "$HOROVOD_ID" >"$HOROVOD_MARK"
 fi
 
 log "installing the kit (editable, native library built)"
