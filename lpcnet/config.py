@@ -268,16 +268,18 @@ class TrainConfig(_Dictable):
 
 
 def density_split(density: float | None, split, default) -> tuple:
-    """Per-gate (update, reset, state) densities from ``--density d`` -> (d/2, d/2, 2d)."""
-    if density is not None:
-        if not 0 < density <= 1:
-            raise LpcnetError(f"density must lie in (0, 1], got {density}")
-        return (density / 2, density / 2, min(1.0, 2 * density))
+    """Per-gate (update, reset, state) densities: ``split`` if given (it wins, as in the seed),
+    else ``--density d`` -> (d/2, d/2, min(1, 2d)) (the seed's 2d above 1 indexed from the
+    end of its sorted scores: capped here), else ``default``."""
     if split is not None:
         split = tuple(float(s) for s in split)
         if len(split) != 3 or not all(0 <= s <= 1 for s in split):
             raise LpcnetError(f"density split must be 3 values in [0, 1], got {split}")
         return split
+    if density is not None:
+        if not 0 < density <= 1:
+            raise LpcnetError(f"density must lie in (0, 1], got {density}")
+        return (density / 2, density / 2, min(1.0, 2 * density))
     return tuple(default)
 
 
@@ -320,11 +322,16 @@ def add_flags(parser, *classes) -> dict:
                 meta.update(action="store_false")
             # No default shown for required flags and None (the help says what None means);
             # from_flags then takes the field's default.
-            default = argparse.SUPPRESS if f.default is None or meta.get("required") else f.default
+            # A split with a shortcut: absent unless given, so that from_flags knows which won.
+            default = argparse.SUPPRESS if f.default is None or meta.get("required") or shortcut \
+                else f.default
+            if shortcut:
+                meta["help"] += f" (default {' '.join(f'{v:g}' for v in f.default)})"
             group.add_argument(*names, dest=f.name, default=default, **meta)
             if shortcut:
                 group.add_argument(shortcut, dest=_dest(shortcut), type=float, default=argparse.SUPPRESS,
-                                   help=f"density d -> (d/2, d/2, 2d); overrides {names[0]}")
+                                   help=f"density d -> (d/2, d/2, min(1, 2d)); {names[0]} wins when "
+                                        f"both are given (as in the seed)")
     return groups
 
 
@@ -332,7 +339,7 @@ def from_flags(cls, args):
     """``cls`` from parsed arguments (missing attributes keep the field defaults)."""
     values = {}
     for f, meta in _flag_fields(cls):
-        value = getattr(args, f.name, f.default)
+        value = getattr(args, f.name, None if meta.get("shortcut") else f.default)
         if isinstance(value, list):
             value = tuple(value)
         if meta.get("shortcut"):

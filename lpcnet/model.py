@@ -152,12 +152,30 @@ class LPCNetModel(keras.Model):
             finally:
                 self.metrics_reducer = reducer
             grads, logs = self.step_reducer(grads, logs)
-            self.optimizer.apply(grads, variables)
+            self._apply_counted(grads, variables)
             return logs
         if self.gradient_reducer is not None:
             grads = self.gradient_reducer(grads)
-        self.optimizer.apply(grads, variables)
+        self._apply_counted(grads, variables)
         return self.compute_metrics(x, y, y_pred)
+
+    def _apply_counted(self, grads, variables):
+        """Apply the gradients; ``optimizer.iterations`` counts every batch.
+
+        Keras 3's LossScaleOptimizer (float16 AMP) leaves ``iterations`` unchanged on a step it
+        skips for non-finite gradients (Keras 2's, the seed's, counted it). The kit's step
+        counter is ``iterations`` (LR decay, sparsify schedule, data position of ``--resume``:
+        docs/training.md), so a skipped step is counted here.
+        """
+        import tensorflow as tf
+
+        opt = self.optimizer
+        if not isinstance(opt, keras.optimizers.LossScaleOptimizer):
+            opt.apply(grads, variables)
+            return
+        skipped = tf.logical_not(opt.check_finite(grads))
+        opt.apply(grads, variables)
+        opt.inner_optimizer.iterations.assign_add(tf.cast(skipped, opt.inner_optimizer.iterations.dtype))
 
     def get_metrics_result(self):
         # Used by compute_metrics (inside the compiled step: per-step logs) and by fit at

@@ -263,6 +263,16 @@ def _resume_mismatches(mcfg: ModelConfig, tcfg: TrainConfig, saved: dict, world:
             diffs.append(f"{flag} {given} (run: {run_model[name]})")
     if mcfg.end2end and not run_model.get("end2end", False):
         diffs.append("--end2end (run: the standard model)")
+    train_defaults = TrainConfig()
+    for name, flag in (("density_split", "--density-split"), ("grub_density_split", "--grub-density-split"),
+                       ("sparsify_schedule", "--sparsify-schedule")):
+        given, default = getattr(tcfg, name), getattr(train_defaults, name)
+        ran = run_train.get(name, default)
+        ran = tuple(ran) if isinstance(ran, list) else ran
+        if name in run_train and given != default and given != ran:
+            shown = " ".join(f"{v:g}" for v in given)
+            was = " ".join(f"{v:g}" for v in ran) if ran is not None else "default"
+            diffs.append(f"{flag} {shown} (run: {was})")
     if "batch_size" in run_train and tcfg.batch_size != run_train["batch_size"]:
         diffs.append(f"--batch_size {tcfg.batch_size} (run: {run_train['batch_size']})")
     if run_train and _precision(tcfg.to_dict()) != _precision(run_train):
@@ -296,7 +306,25 @@ def _resume_point(mcfg: ModelConfig, tcfg: TrainConfig, world: int = 1):
     mcfg = ModelConfig.from_dict(saved["model"])
     if tcfg.seed is None:
         tcfg = tcfg.replace(seed=saved.get("train", {}).get("seed"))
-    return resume_from, mcfg, tcfg
+    return resume_from, mcfg, tcfg.replace(**_run_schedule(saved.get("train", {})))
+
+
+#: TrainConfig fields that fix a run's schedules and loss: the initialisation flags choose the
+#: sparsify / quantise schedule and the quantisation regulariser; the rates build the optimizer
+#: of a rank that resumes without the checkpoint file. ``--resume`` takes them from the run's
+#: config JSON, never from the command line (docs/training.md, Flags).
+RUN_FIXED_TRAIN_FIELDS = ("finetune", "retrain", "quantize", "density_split", "grub_density_split",
+                          "sparsify_schedule", "lr", "decay", "scale_lr", "gamma")
+
+
+def _run_schedule(run_train: dict) -> dict:
+    """The run-fixed fields of the run's saved TrainConfig dict (lists as tuples)."""
+    out = {}
+    for name in RUN_FIXED_TRAIN_FIELDS:
+        if name in run_train:
+            value = run_train[name]
+            out[name] = tuple(value) if isinstance(value, list) else value
+    return out
 
 
 def _resolve_run(mcfg: ModelConfig, tcfg: TrainConfig) -> _Run:
@@ -369,7 +397,7 @@ def _initial_weights(run: _Run):
 
     tcfg, mcfg = run.tcfg, run.mcfg
     source = tcfg.finetune or tcfg.retrain or tcfg.quantize
-    if not source:
+    if not source or run.resume_from is not None:   # resumed: the run's flags fix only the schedule
         return None, mcfg
     weights = M.read_checkpoint_weights(source)
     end2end = M.is_end2end(weights)

@@ -48,10 +48,13 @@ PARSE_CASES = [
      {'features': 'f.f32', 'data': 'd.u8', 'output': 'mlu_model', 'model_dir': 'mlu_model', 'batch_size': 16, 'steps_per_epoch': 1000, 'lr': 0.001, 'decay': 2.5e-05, 'grub_density_split': [0.25, 0.25, 1.0], 'amp_dtype': 'bfloat16', 'enable_tensorboard': True, 'use_performance': True, 'seed': 3}),
     (['--features', 'f.f32', '--data', 'd.u8', '--density-split', '0.1', '0.2', '0.3', '--grub-density-split', '1', '0.5', '1', '--quantize', 'q.h5', '--resume', '0'],
      {'features': 'f.f32', 'data': 'd.u8', 'density_split': [0.1, 0.2, 0.3], 'grub_density_split': [1.0, 0.5, 1.0], 'quantize': 'q.h5'}),
+    # Both given: the split wins, as in the seed (the hand-written parser let --density win).
     (['--features', 'f.f32', '--data', 'd.u8', '--density', '0.2', '--density-split', '0.1', '0.2', '0.3'],
-     {'features': 'f.f32', 'data': 'd.u8', 'density_split': [0.1, 0.1, 0.4]}),
-    (['--features', 'f.f32', '--data', 'd.u8', '--grub-density', '0.4', '--grub-density-split', '0.1', '0.2', '0.3'],
-     {'features': 'f.f32', 'data': 'd.u8', 'grub_density_split': [0.2, 0.2, 0.8]}),
+     {'features': 'f.f32', 'data': 'd.u8', 'density_split': [0.1, 0.2, 0.3]}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--grub-density-split', '0.1', '0.2', '0.3', '--grub-density', '0.4'],
+     {'features': 'f.f32', 'data': 'd.u8', 'grub_density_split': [0.1, 0.2, 0.3]}),
+    (['--features', 'f.f32', '--data', 'd.u8', '--density', '0.6'],
+     {'features': 'f.f32', 'data': 'd.u8', 'density_split': [0.3, 0.3, 1.0]}),
     (['--features', 'f.f32', '--data', 'd.u8', '--finetune', 'x.h5', '--start_epoch', '3'],
      {'features': 'f.f32', 'data': 'd.u8', 'finetune': 'x.h5', 'start_epoch': 3}),
     (['--features', 'f.f32', '--data', 'd.u8', '--retrain', 'x.keras'],
@@ -258,6 +261,33 @@ def test_finetune_from_epoch_and_quantize_from_seed_h5(trained, slice_training_p
         assert abs(block_density(rk[:, g * 16:(g + 1) * 16], True) - want) <= 1 / 8
 
 
+def test_resume_keeps_the_runs_quantize_schedule_and_densities(trained, slice_training_pair, tmp_path):
+    """--resume of a --quantize run goes on quantising on its schedule (not the from-scratch one),
+    with the run's densities, without needing the --quantize file again; its config keeps them."""
+    from lpcnet.model import read_checkpoint_weights, save_seed_h5
+    from lpcnet.sparsity import block_density
+
+    res, _ = trained
+    save_seed_h5(res["model"], tmp_path / "seed.h5")
+    kw = dict(steps_per_epoch=2, density_split=(0.25, 0.25, 0.5))
+    train(TINY, _tcfg(slice_training_pair, tmp_path / "q", quantize=str(tmp_path / "seed.h5"), **kw))
+    (tmp_path / "seed.h5").unlink()
+    resumed = train(TINY, _tcfg(slice_training_pair, tmp_path / "q", epochs=2, resume=True, steps_per_epoch=2))
+    assert resumed["initial_epoch"] == 1
+    saved = json.loads((tmp_path / "q" / "m_16_config.json").read_text())["train"]
+    assert saved["quantize"] == str(tmp_path / "seed.h5") and saved["density_split"] == [0.25, 0.25, 0.5]
+    assert (saved["lr"], saved["decay"]) == (None, None)
+    # Quantisation-aware mode prunes every step to the final densities; the from-scratch
+    # schedule (first at step 2400) would have let the resumed steps regrow the pruned weights.
+    rk = read_checkpoint_weights(tmp_path / "q" / "m_16_02.keras")["gru_a"]["recurrent_kernel"]
+    for g, want in enumerate((0.25, 0.25, 0.5)):
+        assert abs(block_density(rk[:, g * 16:(g + 1) * 16], True) - want) <= 1 / 8
+    # Densities given again must be the run's.
+    with pytest.raises(LpcnetError, match=r"--density-split 0.5 0.5 0.5 \(run: 0.25 0.25 0.5\)"):
+        train(TINY, _tcfg(slice_training_pair, tmp_path / "q", epochs=3, resume=True,
+                          density_split=(0.5, 0.5, 0.5)))
+
+
 def test_amp_bf16_matches_fp32(slice_training_pair, tmp_path):
     fp32 = train(TINY, _tcfg(slice_training_pair, tmp_path / "fp32", steps_per_epoch=4))
     amp = train(TINY, _tcfg(slice_training_pair, tmp_path / "amp", steps_per_epoch=4, use_amp=True))
@@ -269,6 +299,26 @@ def test_amp_bf16_matches_fp32(slice_training_pair, tmp_path):
                             amp_dtype="float16"))
     assert type(f16["model"].optimizer).__name__ == "LossScaleOptimizer" and np.isfinite(f16["loss"])
     assert f16["model"].get_layer("tree_to_pdf").compute_dtype == "float32"
+    # A step skipped for overflowing float16 gradients still counts (the step counter of the LR
+    # decay, the sparsify schedule and --resume's data position), weights unchanged, scale halved.
+    from lpcnet.data import TrainingLoader
+    from lpcnet.model import model_weights
+
+    m, opt = f16["model"], f16["model"].optimizer
+    opt.dynamic_scale.assign(1e30)
+    before, it = model_weights(m), int(opt.iterations)
+    x, y = TrainingLoader(*slice_training_pair, 4, seed=0).batch(0)
+    m.train_on_batch(x, y)
+    assert int(opt.iterations) == it + 1 and float(opt.dynamic_scale) == pytest.approx(5e29)
+    after = model_weights(m)
+    for layer in before:
+        for k in before[layer]:
+            np.testing.assert_array_equal(after[layer][k], before[layer][k], err_msg=f"{layer}/{k}")
+    m.train_on_batch(x, y)                  # a finite step (scale back to 1) applies and counts too
+    opt.dynamic_scale.assign(1.0)
+    m.train_on_batch(x, y)
+    assert int(opt.iterations) == it + 3
+    assert not np.array_equal(model_weights(m)["gru_a"]["kernel"], before["gru_a"]["kernel"])
 
 
 # --- bad input: one line, exit 1, nothing overwritten ------------------------------------
