@@ -253,6 +253,15 @@ def dump_data(input_path, features_path, data_path=None, mode: str = "test",
     total = src.frames if max_frames is None else int(max_frames)
     if total <= 0:
         raise LpcnetError(f"--max-frames must be positive, got {max_frames}")
+    if mode == "train" and total < AUGMENT_PERIOD_FRAMES:
+        import warnings
+
+        from lpcnet.errors import LpcnetWarning
+
+        warnings.warn(f"{input_path}: {total} records, fewer than {AUGMENT_PERIOD_FRAMES}: the first "
+                      f"augmentation (gain, spectral shaping, excitation noise) is drawn at record "
+                      f"{AUGMENT_PERIOD_FRAMES}, so these records have none; --max-frames "
+                      f"{AUGMENT_PERIOD_FRAMES} or more wraps around the input", LpcnetWarning, stacklevel=2)
     ext = FeatureExtractor(mode, seed, end2end=end2end)
     from tqdm.auto import tqdm
 
@@ -297,6 +306,11 @@ class _null:
 
     def __exit__(self, *exc):
         return False
+
+
+#: Frames between augmentation draws in -train mode; the first draw is at record 2822
+#: (LPCNET_GAIN_CHANGE_FRAMES in native/include/lpcnet.h; docs/features.md, Modes).
+AUGMENT_PERIOD_FRAMES = 2822
 
 
 # --- CLI -----------------------------------------------------------------------------

@@ -47,7 +47,7 @@ PITCH_MAX_PERIOD = 256
 
 # --- feature layout (docs/formats.md) ------------------------------------------
 CEPSTRUM = slice(0, 18)      # 18 cepstral coefficients (c0 has 4 subtracted)
-PITCH_INDEX = 18             # pitch feature f_p = 0.01 * (P0 + P1 - 200)
+PITCH_INDEX = 18             # pitch feature f_p = 0.01 * (clamp(P0 + P1, 66, 510) - 200)
 PITCH_CORR_INDEX = 19        # pitch correlation f_c = corr - 0.5
 LPC = slice(20, 36)          # a_1..a_16, A(z) = 1 + sum a_k z^-k
 NETWORK_FEATURES = slice(0, NB_FEATURES)

@@ -569,9 +569,16 @@ SEED_WEIGHT_ORDER = {"embed_pitch": ("embeddings",), "feature_conv1": ("kernel",
 KERAS2_VERSION = "2.18.0"
 
 
+#: The GRU cells' names in seed-style files: TensorFlow releases of the seed's time made cell
+#: names unique within the model, so GRU B's weights are under ``gru_cell_1``, where the seed's
+#: test and dump scripts open them (tf_keras 2.18 names both ``gru_cell``; its ``load_weights``
+#: follows the ``weight_names`` attribute and reads either).
+SEED_GRU_CELLS = {"gru_a": "gru_cell", "gru_b": "gru_cell_1"}
+
+
 def _seed_weight_name(layer: str, var: str) -> str:
-    """Keras 2's variable name: GRU weights live in the layer's ``gru_cell``."""
-    return f"{layer}/gru_cell/{var}:0" if layer in ("gru_a", "gru_b") else f"{layer}/{var}:0"
+    """Keras 2's variable name: GRU weights live in the layer's cell (:data:`SEED_GRU_CELLS`)."""
+    return f"{layer}/{SEED_GRU_CELLS[layer]}/{var}:0" if layer in SEED_GRU_CELLS else f"{layer}/{var}:0"
 
 
 def write_seed_h5(weights: dict, path) -> Path:
@@ -581,7 +588,7 @@ def write_seed_h5(weights: dict, path) -> Path:
     ``.h5`` (docs/promises.md, Seed-style .h5 files): root attributes ``backend``, ``keras_version``;
     group ``model_weights`` with ``layer_names``, ``backend``, ``keras_version``; per
     layer a group ``<layer>`` with ``weight_names`` (in Keras 2's order) and the datasets
-    ``<layer>/<layer>[/gru_cell]/<variable>:0``. So the predecessor's
+    ``<layer>/<layer>[/gru_cell|/gru_cell_1]/<variable>:0``. So the predecessor's
     ``model.load_weights(path, by_name=True)`` finds every weight, and this kit reads it
     back by layer name. There is no ``model_config``: the file holds weights, not a model.
     End-to-end weights (:func:`is_end2end`) add an ``rc2lpc`` group without weights (Keras 2

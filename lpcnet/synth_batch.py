@@ -422,6 +422,13 @@ def collect_inputs(features=(), audio=(), lists=()) -> tuple:
                     raise LpcnetError(f"--{kind} {p}: folder holds no {want}")
                 paths += found
             elif p.is_file():
+                # The kind goes by the name downstream (as in --list): refuse a mismatch here.
+                is_features = p.suffix.lower() in FEATURE_SUFFIXES
+                if kind == "features" and not is_features:
+                    raise LpcnetError(f"--features {p}: expected a feature file named *.f32 (36 float32 "
+                                      f"per frame, `lpcnet dump-data -test`); speech goes with --audio")
+                if kind == "audio" and is_features:
+                    raise LpcnetError(f"--audio {p}: a .f32 feature file; give it with --features")
                 paths.append(p)
             else:
                 raise LpcnetError(f"--{kind} {p}: file not found")

@@ -268,10 +268,19 @@ def test_cli_train_and_test(tmp_path, train_s16, capsys):
     f, d = tmp_path / "f.f32", tmp_path / "d.u8"
     assert main(["dump-data", "-train", str(train_s16), str(f), str(d), "--seed", "0",
                  "--no-progress"]) == 0
-    assert "seed 0" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "seed 0" in out.out
     feats, data = read_training_pair(f, d)
     assert len(feats) == (train_s16.stat().st_size // 2) // FRAME_SIZE
+    # One pass of this short slice stays before the first augmentation draw: one warning line.
+    assert len(feats) < 2822
+    warn = out.err.strip().splitlines()
+    assert len(warn) == 1 and warn[0].startswith("lpcnet dump-data: warning: ") and "have none" in warn[0], warn
+    assert main(["dump-data", "-train", str(train_s16), str(f), str(d), "--max-frames", "2822",
+                 "--no-progress"]) == 0
+    assert "warning" not in capsys.readouterr().err
     assert main(["dump-data", "-test", str(train_s16), str(tmp_path / "t.f32"), "--no-progress"]) == 0
+    assert "warning" not in capsys.readouterr().err
 
 
 def _bad(tmp_path, capsys, argv, must_mention):

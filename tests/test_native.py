@@ -143,6 +143,10 @@ def test_asan_fuzz(asan_tool, tmp_path, name):
 def test_asan_tool_rejects_bad_arguments(asan_tool, tmp_path):
     assert _run(asan_tool, "-test").returncode == 1
     assert _run(asan_tool, "-train", "a", "b").returncode == 1
+    speech = tmp_path / "s.s16"
+    np.zeros(4 * FRAME_SIZE, np.int16).tofile(speech)
+    res = _run(asan_tool, "-max-frames", 3, "-test", speech, tmp_path / "o.f32")   # -train only
+    assert res.returncode == 1 and "usage" in res.stderr and not (tmp_path / "o.f32").exists()
     assert _run(asan_tool, "-test", tmp_path / "missing.s16", tmp_path / "o.f32").returncode == 1
 
 

@@ -509,6 +509,8 @@ def test_cli_several_inputs_bad(tiny_checkpoint, heldout_features, tmp_path, syn
              (["--features", a, b], "--output_dir"),
              (["--features", a, str(tmp_path / "other" / "a.f32"), "--output_dir", out], "file names"),
              (["--features", a, a, "--output_dir", out], "given twice"),
+             (["--features", str(tmp_path / "afile"), "--output", out], "expected a feature file named *.f32"),
+             (["--audio", a, "--output", out], "a .f32 feature file; give it with --features"),
              (["--features", str(tmp_path / "empty"), "--output_dir", out], "no .f32"),
              (["--list", str(tmp_path / "list.txt"), "--output_dir", out], "entry 2"),
              (["--list", str(tmp_path / "blank.txt"), "--output_dir", out], "lists no inputs"),

@@ -43,7 +43,7 @@ int main(int argc, char **argv) {
   if (argi >= argc) return usage();
   if (!strcmp(argv[argi], "-train") && argc - argi == 4)
     mode = end2end ? LPCNET_MODE_TRAIN_END2END : LPCNET_MODE_TRAIN;
-  else if (!strcmp(argv[argi], "-test") && argc - argi == 3 && !end2end)
+  else if (!strcmp(argv[argi], "-test") && argc - argi == 3 && !end2end && max_frames < 0)
     mode = LPCNET_MODE_TEST;
   else
     return usage();
