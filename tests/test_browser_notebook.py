@@ -126,7 +126,8 @@ def take_mos_trial(page) -> None:
     wait_text(pane, ".lpcnet-status", r"^Rating 4 \(Good\) chosen: press Next")
     pane.locator(".lpcnet-next").click()
     wait_text(pane, ".lpcnet-progress", r"^trial 2 of \d+$")
-    assert status(pane).startswith(f"Saved to mos_{LISTENER}.jsonl.")
+    # the status is a separate widget update: it may arrive a moment after the progress line
+    wait_text(pane, ".lpcnet-status", rf"^Saved to mos_{LISTENER}\.jsonl\.")
 
 
 def take_mushra_trial(page) -> int:
