@@ -467,6 +467,11 @@ def _read_h5(path) -> dict:
             found = {}
             root[lname].visititems(lambda n, obj: found.__setitem__(_var_key(n), np.asarray(obj))
                                    if isinstance(obj, h5py.Dataset) else None)
+            order = SEED_WEIGHT_ORDER[lname]
+            if len(order) == 1 and len(found) == 1 and order[0] not in found:
+                # The seed's end-to-end embed_sig (its interpolating embedding) holds its table
+                # in a plain tf.Variable, which Keras 2 saves as Variable:0.
+                found = {order[0]: next(iter(found.values()))}
             out[lname] = found
         if isinstance(root.get(END2END_LAYER), h5py.Group):
             out[END2END_LAYER] = {}

@@ -340,6 +340,14 @@ def test_checkpoint_formats_keep_the_variant(tmp_path):
         assert names[-1] == "rc2lpc"
     w2 = read_checkpoint_weights(tmp_path / "e2e.h5")
     assert w2["rc2lpc"] == {} and config_from_weights(w2) == TINY_E2E
+    # The seed's end-to-end embed_sig is a plain tf.Variable: Keras 2 saves it as Variable:0.
+    with h5py.File(tmp_path / "e2e.h5", "r+") as f:
+        g = f["model_weights/embed_sig/embed_sig"]
+        g.move("embeddings:0", "Variable:0")
+        f["model_weights/embed_sig"].attrs["weight_names"] = [b"embed_sig/Variable:0"]
+    w3 = read_checkpoint_weights(tmp_path / "e2e.h5")
+    np.testing.assert_array_equal(w3["embed_sig"]["embeddings"], w["embed_sig"]["embeddings"])
+    assert config_from_weights(w3) == TINY_E2E
     # A standard model's files stay standard.
     std = build_lpcnet(TINY, seed=2).model
     write_seed_h5(model_weights(std), tmp_path / "std.h5")
