@@ -263,13 +263,12 @@ def _resume_mismatches(mcfg: ModelConfig, tcfg: TrainConfig, saved: dict, world:
             diffs.append(f"{flag} {given} (run: {run_model[name]})")
     if mcfg.end2end and not run_model.get("end2end", False):
         diffs.append("--end2end (run: the standard model)")
-    train_defaults = TrainConfig()
+    train_defaults, run_fixed = TrainConfig(), _run_fixed_fields(run_train)
     for name, flag in (("density_split", "--density-split"), ("grub_density_split", "--grub-density-split"),
                        ("sparsify_schedule", "--sparsify-schedule")):
         given, default = getattr(tcfg, name), getattr(train_defaults, name)
-        ran = run_train.get(name, default)
-        ran = tuple(ran) if isinstance(ran, list) else ran
-        if name in run_train and given != default and given != ran:
+        if name in run_fixed and given != default and given != run_fixed[name]:
+            ran = run_fixed[name]
             shown = " ".join(f"{v:g}" for v in given)
             was = " ".join(f"{v:g}" for v in ran) if ran is not None else "default"
             diffs.append(f"{flag} {shown} (run: {was})")
@@ -306,7 +305,7 @@ def _resume_point(mcfg: ModelConfig, tcfg: TrainConfig, world: int = 1):
     mcfg = ModelConfig.from_dict(saved["model"])
     if tcfg.seed is None:
         tcfg = tcfg.replace(seed=saved.get("train", {}).get("seed"))
-    return resume_from, mcfg, tcfg.replace(**_run_schedule(saved.get("train", {})))
+    return resume_from, mcfg, tcfg.replace(**_run_fixed_fields(saved.get("train", {})))
 
 
 #: TrainConfig fields that fix a run's schedules and loss: the initialisation flags choose the
@@ -317,7 +316,7 @@ RUN_FIXED_TRAIN_FIELDS = ("finetune", "retrain", "quantize", "density_split", "g
                           "sparsify_schedule", "lr", "decay", "scale_lr", "gamma")
 
 
-def _run_schedule(run_train: dict) -> dict:
+def _run_fixed_fields(run_train: dict) -> dict:
     """The run-fixed fields of the run's saved TrainConfig dict (lists as tuples)."""
     out = {}
     for name in RUN_FIXED_TRAIN_FIELDS:

@@ -38,6 +38,7 @@ def test_native_header_constants_match_python():
     assert int(consts["NB_TOTAL_FEATURES"]) == NB_TOTAL_FEATURES
     assert int(consts["NB_FEATURES"]) == 20
     assert int(consts["LPC_ORDER"]) == LPC.stop - LPC.start
+    assert int(consts["GAIN_CHANGE_FRAMES"]) == F.AUGMENT_PERIOD_FRAMES
 
 
 def test_native_mulaw_is_exactly_the_python_mulaw():
