@@ -21,7 +21,7 @@ COMMANDS = {
     "prepare": ("lpcnet.data", "audio files or folders -> one 16 kHz mono input.s16 + manifest"),
     "info": ("lpcnet.info", "validate and summarise .s16 / .f32 / .u8 files"),
     "demo": ("lpcnet.demo", "run the whole chain on the bundled speech and print the outputs"),
-    "bench": ("lpcnet.bench.cli", "benchmarks (features, train, scaling, synth): speed ratios measured side by side"),
+    "bench": ("lpcnet.bench.cli", "benchmarks (features, train, train-e2e, scaling, quality, synth, synth-memory): speed ratios measured side by side"),
     "dump-data": ("lpcnet.features", "speech -> features.f32 (-test) or features.f32 + data.u8 (-train), native C"),
     "train": ("lpcnet.train", "train LPCNet on features.f32 + data.u8 (checkpoints, sparsity, AMP)"),
     "launch": ("lpcnet.launcher", "run `lpcnet train` on N Horovod processes, fixed or elastic "
@@ -39,6 +39,19 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` to a flag's help, except where the help already states its default,
+    the default is None or empty, or the flag is an on/off switch (its default is the switch not given)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.default is None or action.default in ((), []) or "default" in text.lower()
+                or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction,
+                                       argparse._StoreConstAction))):
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     """Top-level parser; only the ``selected`` command's module is imported for its flags."""
     parser = OneLineErrorParser(
@@ -47,7 +60,7 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=DefaultsHelpFormatter)
         p.set_defaults(_module=module)
         if name == selected:
             importlib.import_module(module).add_arguments(p)
@@ -83,7 +96,7 @@ def run_command(module_name: str, args: argparse.Namespace, prog: str) -> int:
 
 def module_main(module_name: str, prog: str, argv=None) -> int:
     """``python -m lpcnet.<stage>`` entry: same flags and errors as ``lpcnet <command>``."""
-    parser = OneLineErrorParser(prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineErrorParser(prog=prog, formatter_class=DefaultsHelpFormatter)
     importlib.import_module(module_name).add_arguments(parser)
     return run_command(module_name, parser.parse_args(argv), prog)
 

@@ -158,20 +158,22 @@ def _strip_flags(args, flags) -> list[str]:
 
 
 def train_command(np_: int, train_args, hosts: str | None = None, hostfile: str | None = None,
-                  python: str = sys.executable, elastic: Elastic | None = None) -> list[str]:
+                  python: str = sys.executable, elastic: Elastic | None = None,
+                  network_interface: str | None = None) -> list[str]:
     """The command line that trains with ``np_`` processes.
 
     ``np_ == 1`` without hosts: plain ``python -m lpcnet.train``. Otherwise
     ``horovodrun -np N --gloo -H hosts|--hostfile FILE python -m lpcnet.train ... --use_horovod True``;
-    host lists and hostfiles are passed to Horovod untouched (multi-node is Horovod's job).
-    With ``elastic``: ``horovodrun -np N --min-np A --max-np B --host-discovery-script S ...
+    host lists and hostfiles are passed to Horovod untouched (multi-node is Horovod's job);
+    ``network_interface`` becomes horovodrun's ``--network-interface`` (the NIC gloo uses).
+    With ``elastic`` (its own ``network_interface``): ``horovodrun -np N --min-np A --max-np B --host-discovery-script S ...
     --elastic True --min-np A --max-np B``.
     """
     if np_ < 1:
         raise LpcnetError(f"number of processes must be >= 1, got {np_}")
     kit_flags = ("--use_horovod",) + (("--elastic", "--min-np", "--max-np") if elastic else ())
     train = [python, "-m", "lpcnet.train", *_strip_flags(train_args, kit_flags)]
-    if np_ == 1 and not hosts and not hostfile and not elastic:
+    if np_ == 1 and not hosts and not hostfile and not elastic and not network_interface:
         return train
     horovodrun = shutil.which("horovodrun", path=str(Path(python).parent)) or shutil.which("horovodrun")
     if not horovodrun:
@@ -194,6 +196,8 @@ def train_command(np_: int, train_args, hosts: str | None = None, hostfile: str 
         cmd += ["--gloo"]
         return cmd + train + ["--use_horovod", "True", "--elastic", "True", "--min-np",
                               str(elastic.min_np), "--max-np", str(elastic.max_np)]
+    if network_interface:
+        cmd += ["--network-interface", network_interface]
     cmd += ["--gloo"]
     if hostfile:
         cmd += ["--hostfile", str(hostfile)]
@@ -334,10 +338,29 @@ def _wait(proc: subprocess.Popen, ranks: _RankOutput, t0: float, timeout: float 
                 return proc.returncode, why
 
 
+def launch_environment(np_: int, hosts: str | None = None, hostfile: str | None = None, *,
+                       threads: int | None = None, pin: bool = False, elastic: Elastic | None = None,
+                       env: dict | None = None) -> dict:
+    """The environment :func:`launch` starts horovodrun (and so every rank) with: this process's,
+    then :func:`rank_environment`'s, the elastic discovery script's variables, then ``env``."""
+    one_host = not hostfile and (hosts is None or set(re.findall(r"([^,:]+):\d+", hosts)) <= {"localhost"}) \
+        and (elastic is None or _all_local(elastic))
+    run_env = {**os.environ, **rank_environment(np_ if not elastic else elastic.max_np, threads,
+                                                pin=pin, one_host=one_host)}
+    if elastic:
+        # The kit's discovery script offers localhost:MAX when no hosts are given
+        # (run_scripts/discover_hosts.sh), not env.sh's NP.
+        run_env["LPCNET_ELASTIC_MAX_NP"] = str(elastic.max_np)
+        if elastic.hosts_file:
+            run_env["LPCNET_HOSTS_FILE"] = str(Path(elastic.hosts_file).resolve())
+    return {**run_env, **(env or {})}
+
+
 def launch(np_: int, train_args, *, hosts: str | None = None, hostfile: str | None = None,
            timeout: float | None = 3600, out=None, err=None, threads: int | None = None,
            env: dict | None = None, log_file=None, failure_grace: float = 20.0, cwd=None,
-           pin: bool = False, elastic: Elastic | None = None) -> dict:
+           pin: bool = False, elastic: Elastic | None = None,
+           network_interface: str | None = None) -> dict:
     """Run a training with ``np_`` processes in a subprocess; return its throughput JSON.
 
     Rank 0's output is streamed live to ``out`` (default ``sys.stdout``, so it shows in a
@@ -355,7 +378,8 @@ def launch(np_: int, train_args, *, hosts: str | None = None, hostfile: str | No
     the LpcnetError raised. ``log_file`` gets every rank's full output.
 
     ``elastic`` (:class:`Elastic`): Horovod elastic (workers may leave and join; a lost
-    worker is not a failure); ``np_`` is the number to start with.
+    worker is not a failure); ``np_`` is the number to start with. ``network_interface``: the
+    NIC gloo uses in a fixed-size run (an elastic run takes its own from ``elastic``).
 
     Returns the parsed ``<model_dir>/summary/summary.json`` (pass ``--use_performance True``),
     or ``{}`` if the run wrote none; relative paths are taken from ``cwd`` (default: the current
@@ -363,13 +387,9 @@ def launch(np_: int, train_args, *, hosts: str | None = None, hostfile: str | No
     """
     out = out or sys.stdout
     err = err or out
-    cmd = train_command(np_, train_args, hosts, hostfile, elastic=elastic)
-    one_host = not hostfile and (hosts is None or set(re.findall(r"([^,:]+):\d+", hosts)) <= {"localhost"}) \
-        and (elastic is None or _all_local(elastic))
-    run_env = {**os.environ, **rank_environment(np_ if not elastic else elastic.max_np, threads,
-                                                pin=pin, one_host=one_host), **(env or {})}
-    if elastic and elastic.hosts_file:
-        run_env["LPCNET_HOSTS_FILE"] = str(Path(elastic.hosts_file).resolve())
+    cmd = train_command(np_, train_args, hosts, hostfile, elastic=elastic,
+                        network_interface=network_interface)
+    run_env = launch_environment(np_, hosts, hostfile, threads=threads, pin=pin, elastic=elastic, env=env)
     log = open(log_file, "w") if log_file else None
     ranks = _RankOutput(out, log, plain=cmd[1:3] == ["-m", "lpcnet.train"], elastic=elastic is not None)
     t0 = time.monotonic()
@@ -520,8 +540,8 @@ def add_arguments(p) -> None:
     g.add_argument("--hosts-file", default=None, help="file of 'host:slots' lines read by the kit's "
                    "discovery script while the run goes (edit it to add or remove hosts)")
     g.add_argument("--host-discovery-script", default=None, help="your own discovery script instead")
-    g.add_argument("--network-interface", default=None, help="NIC for gloo (default lo when every "
-                   "host is this machine)")
+    p.add_argument("--network-interface", default=None, help="NIC for gloo, fixed or elastic (elastic: "
+                   "default lo when every host is this machine)")
     g.add_argument("--blacklist-cooldown", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
                    help="seconds a failed host stays excluded before it may rejoin (default: for good)")
     p.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the flags of `lpcnet train`")
@@ -538,11 +558,14 @@ def run(args) -> int:
         elastic = Elastic(min_np=args.min_np or 1, max_np=args.max_np or args.np,
                           hosts_file=args.hosts_file, discovery_script=args.host_discovery_script,
                           network_interface=args.network_interface, cooldown=args.blacklist_cooldown)
-    elif args.min_np or args.max_np or args.hosts_file or args.host_discovery_script:
-        raise LpcnetError("--min-np/--max-np/--hosts-file/--host-discovery-script need --elastic")
+    elif (args.min_np or args.max_np or args.hosts_file or args.host_discovery_script
+          or args.blacklist_cooldown):
+        raise LpcnetError("--min-np/--max-np/--hosts-file/--host-discovery-script/--blacklist-cooldown "
+                          "need --elastic")
     launch(args.np, train_args, hosts=args.hosts or None, hostfile=args.hostfile or None,
            timeout=args.timeout, threads=args.threads, log_file=args.log, elastic=elastic,
-           pin=args.pin_cores, err=sys.stderr)
+           pin=args.pin_cores, err=sys.stderr,
+           network_interface=None if elastic else args.network_interface)
     return 0
 
 

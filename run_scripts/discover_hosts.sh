@@ -4,7 +4,7 @@
 # one that appears gets new ones (they receive the committed state). Sources, first found:
 #   LPCNET_HOSTS_FILE   a file of "host:slots" lines (edit it while the run goes)
 #   HOSTS               "node1:4,node2:4"
-#   otherwise           localhost:NP
+#   otherwise           localhost:MAX (LPCNET_ELASTIC_MAX_NP, set by the kit's launcher), else localhost:NP
 # A cluster scheduler's own list (e.g. the nodes of a job) can replace this script:
 # lpcnet launch --elastic --host-discovery-script YOURS.
 set -euo pipefail
@@ -13,5 +13,5 @@ if [ -n "${LPCNET_HOSTS_FILE:-}" ]; then
 elif [ -n "${HOSTS:-}" ]; then
   tr ',' '\n' <<< "$HOSTS"
 else
-  echo "localhost:${NP:-2}"
+  echo "localhost:${LPCNET_ELASTIC_MAX_NP:-${NP:-2}}"
 fi

@@ -51,3 +51,17 @@ def test_bench_quality_prints_the_ratio(capsys):
     assert res["ratio"] == pytest.approx(res["eval_seq_s"] / res["plain_seq_s"])
     assert res["evaluations_scored"] >= 1 and res["reports"][0].startswith("quality:")
     assert "with --eval-audio" in capsys.readouterr().out
+
+
+def test_memory_benchmarks_measure_fresh_processes_on_real_speech(capsys):
+    """synth-memory and eval-memory: three lengths each, a peak per fresh process, and the growth
+    per minute printed; the longer eval pair needs more memory (it holds the two signals)."""
+    synth = BENCHMARKS["synth-memory"].function(minutes=0.3, whole=False)
+    assert [round(r["minutes"], 2) for r in synth["rows"]] == [0.01, 0.1, 0.3]
+    assert all(10 < r["cli_peak_mb"] < 2000 for r in synth["rows"])
+    ev = BENCHMARKS["eval-memory"].function(minutes=0.5)
+    assert [round(r["minutes"], 2) for r in ev["rows"]] == [0.05, 0.15, 0.5]
+    assert all(10 < r["peak_mb"] < 2000 and r["wall_s"] > 0 for r in ev["rows"])
+    assert ev["rows"][-1]["peak_mb"] > ev["rows"][0]["peak_mb"]
+    out = capsys.readouterr().out
+    assert "lpcnet synth:" in out and "MB per minute" in out and "lpcnet eval:" in out

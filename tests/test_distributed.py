@@ -148,7 +148,8 @@ def test_discovery_script_reads_hosts_file_then_hosts(tmp_path):
     script = ROOT / "run_scripts" / "discover_hosts.sh"
 
     def hosts(**env):
-        base = {k: v for k, v in os.environ.items() if k not in ("LPCNET_HOSTS_FILE", "HOSTS", "NP")}
+        base = {k: v for k, v in os.environ.items()
+                if k not in ("LPCNET_HOSTS_FILE", "HOSTS", "NP", "LPCNET_ELASTIC_MAX_NP")}
         return subprocess.run(["bash", str(script)], env={**base, **env}, capture_output=True,
                               text=True, check=True).stdout.split()
 
@@ -159,6 +160,10 @@ def test_discovery_script_reads_hosts_file_then_hosts(tmp_path):
     assert hosts(LPCNET_HOSTS_FILE=str(tmp_path / "none")) == []
     assert hosts(HOSTS="a:2,b:2") == ["a:2", "b:2"]
     assert hosts(NP="3") == ["localhost:3"]
+    # An elastic launch without hosts offers its --max-np slots here, not env.sh's NP.
+    run_env = L.launch_environment(2, elastic=L.Elastic(1, 4), env={"NP": "2", "HOSTS": ""})
+    assert hosts(**{k: run_env[k] for k in ("NP", "LPCNET_ELASTIC_MAX_NP")}) == ["localhost:4"]
+    assert "LPCNET_ELASTIC_MAX_NP" not in L.launch_environment(2, env={"NP": "2"})
 
 
 def test_train_command_hosts_threads(tmp_path, monkeypatch):
@@ -176,6 +181,8 @@ def test_train_command_hosts_threads(tmp_path, monkeypatch):
         assert cmd[cmd.index("--hostfile") + 1] == str(hf)
         cmd = L.train_command(8, ["--epochs", "1"], hosts="node1:4,node2:4")
         assert cmd[cmd.index("-H") + 1] == "node1:4,node2:4"
+        cmd = L.train_command(8, ["--epochs", "1"], hosts="node1:4,node2:4", network_interface="eth1")
+        assert cmd[cmd.index("--network-interface") + 1] == "eth1"     # fixed-size runs too
         el = L.train_command(2, ["--epochs", "1", "--elastic", "False"],
                              elastic=L.Elastic(1, 3, hosts_file=None, cooldown=(5, 60)))
         assert el[el.index("--min-np") + 1] == "1" and el[el.index("--max-np") + 1] == "3"
@@ -461,3 +468,10 @@ def test_scaling_rows_and_figure():
     assert len(axes) == 3 and axes[0].get_xlabel() == "processes"
     assert list(axes[2].lines[0].get_ydata()) == [5.5, 5.2]          # np=2 loss curve
     assert "scaling" in BENCHMARKS
+
+
+def test_launcher_refuses_elastic_only_flags_without_elastic(capsys):
+    """Flags that only an elastic run uses are refused in one line, not silently dropped."""
+    for flags in (["--min-np", "1"], ["--blacklist-cooldown", "5", "60"], ["--hosts-file", "h.txt"]):
+        with pytest.raises(LpcnetError, match="need --elastic"):
+            L.run(_launcher_parser().parse_args(["-np", "2", *flags, "--", "--epochs", "1"]))

@@ -31,6 +31,38 @@ def test_installed_versions_match_the_pins():
     assert md.version("horovod") == "0.28.1"
 
 
+def test_package_dependencies_admit_the_pins_and_cover_the_imports():
+    """pyproject's ranges hold the pinned versions, and every third-party package the kit imports
+    is declared there (or is Horovod, built by setup.sh)."""
+    import ast
+    import importlib.metadata as md
+    import sys
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    deps = [Requirement(d) for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]]
+    pins = _pins((ROOT / "requirements.txt").read_text())
+    declared = set()
+    for req in deps:
+        name = re.sub(r"[-_.]+", "-", req.name).lower()
+        assert req.specifier.contains(pins[name]), (name, pins[name])
+        declared.add(name)
+    imported = set()
+    for path in (ROOT / "lpcnet").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {m for m in imported if m not in sys.stdlib_module_names and m not in ("lpcnet", "horovod")}
+    providers = md.packages_distributions()
+    for module in sorted(third_party):
+        dists = {re.sub(r"[-_.]+", "-", d).lower() for d in providers.get(module, [])}
+        # IPython comes with ipywidgets, which the notebooks' widgets need.
+        assert dists & (declared | ({"ipython"} if "ipywidgets" in declared else set())), module
+
+
 def test_horovod_built_with_tensorflow_and_gloo_without_mpi():
     import horovod.tensorflow as hvd
 

@@ -8,6 +8,7 @@ bundled slice; synthesis uses the held-out speaker (arctic_a0007).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -572,3 +573,24 @@ def test_sanitizer_build(engines, heldout_features, tmp_path):
                         f"FEATURES={feats}"], capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip().splitlines()[-1].startswith("ok"), r.stdout
+
+
+@pytest.mark.skipif(subprocess.run(["which", "gcc"], capture_output=True).returncode != 0,
+                    reason="no C compiler")
+def test_profiling_driver_prints_cpu_time_per_sample(engines, heldout_features, tmp_path):
+    """`make -C native profile-synth` (the C timing loop of docs/benchmarks.md): the driver built
+    like the library reports a positive CPU time per sample, single- and multi-stream."""
+    from lpcnet.formats import write_features
+
+    blob = _export_tmp(engines)
+    feats = tmp_path / "f.f32"
+    write_features(feats, heldout_features[40:46])
+    for extra, unit in (([], "sample"), (["STREAMS=3"], "stream-sample")):
+        r = subprocess.run(["make", "-s", "-C", str(NATIVE), "profile-synth", f"BUILD={tmp_path / 'b'}",
+                            f"BLOB={blob}", f"FEATURES={feats}", "REPEAT=2", "FLAGS=1", *extra],
+                           capture_output=True, text=True, timeout=240)
+        assert r.returncode == 0, r.stdout + r.stderr
+        m = re.search(r"profile: 6 frames x 2 repeats, flags 1, (\d+) stream\(s\): ([\d.]+) us CPU per (\S+)",
+                      r.stdout)
+        assert m and m[3] == unit and float(m[2]) > 0, r.stdout
+        assert int(m[1]) == (3 if extra else 1)

@@ -6,7 +6,8 @@ them: name -> :class:`Benchmark` (function, one-line help, the keyword arguments
 command line may set). :mod:`lpcnet.bench.cli` is the one place that turns flags into those
 keyword arguments; nothing else in the package imports ``lpcnet.bench``.
 
-Modules: one per benchmark (``features``, ``train``, ``train_e2e``, ``scaling``, ``synth``, ``quality``), ``harness``
+Modules: one per benchmark (``features``, ``train``, ``train_e2e``, ``scaling``, ``synth``,
+``synth_memory``, ``eval_memory``, ``quality``), ``harness``
 (one-core pinning, timers, the bundled speech), ``baselines`` (the plain-Keras model the
 training benchmark compares against) and ``report`` (tables and plots of the results).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+from lpcnet.bench.eval_memory import bench_eval_memory
 from lpcnet.bench.features import bench_features
 from lpcnet.bench.quality import bench_quality
 from lpcnet.bench.scaling import bench_scaling
@@ -52,10 +54,13 @@ BENCHMARKS = {
     "synth-memory": Benchmark(bench_synth_memory,
                               "synthesis peak memory for 1, 10 and 30 minutes of audio",
                               ("minutes",)),
+    "eval-memory": Benchmark(bench_eval_memory,
+                             "lpcnet eval peak memory and time for 1, 3 and 10 minute pairs",
+                             ("minutes",)),
     "train-e2e": Benchmark(bench_train_e2e,
                            "training sequences/s: the end-to-end variant (--end2end) vs the standard model",
                            ("gru_a", "gru_b", "batch", "steps", "rounds")),
 }
 
-__all__ = ["BENCHMARKS", "Benchmark", "bench_features", "bench_quality", "bench_scaling", "bench_synth",
+__all__ = ["BENCHMARKS", "Benchmark", "bench_eval_memory", "bench_features", "bench_quality", "bench_scaling", "bench_synth",
            "bench_synth_memory", "bench_train", "bench_train_e2e"]

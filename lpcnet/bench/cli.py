@@ -38,7 +38,7 @@ FLAGS = {
     "steps": Flag("--steps", int, "timed steps per variant"),
     "every": Flag("--every", int, "steps between evaluations"),
     "plot": Flag("--plot", str, "write the streams-per-core curve to this PNG"),
-    "minutes": Flag("--minutes", float, "longest input in minutes (also 1/30 and 1/3 of it)"),
+    "minutes": Flag("--minutes", float, "longest input in minutes (and two shorter ones)"),
 }
 
 

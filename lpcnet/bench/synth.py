@@ -98,7 +98,7 @@ def _print_table(result: dict, rtf: dict, wall: dict, keras_rtf: float) -> None:
     print(f"{'keras':<20}{keras_rtf:>10.4f}{1 / keras_rtf:>14.1f}{1:>10.0f}{wall['keras']:>12.4f}")
 
 
-def bench_synth(*, seconds: float = 120.0, reference_seconds: float = 10.0, repeat: int = 3,
+def bench_synth(*, seconds: float = 120.0, reference_seconds: float = KERAS_MAX_SECONDS, repeat: int = 3,
                 plot: str | None = None) -> dict:
     """Native float / int8 RTF on one core and the speed ratio to the Keras engine; int8 vs
     float on the sparse and the dense demo model, the CLI path vs this harness, and K streams

@@ -1,7 +1,8 @@
 /* Driver of the native synthesiser for sanitizer builds and profiling.
  * usage: test_synth_asan BLOB FEATURES.f32 [repeat [flags [streams]]]
  * (with repeat > 1: profiling mode, synthesises repeat times with the given flags, with
- * `streams` streams at once if given)
+ * `streams` streams at once if given, and prints the process CPU time per sample;
+ * `make -C native profile-synth` builds it without sanitizers, docs/benchmarks.md#synth)
  * Synthesises the features with every option combination on every SIMD level,
  * checks the streaming API (frame by frame, and in blocks) and the multi-stream API
  * against the whole-utterance call, and feeds truncated / corrupted copies of the blob to
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lpcnet_synth.h"
 
@@ -316,8 +318,16 @@ int main(int argc, char **argv) {
   out = calloc((size_t)nframes * 160, sizeof(int16_t));
   out2 = calloc((size_t)nframes * 160 + 320, sizeof(int16_t));
   if (repeat > 1) {
-    fails = profile(m, argc > 4 ? atoi(argv[4]) : 0, repeat, argc > 5 ? atoi(argv[5]) : 0, feat,
-                    nframes, out);
+    int flags = argc > 4 ? atoi(argv[4]) : 0, streams = argc > 5 ? atoi(argv[5]) : 0;
+    struct timespec t0, t1;
+    double us;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+    fails = profile(m, flags, repeat, streams, feat, nframes, out);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
+    us = ((double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-3) /
+         ((double)repeat * (double)nframes * 160.0 * (streams > 0 ? streams : 1));
+    printf("profile: %ld frames x %d repeats, flags %d, %d stream(s): %.3f us CPU per %s\n", nframes,
+           repeat, flags, streams > 0 ? streams : 1, us, streams > 0 ? "stream-sample" : "sample");
   } else {
     fails = check_options(m, sizes[3], sizes[4], feat, nframes, out, out2);
     fails += check_nonfinite(m, sizes[3], feat, nframes, out);
