@@ -10,8 +10,12 @@ print one line on stderr and exit 1, without a traceback; warnings about suspici
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import signal
 import sys
+import threading
 import warnings
 
 from lpcnet.errors import LpcnetError, LpcnetWarning
@@ -79,16 +83,45 @@ def _warning_printer(prog: str):
     return show
 
 
-def run_command(module_name: str, args: argparse.Namespace, prog: str) -> int:
-    """Run ``module.run(args)``, turning user errors into one stderr line and exit 1."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same clean-up runs (temporary files removed,
+    finished outputs and checkpoints kept; docs/promises.md)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM -> :class:`Terminated` while a command runs in this process's main thread.
+
+    Not in a rank started by horovodrun (``HOROVOD_RANK`` set): there the process manager owns
+    termination, and a rank blocked in a collective must not outlive its SIGTERM."""
+    if "HOROVOD_RANK" in os.environ or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        with warnings.catch_warnings():
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_command(module_name: str, args: argparse.Namespace, prog: str) -> int:
+    """Run ``module.run(args)``, turning user errors into one stderr line and exit 1;
+    Ctrl-C exits 130 and SIGTERM 143, each after the command's own clean-up."""
+    try:
+        with warnings.catch_warnings(), _sigterm_as_interrupt():
             warnings.simplefilter("always", LpcnetWarning)
             warnings.showwarning = _warning_printer(prog)
             return int(importlib.import_module(module_name).run(args) or 0)
     except LpcnetError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
+    except Terminated:
+        print(f"{prog}: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

@@ -438,6 +438,30 @@ def test_a_killed_prepare_leaves_a_temp_file_that_the_next_run_reuses(train_wav,
     assert len(F.read_s16(out)) == json.loads((tmp_path / "input.s16.json").read_text())["total_samples"]
 
 
+@pytest.mark.parametrize("sig,status,word", [(signal.SIGTERM, 143, "terminated"),
+                                             (signal.SIGINT, 130, "interrupted")])
+def test_sigterm_and_ctrl_c_remove_the_temp_files_and_write_no_output(sig, status, word, train_wav, tmp_path):
+    """SIGTERM (what a job scheduler sends) cleans up as Ctrl-C does: no temp file, no output."""
+    from lpcnet.audio import load_speech
+
+    pcm = F.float_to_int16(load_speech(train_wav)[0])
+    F.write_s16(tmp_path / "long.s16", np.tile(pcm, 16000 * 600 // len(pcm) + 1))   # 10 minutes
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "lpcnet.cli", "dump-data", "-train", str(tmp_path / "long.s16"),
+           str(out / "features.f32"), str(out / "data.u8")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.monotonic()
+    while not (out.is_dir() and any(p.name.startswith(".") for p in out.iterdir())) \
+            and time.monotonic() - t0 < 60:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    proc.send_signal(sig)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == status, err[-2000:]
+    assert err.strip().splitlines()[-1] == f"lpcnet dump-data: {word}"
+    assert list(out.iterdir()) == []
+
+
 KILL_AT_CHECKPOINT = """
 import os, signal, sys
 real = os.replace
