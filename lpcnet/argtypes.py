@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import Callable
 
 
 def finite_float(text: str) -> float:
@@ -23,48 +24,28 @@ def finite_float(text: str) -> float:
     return value
 
 
-def nonnegative_float(text: str) -> float:
-    """A finite number >= 0."""
-    value = finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """A finite number > 0."""
-    value = finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def unit_interval(text: str) -> float:
-    """A finite number in [0, 1]."""
-    value = finite_float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
-    return value
-
-
-def _integer(text: str) -> int:
+def whole_number(text: str) -> int:
+    """Any whole number."""
     try:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
-def nonnegative_int(text: str) -> int:
-    """A whole number >= 0."""
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
+def _within(convert: Callable[[str], float], ok: Callable[[float], bool], expected: str, name: str):
+    """``convert``, then refuse a value for which ``ok`` is false ("expected <expected>")."""
+    def parse(text: str):
+        value = convert(text)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    parse.__name__ = parse.__qualname__ = name
+    parse.__doc__ = f"{expected[0].upper()}{expected[1:]}."
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """A whole number >= 1."""
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
+nonnegative_float = _within(finite_float, lambda v: v >= 0, "a number >= 0", "nonnegative_float")
+positive_float = _within(finite_float, lambda v: v > 0, "a number > 0", "positive_float")
+unit_interval = _within(finite_float, lambda v: 0 <= v <= 1, "a number from 0 to 1", "unit_interval")
+nonnegative_int = _within(whole_number, lambda v: v >= 0, "a whole number >= 0", "nonnegative_int")
+positive_int = _within(whole_number, lambda v: v >= 1, "a whole number >= 1", "positive_int")
