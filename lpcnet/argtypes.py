@@ -47,5 +47,6 @@ def _within(convert: Callable[[str], float], ok: Callable[[float], bool], expect
 nonnegative_float = _within(finite_float, lambda v: v >= 0, "a number >= 0", "nonnegative_float")
 positive_float = _within(finite_float, lambda v: v > 0, "a number > 0", "positive_float")
 unit_interval = _within(finite_float, lambda v: 0 <= v <= 1, "a number from 0 to 1", "unit_interval")
+correlation = _within(finite_float, lambda v: -1 <= v <= 1, "a correlation from -1 to 1", "correlation")
 nonnegative_int = _within(whole_number, lambda v: v >= 0, "a whole number >= 0", "nonnegative_int")
 positive_int = _within(whole_number, lambda v: v >= 1, "a whole number >= 1", "positive_int")

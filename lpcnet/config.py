@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from lpcnet.argtypes import nonnegative_int, positive_int, unit_interval
 from lpcnet.errors import LpcnetError
 from lpcnet.formats import FRAME_SIZE, NB_FEATURES
 
@@ -57,6 +58,30 @@ def str2bool(v) -> bool:
     if s in ("no", "false", "f", "n", "0"):
         return False
     raise argparse.ArgumentTypeError(f"boolean value expected, got {v!r}")
+
+
+#: GRU sizes are multiples of this (the 4x8 blocks of sparsity and the int8 kernels; docs/model.md).
+GRU_MULTIPLE = 8
+GRU_RULE = f"a positive multiple of {GRU_MULTIPLE} (4x8 sparse blocks)"
+#: Seeds of the random generators (NumPy's legacy seeding takes 0 .. 2**32 - 1).
+SEED_LIMIT = 2 ** 32
+
+
+def gru_units(text: str) -> int:
+    """argparse type of a GRU size (``--grua-size``, ``--gru-a``): :data:`GRU_RULE`, the rule
+    ModelConfig checks."""
+    value = positive_int(text)
+    if value % GRU_MULTIPLE:
+        raise argparse.ArgumentTypeError(f"expected {GRU_RULE}, got {text!r}")
+    return value
+
+
+def seed_value(text: str) -> int:
+    """argparse type of ``--seed``: a whole number from 0 to 2**32 - 1."""
+    value = nonnegative_int(text)
+    if value >= SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {SEED_LIMIT - 1}, got {text!r}")
+    return value
 
 
 def option(default, help: str, *names: str, group: str = "training", kind: str = "value", **argparse_kw):
@@ -119,16 +144,18 @@ class ModelConfig(_Dictable):
             trained on ``dump-data --end2end`` data (docs/model.md, End-to-end variant).
     """
 
-    gru_a: int = option(384, "GRU A units", "--grua-size", group="model", type=int)
-    gru_b: int = option(16, "GRU B units", "--grub-size", group="model", type=int)
-    cond_size: int = option(128, "conditioning width", "--cond-size", group="model", type=int)
+    gru_a: int = option(384, "GRU A units", "--grua-size", group="model", type=gru_units)
+    gru_b: int = option(16, "GRU B units", "--grub-size", group="model", type=gru_units)
+    cond_size: int = option(128, "conditioning width", "--cond-size", group="model",
+                               type=positive_int)
     nb_features: int = NB_FEATURES
     frame_size: int = FRAME_SIZE
     embed_size: int = 128
     pitch_embed: int = 64
     pcm_levels: int = 256
     noise_std: float = option(0.005, "GaussianNoise on GRU A's output in training (0 = off, for exact "
-                              "comparisons)", "--noise-std", group="model", type=float)
+                              "comparisons; at most 1)", "--noise-std", group="model",
+                              type=unit_interval)
     weight_clip: float = 0.992
     end2end: bool = option(False, "end-to-end variant: the network computes the LPCs from its "
                            "conditioning (needs `lpcnet dump-data --end2end` data; with "
@@ -138,14 +165,15 @@ class ModelConfig(_Dictable):
     def __post_init__(self):
         for name in ("gru_a", "gru_b"):
             v = getattr(self, name)
-            if v <= 0 or v % 8:
-                raise LpcnetError(f"{name} size must be a positive multiple of 8 "
-                                  f"(4x8 sparse blocks), got {v}")
+            if v <= 0 or v % GRU_MULTIPLE:
+                raise LpcnetError(f"{name} size must be {GRU_RULE}, got {v}")
         for name in ("cond_size", "embed_size", "pitch_embed", "frame_size", "nb_features"):
             if getattr(self, name) <= 0:
                 raise LpcnetError(f"{name} must be positive, got {getattr(self, name)}")
         if self.pcm_levels != 256:
             raise LpcnetError("pcm_levels must be 256 (8-bit µ-law binary tree)")
+        if not 0 <= self.noise_std <= 1:          # NaN too; Keras' GaussianNoise takes [0, 1]
+            raise LpcnetError(f"--noise-std must be a number from 0 to 1, got {self.noise_std}")
 
 
 def _schedule_help() -> str:
@@ -165,9 +193,10 @@ class TrainConfig(_Dictable):
     data: str = option("", "data.u8 (4 µ-law bytes per sample)", group=_IO, required=True)
     output: str = option("lpcnet", "checkpoint file-name prefix", group=_IO)
     model_dir: str = option("lpcnet_model", "checkpoints, config, logs, summary/", group=_IO)
-    batch_size: int = option(128, "sequences per batch per process", type=int)
-    epochs: int = option(120, "number of epochs", type=int)
-    steps_per_epoch: int = option(0, "steps per epoch (0 = one pass over the data)", type=int)
+    batch_size: int = option(128, "sequences per batch per process", type=positive_int)
+    epochs: int = option(120, "number of epochs", type=positive_int)
+    steps_per_epoch: int = option(0, "steps per epoch (0 = one pass over the data)",
+                                 type=nonnegative_int)
     lr: float | None = option(None, f"learning rate (default {LR:g}; {QUANTIZE_LR:g} with --quantize)",
                               type=float)
     decay: float | None = option(None, f"inverse-time decay per step (default {DECAY:g}; "
@@ -183,7 +212,7 @@ class TrainConfig(_Dictable):
     retrain: str | None = option(None, "start from these weights", metavar="CKPT", exclusive="init")
     quantize: str | None = option(None, "quantisation-aware training from these weights",
                                   metavar="CKPT", exclusive="init")
-    start_epoch: int = option(0, "first epoch (with --finetune)", type=int)
+    start_epoch: int = option(0, "first epoch (with --finetune)", type=nonnegative_int)
     resume: bool = option(False, "continue the run in model_dir from its last checkpoint",
                           kind="bool", exclusive="init")
     use_amp: bool = option(False, "mixed precision", group=_DEV, kind="bool")
@@ -195,12 +224,14 @@ class TrainConfig(_Dictable):
                                "lpcnet.distributed.launch)", group=_DEV, kind="bool")
     use_performance: bool = option(False, "write model_dir/summary/summary.json (and "
                                    "./summary/summary.json)", group=_DEV, kind="bool")
-    num_gpus: int = option(0, "GPUs to use (0 = CPU)", group=_DEV, type=int)
-    num_mlus: int = option(0, "Cambricon MLUs (not supported)", group=_DEV, type=int)
-    seed: int | None = option(None, "seed of weights and data order (default random)", type=int)
+    num_gpus: int = option(0, "GPUs to use (0 = CPU)", group=_DEV, type=nonnegative_int)
+    num_mlus: int = option(0, "Cambricon MLUs (not supported)", group=_DEV,
+                           type=nonnegative_int)
+    seed: int | None = option(None, "seed of weights and data order (default random)",
+                             type=seed_value)
     progress: bool = option(True, "hide progress bars", "--no-progress", group=_DEV, kind="negate")
     sparsify_schedule: tuple | None = option(None, _schedule_help(), "--sparsify-schedule",
-                                             group=_MODEL, type=int, nargs=3,
+                                             group=_MODEL, type=nonnegative_int, nargs=3,
                                              metavar=("T_START", "T_END", "INTERVAL"))
     #: Steps between TensorBoard batch scalars.
     log_every: int = 10
@@ -211,16 +242,18 @@ class TrainConfig(_Dictable):
     elastic: bool = option(False, "Horovod elastic training: workers may leave and join, the global batch "
                            "stays --batch_size x --max-np (docs/distributed.md; start it with "
                            "`lpcnet launch --elastic`)", group=_DEV, kind="bool")
-    min_np: int = option(1, "elastic: fewest workers to continue with", "--min-np", group=_DEV, type=int)
+    min_np: int = option(1, "elastic: fewest workers to continue with", "--min-np", group=_DEV,
+                         type=positive_int)
     max_np: int = option(0, "elastic: most workers (required with --elastic)", "--max-np", group=_DEV,
-                         type=int)
+                         type=nonnegative_int)
     commit_every: int = option(20, "elastic: commit the training state every N steps (a lost worker costs "
-                               "at most N steps)", "--commit-every", group=_DEV, type=int, metavar="N")
+                               "at most N steps)", "--commit-every", group=_DEV, type=positive_int,
+                               metavar="N")
     eval_audio: tuple = option((), "held-out speech (wavs or folders) copy-synthesised and scored while "
                                "training (rank 0, beside training; docs/training.md, Quality)",
                                "--eval-audio", nargs="+", metavar="WAV")
     eval_every: int = option(0, "score --eval-audio every N steps (0 = at epoch ends only)",
-                             "--eval-every", type=int, metavar="N")
+                             "--eval-every", type=nonnegative_int, metavar="N")
     eval_dnsmos: bool = option(True, "include DNSMOS in the training-time scores", "--eval-dnsmos",
                                kind="bool")
     callbacks_module: str | None = option(None, "import this module and add the Keras callbacks its "
@@ -237,6 +270,13 @@ class TrainConfig(_Dictable):
             raise LpcnetError(f"--decay must be a finite number >= 0 (0: constant rate), got {self.decay}")
         if self.gamma is not None and not (math.isfinite(self.gamma) and self.gamma >= 0):
             raise LpcnetError(f"--gamma must be a finite number >= 0, got {self.gamma}")
+        if self.sparsify_schedule is not None:
+            t_start, t_end, interval = self.sparsify_schedule
+            # docs/training.md, Sparsification: the ramp runs from step T_START to T_END,
+            # acting every INTERVAL steps (T_END = T_START: the final densities at once).
+            if not 0 <= t_start <= t_end or interval < 1:
+                raise LpcnetError(f"--sparsify-schedule {t_start} {t_end} {interval}: expected "
+                                  f"0 <= T_START <= T_END and INTERVAL >= 1 (steps)")
 
     @property
     def learning_rate(self) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import os
 import time
 import warnings
@@ -21,11 +22,14 @@ import numpy as np
 
 from lpcnet.audio import AUDIO_EXTENSIONS, load_speech
 from lpcnet.errors import AudioError, LpcnetError, LpcnetWarning
-from lpcnet.formats import PCM_SCALE, SAMPLE_RATE, atomic_output, check_outputs, to_int16
+from lpcnet.formats import (PCM_SCALE, SAMPLE_RATE, atomic_output, check_outputs, read_list_file,
+                            to_int16)
 
 #: Asterisk prompt files that are not speech (silence, beeps, tones).
 DEFAULT_EXCLUDES = ("silence/*", "beep*", "*-2tone*", "tt-monkeys*")
 DEFAULT_LEVEL_DB = {"peak": -1.0, "rms": -26.0}
+#: Lowest --level-db: one int16 step, 20 log10(1/32768) dBFS; any lower gives an all-zero output.
+MIN_LEVEL_DB = 20 * math.log10(1 / PCM_SCALE)
 #: A file with more than this share of its samples clipped gets a warning (docs/promises.md).
 CLIP_WARN_SHARE = 0.001
 
@@ -82,30 +86,35 @@ def _excluded(rel: str, patterns) -> bool:
 def collect_inputs(inputs, exclude=DEFAULT_EXCLUDES, list_files=()) -> list[Path]:
     """Expand files, folders (recursively, audio extensions only) and list files.
 
-    A list file holds one path per line (``#`` comments allowed). Files named
-    explicitly are kept even with an unknown extension; folder entries matching
-    an ``exclude`` glob (on the path relative to the folder, or the file name)
-    are dropped. Order: as given, folders sorted.
+    A list file holds one path per line (:func:`lpcnet.formats.read_list_file`). Files named
+    explicitly are kept even with an unknown extension; folder entries matching an ``exclude``
+    glob (on the path relative to the folder, or the file name) are dropped. Order: lists, then
+    the inputs as given, folders sorted. Raises LpcnetError (one line) for a missing input and
+    a file given twice (named twice, in two lists or folders, or named and in a folder); a
+    file reached twice inside one folder (a symbolic link beside its target) is kept twice.
     """
     found: list[Path] = []
+    first: dict = {}                 # resolved path -> (path as given, which input gave it)
+
+    def add(p: Path, source: int | None) -> None:
+        key = p.resolve()
+        if key in first and (source is None or first[key][1] != source):
+            raise LpcnetError(f"{p}: given twice as an input (also {first[key][0]}); give each file once")
+        first.setdefault(key, (p, source))
+        found.append(p)
+
     for list_file in list_files:
-        lf = Path(list_file)
-        if not lf.is_file():
-            raise LpcnetError(f"{lf}: list file not found (expected one audio path per line)")
-        for line in lf.read_text().splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line:
-                p = Path(line)
-                found.append(p if p.is_absolute() else lf.parent / p)
-    for item in inputs:
+        for p in read_list_file(list_file, "audio file"):
+            add(p, None)
+    for i, item in enumerate(inputs):
         item = Path(item)
         if item.is_dir():
             for p in sorted(item.rglob("*")):
                 rel = p.relative_to(item).as_posix()
                 if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not _excluded(rel, exclude):
-                    found.append(p)
+                    add(p, i)
         elif item.exists():
-            found.append(item)
+            add(item, None)
         else:
             raise LpcnetError(f"{item}: no such file or folder (expected audio files or folders)")
     return found
@@ -129,41 +138,54 @@ def prepare(inputs, output, *, list_files=(), exclude=DEFAULT_EXCLUDES, normaliz
     """Concatenate audio into one 16 kHz mono int16 ``output`` file plus a JSON manifest.
 
     Args:
-        inputs: files and/or folders (scanned recursively).
+        inputs: files and/or folders (scanned recursively); a headerless ``.s16`` file is
+            read as 16 kHz mono int16.
         output: path of the ``.s16`` to write (atomically: temp file + rename).
         list_files: text files listing more inputs, one per line.
         exclude: glob patterns skipped inside folders (default: Asterisk non-speech).
         normalize: ``none``, ``peak`` or ``rms`` (per file).
-        level_db: target level in dBFS (default -1 for peak, -26 for rms).
-        silence_db: files whose peak is below this (dBFS) are skipped as silent.
+        level_db: target level in dBFS, MIN_LEVEL_DB..0 (default -1 for peak, -26 for rms).
+        silence_db: files whose peak is at most this (dBFS, < 0) are skipped as silent.
         manifest_path: where to write the manifest (default ``<output>.json``).
         progress: show a tqdm progress bar.
 
+    Files that cannot be decoded or hold NaN/Inf samples are skipped with the reason (in the
+    manifest's ``skipped``). ``output`` and the manifest appear together or not at all.
+
     Returns:
-        The :class:`Manifest` (also written as JSON). Raises LpcnetError when no
-        usable audio remains.
+        The :class:`Manifest` (also written as JSON). Raises LpcnetError (one line) for bad
+        settings, a file given twice, and when no usable audio remains (naming the first
+        skipped file and why).
     """
     if normalize not in ("none", "peak", "rms"):
         raise LpcnetError(f"--normalize must be none, peak or rms, got {normalize!r}")
+    _check_levels(normalize, level_db, silence_db)
     if level_db is None and normalize != "none":
         level_db = DEFAULT_LEVEL_DB[normalize]
-    if normalize == "peak" and level_db > 0:
-        raise LpcnetError(f"--normalize peak --level-db {level_db:g}: a peak above 0 dBFS clips every "
-                          f"file; choose a level <= 0 dBFS")
+    for flag, path in (("--output", output), ("--manifest", manifest_path)):
+        if path is not None and not str(path).strip():
+            raise LpcnetError(f"{flag}: empty path; expected the path of an output file")
     files = collect_inputs(inputs, exclude, list_files)
     output = Path(output)
     manifest_path = Path(manifest_path) if manifest_path else output.with_name(output.name + ".json")
     check_outputs({**{str(f): f for f in files}, **{f"--list {f}": f for f in list_files}},
                   {f"--output {output}": output, f"--manifest {manifest_path}": manifest_path})
+    if not files:
+        raise LpcnetError(f"{output}: no audio files in {', '.join(map(str, inputs))} (folders are "
+                          f"scanned for {' '.join(sorted(AUDIO_EXTENSIONS))}); nothing written")
     man = Manifest(output=str(output), normalize=normalize, level_db=level_db)
     from tqdm.auto import tqdm
 
-    with atomic_output(output) as out:
+    # Both outputs go to temp files first: neither appears unless both can be written (a
+    # manifest folder that cannot be written fails here, before any work; docs/promises.md).
+    with atomic_output(manifest_path, "w") as mf, atomic_output(output) as out:
         for path in tqdm(files, desc="prepare", unit="file", disable=not progress):
             try:
-                x, info = load_speech(path)
+                x, info = _load(path, man)
             except AudioError as exc:
-                man.skipped.append({"path": str(path), "reason": str(exc)})
+                reason = str(exc)
+                reason = reason[len(f"{path}: "):] if reason.startswith(f"{path}: ") else reason
+                man.skipped.append({"path": str(path), "reason": reason})
                 continue
             peak = float(np.max(np.abs(x))) if len(x) else 0.0
             if peak <= 10 ** (silence_db / 20):
@@ -180,14 +202,52 @@ def prepare(inputs, output, *, list_files=(), exclude=DEFAULT_EXCLUDES, normaliz
                 clipped_samples=int(np.count_nonzero((scaled > 32767.5) | (scaled < -32768.5)))))
             man.total_samples += len(pcm)
         if man.total_samples == 0:
-            raise LpcnetError(f"{output}: no usable audio in {len(files)} input file(s) "
-                              f"({len(man.skipped)} skipped); nothing written")
-    man.warnings = clipping_warnings(man)
+            n = len(man.skipped)
+            why = (f"{'' if n == 1 else ', the first'}: {man.skipped[0]['path']}: "
+                   f"{man.skipped[0]['reason']}" if n else "")
+            raise LpcnetError(f"{output}: no usable audio in {len(files)} input file(s) ({n} skipped"
+                              f"{why}); nothing written")
+        man.warnings += clipping_warnings(man)
+        json.dump(man.to_dict(), mf, indent=1, allow_nan=False)
+        mf.flush()                   # only the renames are left once the output is complete
     for w in man.warnings:
         warnings.warn(w, LpcnetWarning, stacklevel=2)
-    with atomic_output(manifest_path, "w") as f:
-        json.dump(man.to_dict(), f, indent=1)
     return man
+
+
+def _check_levels(normalize: str, level_db: float | None, silence_db: float) -> None:
+    """Refuse levels (dBFS) that are not finite or cannot mean anything (one line each)."""
+    if not math.isfinite(silence_db) or silence_db >= 0:
+        raise LpcnetError(f"--silence-db {silence_db:g}: expected a finite level below 0 dBFS "
+                          f"(files whose peak is at most this level are skipped)")
+    if level_db is None:
+        return
+    if normalize == "none":
+        raise LpcnetError(f"--level-db {level_db:g} applies only with --normalize peak or rms")
+    if not math.isfinite(level_db):
+        raise LpcnetError(f"--level-db {level_db:g}: expected a finite level in dBFS")
+    if normalize == "peak" and level_db > 0:
+        raise LpcnetError(f"--normalize peak --level-db {level_db:g}: a peak above 0 dBFS clips every "
+                          f"file; choose a level <= 0 dBFS")
+    if level_db > 0:
+        raise LpcnetError(f"--normalize rms --level-db {level_db:g}: an RMS above 0 dBFS cannot be "
+                          f"reached without clipping; choose a level <= 0 dBFS")
+    if level_db < MIN_LEVEL_DB:
+        raise LpcnetError(f"--level-db {level_db:g}: below {MIN_LEVEL_DB:.1f} dBFS (one int16 step) "
+                          f"the output would be all zeros")
+
+
+def _load(path: Path, man: Manifest) -> tuple[np.ndarray, dict]:
+    """:func:`load_speech`, its LpcnetWarnings (e.g. a truncated WAV) kept for the manifest."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x, info = load_speech(path)
+    for w in caught:
+        if issubclass(w.category, LpcnetWarning):
+            man.warnings.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return x, info
 
 
 def clipping_warnings(man: Manifest) -> list[str]:
@@ -208,7 +268,10 @@ def clipping_warnings(man: Manifest) -> list[str]:
 
 # --- CLI ---------------------------------------------------------------------
 def add_arguments(p) -> None:
-    p.add_argument("inputs", nargs="*", help="audio files and/or folders (recursive)")
+    from lpcnet.argtypes import finite_float
+
+    p.add_argument("inputs", nargs="*",
+                   help="audio files and/or folders (recursive); headerless .s16 = 16 kHz mono int16")
     p.add_argument("-o", "--output", required=True, help="output .s16 (16 kHz mono int16)")
     p.add_argument("--list", dest="list_files", action="append", default=[],
                    help="text file with one audio path per line (repeatable)")
@@ -216,10 +279,10 @@ def add_arguments(p) -> None:
                    help=f"glob of folder entries to skip (repeatable; default {list(DEFAULT_EXCLUDES)})")
     p.add_argument("--normalize", choices=("none", "peak", "rms"), default="none",
                    help="per-file level normalisation")
-    p.add_argument("--level-db", type=float, default=None,
-                   help="normalisation target in dBFS (default -1 for peak, -26 for rms)")
-    p.add_argument("--silence-db", type=float, default=-60.0,
-                   help="skip files whose peak is below this level (dBFS)")
+    p.add_argument("--level-db", type=finite_float, default=None,
+                   help="normalisation target in dBFS, -90.3 to 0 (default -1 for peak, -26 for rms)")
+    p.add_argument("--silence-db", type=finite_float, default=-60.0,
+                   help="skip files whose peak is at most this level (dBFS, below 0)")
     p.add_argument("--manifest", default=None, help="manifest JSON path (default OUTPUT.json)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 

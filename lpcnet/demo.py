@@ -10,12 +10,16 @@ from all training: the bundled CMU ARCTIC male utterance (arctic_a0007).
 
 from __future__ import annotations
 
+import numbers
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from lpcnet.argtypes import positive_int
+from lpcnet.config import gru_units, seed_value
+from lpcnet.errors import LpcnetError
 from lpcnet.formats import FRAME_SIZE, SAMPLE_RATE, read_s16
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +40,7 @@ def training_sources(max_files: int | None = None) -> list[Path]:
         from lpcnet.data import DEFAULT_EXCLUDES, collect_inputs
 
         files = collect_inputs([ASTERISK_EN], DEFAULT_EXCLUDES)
-        return files[:max_files] if max_files else files
+        return files[:max_files] if max_files is not None else files
     return [SLICE_TRAIN_WAV]
 
 
@@ -52,11 +56,36 @@ def _save_figure(fig, path) -> str:
     return str(path)
 
 
+def _check_settings(out_dir, max_files, steps: int, gru_a: int, batch_size: int) -> Path:
+    """Refuse (one line) settings the demo cannot run with, before any work: counts below 1, a
+    GRU A size the model cannot have (config.ModelConfig's rule), an ``out_dir`` that is a file
+    or cannot be created or written. Returns ``out_dir``, created."""
+    from lpcnet.config import ModelConfig
+
+    for flag, value in (("--max-files", max_files if max_files is not None else 1), ("--steps", steps),
+                        ("--batch-size", batch_size)):
+        if not (isinstance(value, numbers.Integral) and value >= 1):
+            raise LpcnetError(f"{flag}: expected a whole number >= 1, got {value!r}")
+    ModelConfig(gru_a=gru_a, gru_b=16)                  # the model-size rules
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LpcnetError(f"--out-dir {out_dir}: exists and is not a folder; expected a folder for "
+                          f"the demo's files")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LpcnetError(f"--out-dir {out_dir}: cannot create it ({exc.strerror or exc})") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise LpcnetError(f"--out-dir {out_dir}: no write permission")
+    return out_dir
+
+
 def run_demo(out_dir, max_files: int | None = None, steps: int = 60, gru_a: int = 32,
              batch_size: int = 8, progress: bool = True, seed: int = 0) -> dict:
     """prepare -> dump-data -> train (tiny, few steps) -> copy-synthesis of the held-out speaker.
 
-    Writes into ``out_dir`` and returns ``{name: path}`` of every output.
+    Writes into ``out_dir`` and returns ``{name: path}`` of every output. Settings it cannot
+    run with are refused (LpcnetError) before anything is written.
     """
     from lpcnet import plots, synth
     from lpcnet.audio import write_wav
@@ -66,8 +95,7 @@ def run_demo(out_dir, max_files: int | None = None, steps: int = 60, gru_a: int 
     from lpcnet.formats import read_features
     from lpcnet.train import train
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = _check_settings(out_dir, max_files, steps, gru_a, batch_size)
     outputs: dict[str, str] = {}
     t0 = time.perf_counter()
 
@@ -124,12 +152,13 @@ def run_demo(out_dir, max_files: int | None = None, steps: int = 60, gru_a: int 
 def add_arguments(p) -> None:
     p.add_argument("--out-dir", default=os.path.join(os.environ.get("OUTPUT_DIR", "work/output"), "demo"),
                    help="where the demo writes its files")
-    p.add_argument("--max-files", type=int, default=None,
+    p.add_argument("--max-files", type=positive_int, default=None,
                    help="use only the first N training files (quick look)")
-    p.add_argument("--steps", type=int, default=60, help="training steps of the tiny model")
-    p.add_argument("--grua-size", type=int, default=32, help="GRU A units of the tiny model")
-    p.add_argument("--batch-size", type=int, default=8, help="training sequences per step")
-    p.add_argument("--seed", type=int, default=0, help="seed for augmentation, training, sampling")
+    p.add_argument("--steps", type=positive_int, default=60, help="training steps of the tiny model")
+    p.add_argument("--grua-size", type=gru_units, default=32, help="GRU A units of the tiny model "
+                   "(a multiple of 8)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="training sequences per step")
+    p.add_argument("--seed", type=seed_value, default=0, help="seed for augmentation, training, sampling")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 

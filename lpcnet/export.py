@@ -153,6 +153,45 @@ def write_blob(path, blob: WeightBlob) -> Path:
     return Path(path)
 
 
+#: The weight files the kit reads, told apart by their first bytes, not their names
+#: (docs/synthesis.md): what a refusal says was expected.
+CHECKPOINT_KINDS = {"blob": "a weight blob from `lpcnet export` (starts with LPCNWGT)",
+                    "keras": "a Keras checkpoint (.keras zip archive)",
+                    "h5": "seed-style weights (.h5, an HDF5 file)"}
+
+
+def checkpoint_kind(path) -> str | None:
+    """``"blob"``, ``"keras"`` or ``"h5"`` by the file's content; None for none of them."""
+    import zipfile
+
+    import h5py
+
+    with open(path, "rb") as f:
+        if f.read(len(MAGIC)) == MAGIC:
+            return "blob"
+    if zipfile.is_zipfile(path):
+        return "keras"
+    return "h5" if h5py.is_hdf5(str(path)) else None
+
+
+def check_checkpoint_kind(path, accepted=("keras", "h5"), user: str = "lpcnet export") -> str | None:
+    """The kind of the weight file ``path`` (None when it does not exist: its reader says so).
+
+    Refuses in one line, naming the file, a blob where ``user`` needs a checkpoint, and a file
+    that is none of the ``accepted`` kinds (zeroed, text), saying what was expected."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    kind = checkpoint_kind(path)
+    if kind == "blob" and "blob" not in accepted:
+        raise LpcnetError(f"{path}: is an exported weight blob; {user} needs the .keras or .h5 checkpoint")
+    if kind is None:
+        what = [CHECKPOINT_KINDS[k] for k in accepted]
+        raise LpcnetError(f"{path}: expected {', '.join(what[:-1])} or {what[-1]}; this file is none "
+                          f"of them (its first bytes are not those of any)")
+    return kind
+
+
 def read_blob(path) -> WeightBlob:
     """Read and validate a blob file."""
     path = Path(path)
@@ -378,6 +417,7 @@ def export_checkpoint(checkpoint, output, int8: bool = False, h5=None) -> Weight
 
     outputs = {f"output {output}": output} | ({f"--h5 {h5}": h5} if h5 is not None else {})
     check_outputs({f"checkpoint {checkpoint}": checkpoint}, outputs)
+    check_checkpoint_kind(checkpoint)                     # a blob, a zeroed or text file: one line
     weights = read_checkpoint_weights(checkpoint)         # refuses NaN/Inf weights
     cfg = config_from_weights(weights)
     blob = blob_from_weights(weights, cfg, int8=int8)

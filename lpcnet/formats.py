@@ -336,6 +336,52 @@ def _write_array(path, array: np.ndarray) -> Path:
 
 
 # --- readers -----------------------------------------------------------------
+def read_text(path, name, expected: str) -> str:
+    """The text of a small UTF-8 file (a BOM is dropped), refused in one line when it is not.
+
+    ``name`` starts each message (e.g. ``--list L``), ``expected`` says what the file should
+    hold. Raises LpcnetError for a missing file, bytes that are not UTF-8, and NUL bytes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LpcnetError(f"{name}: file not found (expected {expected})")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LpcnetError(f"{name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                          f"{exc.start}); expected {expected}") from None
+    except OSError as exc:
+        raise LpcnetError(f"{name}: cannot read it ({exc.strerror or exc})") from None
+    if "\x00" in text:
+        raise LpcnetError(f"{name}: holds NUL bytes (a binary file?); expected {expected}")
+    return text
+
+
+def read_list_file(path, what: str = "input") -> list[Path]:
+    """The files a list file names (``--list`` of ``prepare`` and ``synth``), in order.
+
+    One path per line; blank lines and lines starting with ``#`` are ignored; a relative path
+    is relative to the list's folder. Raises LpcnetError (one line, naming ``--list PATH``) for
+    a missing list, one that is not UTF-8 text (:func:`read_text`), one naming no ``what``,
+    and an entry that is not an existing file.
+    """
+    lst = Path(path)
+    text = read_text(lst, f"--list {lst}", f"a text file, one {what} path per line")
+    entries = [(n, ln.strip()) for n, ln in enumerate(text.splitlines(), 1)
+               if ln.strip() and not ln.strip().startswith("#")]
+    if not entries:
+        raise LpcnetError(f"--list {lst}: lists no {what}s (blank lines and # comments only)")
+    paths = []
+    for k, (line, entry) in enumerate(entries, 1):
+        p = Path(entry)
+        p = p if p.is_absolute() else lst.parent / p
+        if not p.is_file():
+            state = "is not a file" if p.exists() else "file not found"
+            raise LpcnetError(f"--list {lst}: entry {k} (line {line}: {entry}): {state}")
+        paths.append(p)
+    return paths
+
+
 def _checked_size(path, record_bytes: int, what: str) -> int:
     """Size in bytes of ``path``, validated as a non-empty multiple of ``record_bytes``."""
     path = Path(path)
@@ -449,16 +495,18 @@ def _value_problems(block: np.ndarray) -> tuple[np.ndarray, list]:
     return bad, first
 
 
-def check_feature_values(feats: np.ndarray, name="features", chunk_frames: int = 1 << 16) -> None:
+def check_feature_values(feats: np.ndarray, name="features", chunk_frames: int = 1 << 16,
+                         first_frame: int = 0) -> None:
     """Refuse ``(frames, 36)`` features holding NaN/Inf or values no extractor can produce.
 
     Impossible (docs/formats.md, Plausible values): a pitch feature outside
     [-1.34, 3.10], a pitch correlation outside [-1.5, 0.5], a cepstrum whose band
     log-energies leave [-2, 12], an LPC coefficient a_k beyond binomial(16, k) (the bound
     of a stable predictor), each with a small slack. Raises FormatError naming the first
-    bad frame, the value, the allowed range and how many frames are bad.
+    bad frame (counted from ``first_frame``: a block's place in its file), the value, the
+    allowed range and how many frames are bad.
     """
-    check_features_finite(feats, name, chunk_frames)
+    check_features_finite(feats, name, chunk_frames, first_frame)
     n_bad, first = 0, None
     for start in range(0, len(feats), chunk_frames):
         bad, problems = _value_problems(np.asarray(feats[start:start + chunk_frames]))
@@ -466,7 +514,7 @@ def check_feature_values(feats: np.ndarray, name="features", chunk_frames: int =
             n_bad += int(bad.sum())
             if first is None:
                 r = int(np.flatnonzero(bad)[0])
-                first = (start + r, *problems[r])
+                first = (first_frame + start + r, *problems[r])
     if first is not None:
         frame, what, value, (lo, hi) = first
         raise FormatError(
@@ -490,15 +538,17 @@ def check_not_55_float(path, size: int) -> None:
             f"36-float features this kit reads; extract them again with `lpcnet dump-data`")
 
 
-def check_features_finite(feats: np.ndarray, name="features", chunk_frames: int = 1 << 16) -> None:
-    """Raise FormatError naming the first non-finite value of ``(frames, 36)`` features."""
+def check_features_finite(feats: np.ndarray, name="features", chunk_frames: int = 1 << 16,
+                          first_frame: int = 0) -> None:
+    """Raise FormatError naming the first non-finite value of ``(frames, 36)`` features (its
+    frame counted from ``first_frame``)."""
     for start in range(0, len(feats), chunk_frames):
         block = np.asarray(feats[start:start + chunk_frames])
         bad = ~np.isfinite(block)
         if bad.any():
             frame, index = np.argwhere(bad)[0]
             raise FormatError(
-                f"{name}: non-finite value {block[frame, index]} at frame {start + frame}, "
+                f"{name}: non-finite value {block[frame, index]} at frame {first_frame + start + frame}, "
                 f"index {index} (features must be finite float32)")
 
 

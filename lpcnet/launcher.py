@@ -24,6 +24,7 @@ from collections import deque
 from pathlib import Path
 from typing import NamedTuple
 
+from lpcnet.argtypes import nonnegative_int, positive_float, positive_int
 from lpcnet.errors import LpcnetError
 
 #: Set by the launcher in each rank's environment: "1" pins the rank to its share of the cores
@@ -356,6 +357,41 @@ def launch_environment(np_: int, hosts: str | None = None, hostfile: str | None 
     return {**run_env, **(env or {})}
 
 
+def _input_files(train_args, *extra, cwd=None) -> dict:
+    """``{label: path}`` of the run's input files: every train argument (``V`` after a flag, or
+    ``--flag=V``) that names an existing file (relative to ``cwd``), labelled with its flag, and
+    the ``extra`` paths given."""
+    args, found = [str(a) for a in train_args], {}
+    for i, a in enumerate(args):
+        if a.startswith("-") and "=" in a:
+            flag, value = a.split("=", 1)
+        else:
+            flag, value = (args[i - 1] if i and args[i - 1].startswith("-") else ""), a
+        path = Path(cwd or ".") / value
+        if value and path.is_file():
+            found[f"{flag} {value}".strip()] = path
+    found.update({str(p): p for p in extra if p})
+    return found
+
+
+def _open_log(log_file, train_args, inputs=(), cwd=None):
+    """Open ``log_file`` for writing after refusing (one line) a log that is one of the run's
+    input files (docs/distributed.md) or a path that cannot become a writable file."""
+    from lpcnet.formats import check_output_path, check_outputs
+
+    try:
+        check_output_path(log_file)
+    except LpcnetError as exc:
+        raise LpcnetError(f"--log {exc}") from None
+    check_outputs(_input_files(train_args, *inputs, cwd=cwd), {f"--log {log_file}": log_file})
+    path = Path(log_file)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "w")
+    except OSError as exc:
+        raise LpcnetError(f"--log {log_file}: cannot write ({exc.strerror or exc})") from None
+
+
 def launch(np_: int, train_args, *, hosts: str | None = None, hostfile: str | None = None,
            timeout: float | None = 3600, out=None, err=None, threads: int | None = None,
            env: dict | None = None, log_file=None, failure_grace: float = 20.0, cwd=None,
@@ -387,10 +423,13 @@ def launch(np_: int, train_args, *, hosts: str | None = None, hostfile: str | No
     """
     out = out or sys.stdout
     err = err or out
+    if timeout is not None and not timeout > 0:      # NaN too
+        raise LpcnetError(f"timeout must be a number of seconds > 0 (or None: no limit), got {timeout}")
     cmd = train_command(np_, train_args, hosts, hostfile, elastic=elastic,
                         network_interface=network_interface)
     run_env = launch_environment(np_, hosts, hostfile, threads=threads, pin=pin, elastic=elastic, env=env)
-    log = open(log_file, "w") if log_file else None
+    log = _open_log(log_file, train_args, [hostfile] + ([elastic.hosts_file, elastic.discovery_script]
+                                                      if elastic else []), cwd) if log_file else None
     ranks = _RankOutput(out, log, plain=cmd[1:3] == ["-m", "lpcnet.train"], elastic=elastic is not None)
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -522,27 +561,30 @@ def add_arguments(p) -> None:
     p.description = ("Start `lpcnet train` on N processes with Horovod (gloo), fixed or elastic; "
                      "rank 0's output live; a failed rank's own error first. Flags after `--` go "
                      "to `lpcnet train`.")
-    p.add_argument("-np", "--np", dest="np", type=int, required=True,
+    p.add_argument("-np", "--np", dest="np", type=positive_int, required=True,
                    help="processes to start (elastic: to start with)")
     p.add_argument("--hosts", default=None, help="horovodrun -H list, e.g. node1:4,node2:4")
     p.add_argument("--hostfile", default=None, help="horovodrun hostfile (lines 'host slots=N')")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads per rank "
+    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads per rank "
                    "(default: this host's cores // np)")
-    p.add_argument("--timeout", type=float, default=None, help="stop the run after this many seconds")
-    p.add_argument("--log", default=None, help="write every rank's full output to this file")
+    p.add_argument("--timeout", type=positive_float, default=None, help="stop the run after this many seconds")
+    p.add_argument("--log", default=None, help="write every rank's full output to this file (refused "
+                   "when it is one of the run's input files)")
     p.add_argument("--pin-cores", action="store_true", help="pin each rank to its share of this host's "
                    "cores (dedicated machines; see docs/distributed.md)")
     g = p.add_argument_group("elastic training (docs/distributed.md)")
     g.add_argument("--elastic", action="store_true", help="Horovod elastic: workers may leave and join")
-    g.add_argument("--min-np", type=int, default=None, help="fewest workers to continue with (default 1)")
-    g.add_argument("--max-np", type=int, default=None, help="most workers (default -np); the global batch "
+    g.add_argument("--min-np", type=positive_int, default=None,
+                   help="fewest workers to continue with (default 1)")
+    g.add_argument("--max-np", type=positive_int, default=None,
+                   help="most workers (default -np); the global batch "
                    "is --batch_size x --max-np")
     g.add_argument("--hosts-file", default=None, help="file of 'host:slots' lines read by the kit's "
                    "discovery script while the run goes (edit it to add or remove hosts)")
     g.add_argument("--host-discovery-script", default=None, help="your own discovery script instead")
     p.add_argument("--network-interface", default=None, help="NIC for gloo, fixed or elastic (elastic: "
                    "default lo when every host is this machine)")
-    g.add_argument("--blacklist-cooldown", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
+    g.add_argument("--blacklist-cooldown", type=nonnegative_int, nargs=2, default=None, metavar=("MIN", "MAX"),
                    help="seconds a failed host stays excluded before it may rejoin (default: for good)")
     p.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the flags of `lpcnet train`")
 

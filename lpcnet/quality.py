@@ -39,6 +39,7 @@ row (``not_scored``: the reason) outside the means; ``lpcnet eval`` then exits w
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -70,7 +71,10 @@ def _read(source, rate, name) -> tuple[np.ndarray, int]:
     if isinstance(source, (str, Path)):
         from lpcnet.audio import read_audio, to_mono
 
-        x, r = read_audio(source)
+        try:
+            x, r = read_audio(source)        # refuses NaN/Inf samples, naming the file
+        except LpcnetError as exc:
+            raise LpcnetError(f"{name} {exc}; not scored") from None
         x = to_mono(x).astype(np.float64)
         _check_usable(x, f"{name} {source}")
         return x, int(r)
@@ -86,9 +90,12 @@ def _read(source, rate, name) -> tuple[np.ndarray, int]:
 
 def _check_usable(x: np.ndarray, name: str) -> None:
     """Refuse audio holding NaN/Inf or silent audio (peak below SILENCE_DBFS)."""
-    bad = ~np.isfinite(x)
-    if bad.any():
-        raise LpcnetError(f"{name}: {int(bad.sum())} of {len(x)} samples are NaN or Inf; not scored")
+    from lpcnet.audio import check_finite
+
+    try:
+        check_finite(x, name)
+    except LpcnetError as exc:
+        raise LpcnetError(f"{exc}; not scored") from None
     peak = float(np.max(np.abs(x))) if len(x) else 0.0
     if peak < 10 ** (SILENCE_DBFS / 20):
         level = f"peak {20 * math.log10(peak):.1f} dBFS" if peak > 0 else "all zero"
@@ -97,7 +104,9 @@ def _check_usable(x: np.ndarray, name: str) -> None:
 
 def check_lengths(ref: np.ndarray, syn: np.ndarray, max_length_diff_ms: float = MAX_LENGTH_DIFF_MS,
                   rate: int = SAMPLE_RATE) -> None:
-    """Refuse a pair whose lengths differ by more than ``max_length_diff_ms``."""
+    """Refuse a pair whose lengths differ by more than ``max_length_diff_ms`` (a NaN limit too)."""
+    if not max_length_diff_ms >= 0:
+        raise LpcnetError(f"max_length_diff_ms must be a number >= 0, got {max_length_diff_ms}")
     diff = len(syn) - len(ref)
     if abs(diff) > rate * max_length_diff_ms / 1000:
         raise LpcnetError(f"synthesis is {len(syn) / rate:.3f} s, reference {len(ref) / rate:.3f} s "
@@ -144,7 +153,10 @@ def align(reference, synthesis, rate: int = SAMPLE_RATE, max_lag_ms: float = 50.
     ref, syn = np.asarray(reference, np.float64), np.asarray(synthesis, np.float64)
     if len(ref) < rate // 10 or len(syn) < rate // 10:
         raise LpcnetError(f"audio too short to score ({len(ref)} and {len(syn)} samples; need 100 ms)")
-    max_lag = int(round(rate * max_lag_ms / 1000))
+    if not 0 <= max_lag_ms < math.inf:
+        raise LpcnetError(f"max_lag_ms must be a finite number >= 0, got {max_lag_ms}")
+    # a lag beyond the longer signal leaves no overlap: search no further (bounded memory)
+    max_lag = min(int(round(rate * max_lag_ms / 1000)), max(len(ref), len(syn)))
     c = bounded_xcorr(syn, ref, max_lag)
     lag = int(np.argmax(c)) - max_lag
     peak = float(c.max()) / (math.sqrt(float(np.dot(ref, ref)) * float(np.dot(syn, syn))) or 1.0)
@@ -469,6 +481,8 @@ def plot_over_epochs(history: dict, metrics=None):
 
 # --- CLI ---------------------------------------------------------------------------------------
 def add_arguments(p) -> None:
+    from lpcnet.argtypes import correlation, nonnegative_float
+
     p.add_argument("--reference", nargs="+", metavar="REF.wav",
                    help="reference recordings (the k-th synthesis of each condition pairs with the k-th)")
     p.add_argument("--synth", nargs="+", action="extend", metavar="NAME=SYN.wav",
@@ -478,12 +492,12 @@ def add_arguments(p) -> None:
                         "every condition must cover the same references, each once")
     p.add_argument("--json", metavar="OUT.json", help="also write pairs and table as JSON (atomic)")
     p.add_argument("--no-dnsmos", action="store_true", help="skip DNSMOS (the slowest metric)")
-    p.add_argument("--max-lag-ms", type=float, default=50.0,
+    p.add_argument("--max-lag-ms", type=nonnegative_float, default=50.0,
                    help="alignment search range in ms (+-)")
-    p.add_argument("--min-envelope-corr", type=float, default=MIN_ENVELOPE_CORR,
-                   help="refuse pairs whose energy contours correlate less (-1: score any pair, "
-                        "e.g. an early checkpoint; silent or NaN audio is refused anyway)")
-    p.add_argument("--max-length-diff-ms", type=float, default=MAX_LENGTH_DIFF_MS,
+    p.add_argument("--min-envelope-corr", type=correlation, default=MIN_ENVELOPE_CORR,
+                   help="refuse pairs whose energy contours correlate less, -1..1 (-1: score any "
+                        "pair, e.g. an early checkpoint; silent or NaN audio is refused anyway)")
+    p.add_argument("--max-length-diff-ms", type=nonnegative_float, default=MAX_LENGTH_DIFF_MS,
                    help="refuse pairs whose lengths differ by more (the metrics would cover only "
                         "the overlap)")
 
@@ -491,24 +505,31 @@ def add_arguments(p) -> None:
 def _pairs_from_csv(path: Path) -> tuple[dict, dict]:
     """``--pairs``: refuses a repeated (condition, reference) row and conditions that do not
     cover the same references (their means would not be comparable)."""
-    if not path.is_file():
-        raise LpcnetError(f"{path}: file not found (expected a CSV condition,reference,synthesis)")
+    from lpcnet.formats import read_text
+
+    text = read_text(path, path, "a CSV with header condition,reference,synthesis")
     refs, conds, first_line = {}, {}, {}
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if not {"condition", "reference", "synthesis"} <= set(reader.fieldnames or []):
-            raise LpcnetError(f"{path}: header must hold condition,reference,synthesis")
-        for line, row in enumerate(reader, 2):
-            ref = (path.parent / row["reference"]).resolve()
-            syn = (path.parent / row["synthesis"]).resolve()
-            key = (row["condition"], str(ref))
-            if key in first_line:
-                raise LpcnetError(f"{path}: line {line} repeats condition '{row['condition']}' with "
-                                  f"reference {row['reference']} (first on line {first_line[key]}); "
-                                  f"each pair must appear once")
-            first_line[key] = line
-            refs[str(ref)] = ref
-            conds.setdefault(row["condition"], {})[str(ref)] = syn
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        rows = list(reader)
+    except csv.Error as exc:
+        raise LpcnetError(f"{path}: line {reader.line_num}: not valid CSV ({exc})") from None
+    if not {"condition", "reference", "synthesis"} <= set(reader.fieldnames or []):
+        raise LpcnetError(f"{path}: header must hold condition,reference,synthesis")
+    for line, row in enumerate(rows, 2):
+        if not all(row.get(k) for k in ("condition", "reference", "synthesis")):
+            raise LpcnetError(f"{path}: line {line}: expected condition,reference,synthesis, "
+                              f"each non-empty")
+        ref = (path.parent / row["reference"]).resolve()
+        syn = (path.parent / row["synthesis"]).resolve()
+        key = (row["condition"], str(ref))
+        if key in first_line:
+            raise LpcnetError(f"{path}: line {line} repeats condition '{row['condition']}' with "
+                              f"reference {row['reference']} (first on line {first_line[key]}); "
+                              f"each pair must appear once")
+        first_line[key] = line
+        refs[str(ref)] = ref
+        conds.setdefault(row["condition"], {})[str(ref)] = syn
     if not conds:
         raise LpcnetError(f"{path}: no pairs")
     for cond, by_ref in conds.items():

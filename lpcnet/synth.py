@@ -89,31 +89,25 @@ def check_features(features, name="features") -> np.ndarray:
     return f
 
 
-def load_weights(checkpoint):
-    """Checkpoint (.keras / seed .h5) -> (weights dict, ModelConfig)."""
-    from lpcnet.export import MAGIC
+def load_weights(checkpoint, user: str = "the Keras engine"):
+    """Checkpoint (.keras / seed .h5) -> (weights dict, ModelConfig). ``user``: who needs the
+    weights, for the message refusing an exported blob."""
+    from lpcnet.export import check_checkpoint_kind
     from lpcnet.model import config_from_weights, read_checkpoint_weights
 
-    path = Path(checkpoint)
-    if path.is_file():
-        with open(path, "rb") as f:
-            if f.read(len(MAGIC)) == MAGIC:
-                raise LpcnetError(f"{path}: is an exported weight blob; the Keras engine needs "
-                                  f"the .keras or .h5 checkpoint")
+    check_checkpoint_kind(checkpoint, ("keras", "h5"), user)
     weights = read_checkpoint_weights(checkpoint)
     return weights, config_from_weights(weights)
 
 
 def blob_bytes(checkpoint, int8: bool = False) -> bytes:
     """Weight blob for the native engine: a ``.bin`` from ``lpcnet export`` or exported now."""
-    from lpcnet.export import MAGIC, blob_from_bytes, blob_from_weights, blob_to_bytes
+    from lpcnet.export import blob_from_bytes, blob_from_weights, blob_to_bytes, check_checkpoint_kind
 
     path = Path(checkpoint)
     if not path.is_file():
         raise LpcnetError(f"{path}: checkpoint not found")
-    with open(path, "rb") as f:
-        head = f.read(len(MAGIC))
-    if head == MAGIC:
+    if check_checkpoint_kind(path, ("blob", "keras", "h5")) == "blob":
         raw = path.read_bytes()
         blob_from_bytes(raw, str(path))      # validates it; refuses NaN/Inf weights (one line)
         return raw
@@ -167,6 +161,7 @@ class NativeModel:
     """
 
     def __init__(self, blob: bytes, name: str = "weights"):
+        self.name = name
         self.lib = load_library()
         err = ctypes.create_string_buffer(256)
         self._ptr = self.lib.lpcnet_synth_model_load(blob, len(blob), err, len(err))
@@ -179,7 +174,9 @@ class NativeModel:
 
     @classmethod
     def from_checkpoint(cls, checkpoint, int8: bool = False) -> "NativeModel":
-        return cls(blob_bytes(checkpoint, int8=int8), str(checkpoint))
+        model = cls(blob_bytes(checkpoint, int8=int8), str(checkpoint))
+        _flags(model, int8, False, False, False)      # int8 of a float blob: refused now, naming it
+        return model
 
     def __del__(self):
         if getattr(self, "_ptr", None):
@@ -189,7 +186,8 @@ class NativeModel:
 
 def _flags(model: NativeModel, int8: bool, sharpen: bool, argmax: bool, lpc_from_cepstrum: bool) -> int:
     if int8 and not model.has_int8:
-        raise LpcnetError("int8 synthesis needs a blob exported with `lpcnet export --int8`")
+        raise LpcnetError(f"{model.name}: a float weight blob without int8 copies; int8 synthesis needs "
+                          f"a blob exported with `lpcnet export --int8` (or give the .keras / .h5 checkpoint)")
     if lpc_from_cepstrum and model.end2end:
         raise LpcnetError("--lpc-from-cepstrum has no meaning for an end-to-end model: its LPC "
                           "comes from the network's conditioning, not from the features")
@@ -512,6 +510,21 @@ def copy_synthesis(wav, checkpoint, engine: str = "native", align: bool = False,
         out = np.concatenate([out[COPY_SYNTHESIS_LAG:], np.zeros(min(len(out), COPY_SYNTHESIS_LAG),
                                                                   np.int16)])
     return out
+
+
+#: Extensions of the outputs synthesis writes: 16-bit WAV, or raw 16 kHz int16 (docs/synthesis.md).
+OUTPUT_SUFFIXES = (".wav", *sorted(RAW_PCM_SUFFIXES))
+
+
+def check_output_suffix(path, flag: str = "--output") -> Path:
+    """Refuse (one line) an output name :func:`write_output` would not write as asked (e.g.
+    ``x.mp3`` or no extension: it would silently hold WAV)."""
+    path = Path(path)
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise LpcnetError(f"{flag} {path}: expected a file name ending in "
+                          f"{', '.join(OUTPUT_SUFFIXES[:-1])} or {OUTPUT_SUFFIXES[-1]} "
+                          f"(synthesis writes 16-bit WAV or raw 16 kHz int16)")
+    return path
 
 
 def write_output(path, samples) -> Path:

@@ -93,7 +93,7 @@ class FeatureSource:
             if len(block) != n * NB_TOTAL_FEATURES:
                 raise FormatError(f"{self.path}: file shrank while being read")
             block = block.reshape(n, NB_TOTAL_FEATURES)
-            check_feature_values(block, f"{self.path} (block from frame {self.pos})")
+            check_feature_values(block, self.path, first_frame=self.pos)
         self.pos += n
         return block
 
@@ -432,24 +432,11 @@ def collect_inputs(features=(), audio=(), lists=()) -> tuple:
                 paths.append(p)
             else:
                 raise LpcnetError(f"--{kind} {p}: file not found")
+    from lpcnet.formats import read_list_file
+
     for item in lists or ():
         batch = True
-        lst = Path(item)
-        if not lst.is_file():
-            raise LpcnetError(f"--list {lst}: file not found (expected a text file, one input per line)")
-        try:
-            lines = lst.read_text().splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise LpcnetError(f"--list {lst}: cannot read it as text ({exc})") from None
-        entries = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
-        if not entries:
-            raise LpcnetError(f"--list {lst}: lists no inputs")
-        for n, entry in enumerate(entries, 1):
-            p = Path(entry)
-            p = p if p.is_absolute() else lst.parent / p
-            if not p.is_file():
-                raise LpcnetError(f"--list {lst}: entry {n} ({entry}): file not found")
-            paths.append(p)
+        paths += read_list_file(item)
     seen: dict = {}
     for p in paths:
         key = p.resolve()

@@ -7,11 +7,13 @@ can build on :mod:`lpcnet.synth` without an import cycle. ``python -m lpcnet.syn
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from lpcnet.argtypes import positive_int
 from lpcnet.errors import LpcnetError
 from lpcnet.formats import SAMPLE_RATE
-from lpcnet.synth import NativeModel, copy_synthesis, synthesize, write_output
+from lpcnet.synth import NativeModel, check_output_suffix, copy_synthesis, synthesize, write_output
 
 # --- command line ------------------------------------------------------------------------
 def add_arguments(p) -> None:
@@ -25,7 +27,7 @@ def add_arguments(p) -> None:
                    help="text file naming one input per line (.f32: features, else speech; "
                         "relative paths: relative to the list's folder)")
     p.add_argument("--output", default=None,
-                   help="one input: the output file, .wav (default format) or raw .s16; inside "
+                   help="one input: the output file, .wav or raw .s16 (.sw/.pcm/.raw); inside "
                         "--output_dir if given")
     p.add_argument("--output_dir", "--output-dir", dest="output_dir", default=None,
                    help="folder of the outputs (created if missing): for one input, where --output "
@@ -42,10 +44,10 @@ def add_arguments(p) -> None:
     p.add_argument("--lpc-from-cepstrum", action="store_true",
                    help="native: LPC computed from the cepstrum (as the seed's C decoder) instead of "
                         "features 20..35")
-    p.add_argument("--streams", type=int, default=None, metavar="K",
+    p.add_argument("--streams", type=positive_int, default=None, metavar="K",
                    help="several inputs: files synthesised at once on each core (None: 8 with "
                         "--int8 on AVX-512 VNNI CPUs, else 1)")
-    p.add_argument("--jobs", type=int, default=None, metavar="J",
+    p.add_argument("--jobs", type=positive_int, default=None, metavar="J",
                    help="several inputs: worker threads, one per core (None: one per CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar over files")
 
@@ -91,9 +93,6 @@ def _run_batch(args, inputs: list) -> int:
                           f"output folder with --output_dir (files: input name + .{args.format})")
     if args.output_dir is None:
         raise LpcnetError(f"{len(inputs)} inputs need an output folder: give --output_dir")
-    for flag, value, low in (("--streams", args.streams, 1), ("--jobs", args.jobs, 1)):
-        if value is not None and value < low:
-            raise LpcnetError(f"{flag}: expected a positive count, got {value}")
     outputs = batch_outputs(inputs, args.output_dir, "." + args.format)
     check_outputs({f"--checkpoint {args.checkpoint}": args.checkpoint,
                    **{f"input {p}": p for p in inputs}},
@@ -114,6 +113,8 @@ def _run_batch(args, inputs: list) -> int:
 
 def run(args) -> int:
     from lpcnet.formats import check_outputs
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")      # the Keras engine: no TF banner lines
     from lpcnet.synth_batch import collect_inputs
 
     if not (args.features or args.audio or args.lists):
@@ -127,6 +128,7 @@ def run(args) -> int:
     flag = "--features" if args.features else "--audio"
     check_outputs({f"--checkpoint {args.checkpoint}": args.checkpoint, f"{flag} {inputs[0]}": inputs[0]},
                   {f"--output {out}": out})          # before any work (docs/promises.md)
+    check_output_suffix(out)
     return _run_one(args, inputs[0], out)
 
 

@@ -123,6 +123,15 @@ def _validate_horovod(tcfg: TrainConfig) -> None:
                           "in this build; drop --jit_compile")
 
 
+def _launcher_rank() -> int:
+    """This process's rank as its launcher set it (0 when not started by a launcher)."""
+    for var in _LAUNCHER_RANK_VARS:
+        value = os.environ.get(var, "").strip()
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
 def _validate(tcfg: TrainConfig) -> None:
     if tcfg.epochs < 1:
         raise LpcnetError(f"--epochs must be >= 1, got {tcfg.epochs}")
@@ -146,6 +155,10 @@ def _validate(tcfg: TrainConfig) -> None:
         from lpcnet.callbacks import callbacks_factory
 
         callbacks_factory(tcfg.callbacks_module)      # importable, with callbacks(rank, world)
+    if tcfg.eval_audio and _launcher_rank() == 0:     # rank 0 alone scores (and reads) them
+        from lpcnet.train_eval import check_eval_audio
+
+        check_eval_audio(tcfg.eval_audio)
 
 
 def _setup_threads() -> None:

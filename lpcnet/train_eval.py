@@ -54,7 +54,10 @@ def eval_files(inputs) -> list[Path]:
     """Evaluation audio from files and folders (folders: audio files, sorted); at least one."""
     from lpcnet.data import collect_inputs
 
-    files = collect_inputs(list(inputs), exclude=())
+    try:
+        files = collect_inputs(list(inputs), exclude=())
+    except LpcnetError as exc:
+        raise LpcnetError(f"--eval-audio {exc}") from None
     if not files:
         raise LpcnetError(f"--eval-audio {' '.join(map(str, inputs))}: no audio files found")
     names = [Path(f).stem for f in files]
@@ -62,6 +65,28 @@ def eval_files(inputs) -> list[Path]:
     if dup:
         raise LpcnetError(f"--eval-audio: utterance names must be unique, repeated: {dup[:5]}")
     return [Path(f) for f in files]
+
+
+#: Shortest evaluation audio that can be scored (lpcnet.quality.score_pair needs 100 ms).
+MIN_EVAL_SECONDS = 0.1
+
+
+def check_eval_audio(inputs) -> list[Path]:
+    """:func:`eval_files`, each read once: refused (one line naming the file and why) before a
+    run starts, since a file that cannot be scored would fail every evaluation (docs/training.md,
+    Quality): not audio, or shorter than :data:`MIN_EVAL_SECONDS`."""
+    from lpcnet.audio import load_speech
+
+    files = eval_files(inputs)
+    for f in files:
+        try:
+            x, _ = load_speech(f)
+        except LpcnetError as exc:
+            raise LpcnetError(f"--eval-audio {exc}") from None
+        if len(x) < MIN_EVAL_SECONDS * SAMPLE_RATE:
+            raise LpcnetError(f"--eval-audio {f}: {len(x)} samples at {SAMPLE_RATE} Hz, too short to "
+                              f"score (expected at least {MIN_EVAL_SECONDS * 1000:.0f} ms of speech)")
+    return files
 
 
 # --- scoring (runs in the scoring process, or directly) -------------------------------------
@@ -310,7 +335,9 @@ class QualityTracker:
         """One line: evaluations done / skipped and the training-side time they cost."""
         share = 100.0 * self.callback_s / train_s if train_s > 0 else 0.0
         ok = sum(1 for r in self.results if r["ok"])
-        return (f"quality: {ok} evaluations scored, {self.skipped} skipped (scorer busy); "
+        failed = [r for r in self.results if not r["ok"]]
+        why = f", {len(failed)} failed (first: {failed[0]['error']})" if failed else ""
+        return (f"quality: {ok} evaluations scored{why}, {self.skipped} skipped (scorer busy); "
                 f"training-side cost {self.callback_s:.2f} s ({share:.2f} % of {train_s:.0f} s)")
 
 

@@ -13,6 +13,7 @@ from lpcnet.cli import OneLineErrorParser
     (A.unit_interval, {"0": 0.0, "1": 1.0, "0.5": 0.5}, ["1.01", "-0.1", "nan"]),
     (A.nonnegative_int, {"0": 0, "7": 7}, ["-1", "1.5", "nan"]),
     (A.positive_int, {"1": 1}, ["0", "-2", "2.0"]),
+    (A.correlation, {"-1": -1.0, "0.9": 0.9}, ["1.5", "-2", "nan"]),
 ])
 def test_values_in_range_parse_and_the_rest_are_one_line_usage_errors(kind, good, bad, capsys):
     parser = OneLineErrorParser(prog="lpcnet x")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 
 import pytest
 
@@ -65,3 +66,73 @@ def test_memory_benchmarks_measure_fresh_processes_on_real_speech(capsys):
     assert ev["rows"][-1]["peak_mb"] > ev["rows"][0]["peak_mb"]
     out = capsys.readouterr().out
     assert "lpcnet synth:" in out and "MB per minute" in out and "lpcnet eval:" in out
+
+
+# --- bad flags and output paths: refused before a benchmark runs ------------------------------------
+def _main(argv):
+    from lpcnet.cli import main
+
+    return main(["bench", *argv])
+
+
+@pytest.mark.parametrize("flags", [["features", "--seconds", "nan"], ["synth-memory", "--minutes", "nan"],
+                                   ["synth-memory", "--minutes", "-1"], ["features", "--repeat", "0"],
+                                   ["train", "--repeat", "-2"], ["train", "--gru-a", "7"],
+                                   ["train", "--batch", "0"], ["quality", "--every", "-1"],
+                                   ["features", "--reference-seconds", "inf"]])
+def test_impossible_numbers_are_refused_at_parse_time(flags, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _main(flags)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and flags[1] in err[0], err
+
+
+@pytest.fixture
+def no_benchmark_run(monkeypatch):
+    """The features benchmark replaced by one that records its calls (a refusal must come first)."""
+    import functools
+
+    calls = []
+    bench = BENCHMARKS["features"]
+
+    @functools.wraps(bench.function)                 # its signature: the flags' defaults
+    def record(**kw):
+        calls.append(kw)
+        return {"benchmark": "x"}
+
+    monkeypatch.setitem(BENCHMARKS, "features", bench._replace(function=record))
+    return calls
+
+
+def test_json_that_is_not_json_lines_or_a_folder_is_refused_before_the_run(no_benchmark_run, slice_s16,
+                                                                             tmp_path, capsys):
+    """--json naming a binary file the kit wrote (input.s16), a text file or a folder: one line,
+    the benchmark not run, the file unchanged."""
+    (tmp_path / "notes.txt").write_text("hello\n")
+    before = slice_s16.read_bytes()
+    for target, words in ((slice_s16, "is not a file of JSON lines"), (tmp_path / "notes.txt", "JSON lines"),
+                          (tmp_path, "is a folder")):
+        assert _main(["features", "--json", str(target)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"--json {target}" in err[0] and words in err[0], err
+    assert no_benchmark_run == [] and slice_s16.read_bytes() == before
+
+
+def test_json_appends_one_line_to_json_lines(no_benchmark_run, tmp_path):
+    out = tmp_path / "sub" / "results.jsonl"
+    assert _main(["features", "--repeat", "2", "--json", str(out)]) == 0
+    assert _main(["features", "--json", str(out)]) == 0
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [{"benchmark": "x"}] * 2
+    assert no_benchmark_run == [{"repeat": 2}, {}]
+
+
+def test_plot_that_is_not_a_png_path_is_refused_before_the_run(slice_s16, tmp_path, capsys):
+    before = slice_s16.read_bytes()
+    for target, words in ((slice_s16, "expected a .png file name"), (tmp_path, "expected a .png"),
+                          (tmp_path / "d.png", "is a folder")):
+        if target.suffix == ".png":
+            target.mkdir()
+        assert _main(["synth", "--seconds", "0.1", "--repeat", "1", "--plot", str(target)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"--plot {target}" in err[0] and words in err[0], err
+    assert slice_s16.read_bytes() == before and not (tmp_path.parent / f"{tmp_path.name}.png").exists()

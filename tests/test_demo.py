@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from lpcnet.demo import DEMO_BLOB
@@ -33,3 +34,32 @@ def test_demo_runs_the_chain_and_writes_wavs_and_plots(tmp_path):
     if DEMO_BLOB.is_file():
         demo, rate3 = sf.read(tmp_path / "heldout_demo_model.wav", dtype="int16")
         assert rate3 == 16000 and len(demo) == 64000 and np.abs(demo).max() > 1000
+
+
+@pytest.mark.parametrize("flags", [["--max-files", "0"], ["--max-files", "-3"], ["--steps", "-1"],
+                                   ["--batch-size", "0"], ["--grua-size", "7"], ["--seed", "-1"]])
+def test_demo_refuses_impossible_numbers_before_writing(flags, tmp_path, capsys):
+    """Checked by argparse (exit 2, one line) before prepare or dump-data write anything."""
+    from lpcnet.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--out-dir", str(tmp_path / "out"), *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and flags[0] in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_out_dir_that_is_a_file_is_one_line(tmp_path, capsys):
+    from lpcnet.cli import main
+    from lpcnet.demo import run_demo
+    from lpcnet.errors import LpcnetError
+
+    (tmp_path / "afile").write_text("x")
+    for out_dir in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        assert main(["demo", "--out-dir", str(out_dir), "--no-progress"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"--out-dir {out_dir}" in err[0], err
+    assert (tmp_path / "afile").read_text() == "x"
+    with pytest.raises(LpcnetError, match="--steps: expected a whole number >= 1, got 0"):
+        run_demo(tmp_path / "out", steps=0)
+    assert not (tmp_path / "out").exists()

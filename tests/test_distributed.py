@@ -475,3 +475,37 @@ def test_launcher_refuses_elastic_only_flags_without_elastic(capsys):
     for flags in (["--min-np", "1"], ["--blacklist-cooldown", "5", "60"], ["--hosts-file", "h.txt"]):
         with pytest.raises(LpcnetError, match="need --elastic"):
             L.run(_launcher_parser().parse_args(["-np", "2", *flags, "--", "--epochs", "1"]))
+
+
+def test_launch_log_that_is_an_input_or_a_folder_is_refused_before_the_run(slice_training_pair, tmp_path):
+    """--log naming an input of the run (the features file) or a folder is refused in one line
+    before anything starts; the input is left as it was."""
+    import shutil
+
+    feats = tmp_path / "features.f32"
+    shutil.copy(slice_training_pair[0], feats)
+    before = feats.read_bytes()
+    args = _args((feats, slice_training_pair[1]), tmp_path / "m")
+    with pytest.raises(LpcnetError, match=r"--log .*features.f32: is the same file as the input --features"):
+        L.launch(1, args, log_file=feats, out=open(tmp_path / "o", "w"))
+    with pytest.raises(LpcnetError, match="is the same file as the input --data"):
+        L.launch(1, ["--features=" + str(feats), "--data=" + str(slice_training_pair[1])],
+                 log_file=slice_training_pair[1], out=open(tmp_path / "o", "w"))
+    with pytest.raises(LpcnetError, match=r"^--log .*: is a folder"):
+        L.launch(1, args, log_file=tmp_path, out=open(tmp_path / "o", "w"))
+    assert feats.read_bytes() == before and not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("flags", [["--timeout", "-5"], ["--timeout", "nan"], ["-np", "0"],
+                                   ["--threads", "0"], ["--max-np", "-1"]])
+def test_launcher_refuses_impossible_numbers_at_parse_time(flags, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _launcher_parser().parse_args(["-np", "1", *flags, "--", "--epochs", "1"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and flags[0] in err
+
+
+def test_launch_timeout_must_be_positive(tmp_path):
+    with pytest.raises(LpcnetError, match="timeout must be"):
+        L.launch(1, ["--epochs", "1"], timeout=-5, out=open(tmp_path / "o", "w"))

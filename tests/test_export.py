@@ -181,6 +181,25 @@ def test_export_cli_bad_checkpoint(tmp_path):
         assert not out.exists()
 
 
+def test_export_of_a_file_that_is_no_checkpoint_says_what_was_expected(tiny_files, tmp_path, capsys):
+    """A zeroed or text checkpoint, and an exported blob given as the checkpoint: one line naming
+    the file and what export reads, no HDF5 jargon; nothing written."""
+    tmp = tiny_files[0]
+    blob = tmp_path / "exported.bin"
+    assert E.main([str(tmp / "tiny.keras"), str(blob)]) == 0
+    (tmp_path / "zero.bin").write_bytes(b"\0" * 4096)
+    (tmp_path / "text.h5").write_text("not weights\n")
+    capsys.readouterr()
+    for src, words in ((tmp_path / "zero.bin", "expected a Keras checkpoint (.keras zip archive) or "
+                        "seed-style weights (.h5, an HDF5 file)"),
+                       (tmp_path / "text.h5", "expected a Keras checkpoint"),
+                       (blob, "is an exported weight blob; lpcnet export needs the .keras or .h5")):
+        assert E.main([str(src), str(tmp_path / "o.bin")]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{src}: {words}" in err[0] and "signature" not in err[0], err
+        assert not (tmp_path / "o.bin").exists()
+
+
 def test_export_h5_writes_the_checkpoints_weights_beside_the_blob(tiny_files, capsys):
     """``lpcnet export --h5``: the .keras checkpoint's weights as a seed-style .h5 (equal to the
     last bit) next to the blob; a missing checkpoint or an --h5 equal to the output writes nothing."""

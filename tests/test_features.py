@@ -417,3 +417,23 @@ def test_cli_usage_errors_are_one_line(argv, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "usage: lpcnet dump-data -train" in err, err
+
+
+def test_dump_data_warns_about_a_truncated_wav_and_refuses_nan(tmp_path, train_wav, capsys):
+    """A WAV cut short (header 3.1 s, data 0.15 s): one warning line naming both lengths."""
+    import soundfile as sf
+
+    from lpcnet.cli import main
+
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(train_wav.read_bytes()[:44 + 4800])
+    assert main(["dump-data", "-test", str(cut), str(tmp_path / "f.f32"), "--no-progress"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lpcnet dump-data: warning: ") and "cut.wav: truncated: " \
+        "its header claims 3.10 s of audio, the file holds 0.15 s" in err[0], err
+    assert len(read_features(tmp_path / "f.f32")) == 2400 // FRAME_SIZE
+    x, _ = sf.read(train_wav, dtype="float32")
+    x[:] = np.inf
+    sf.write(tmp_path / "inf.wav", x, 16000, subtype="FLOAT")
+    _bad(tmp_path, capsys, ["-test", str(tmp_path / "inf.wav"), str(tmp_path / "g.f32")],
+         f"{tmp_path / 'inf.wav'}: 49520 of 49520 samples are NaN or Inf")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -184,3 +185,40 @@ def test_atomic_output_keeps_old_file_on_failure(tmp_path):
             raise RuntimeError("crash mid-write")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+# --- list files (--list of prepare and synth) -------------------------------------------------
+def test_list_file_reader_shared_by_prepare_and_synth(tmp_path, train_wav, heldout_wav):
+    from lpcnet.data import collect_inputs as prepare_inputs
+    from lpcnet.synth_batch import collect_inputs as synth_inputs
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.wav").write_bytes(heldout_wav.read_bytes())
+    lst = tmp_path / "l.txt"
+    # a BOM, a comment, blank lines, a relative path (to the list's folder), an absolute one
+    lst.write_bytes("\ufeff# speech\n\n  sub/a.wav  \n".encode() + f"{train_wav}\n".encode())
+    want = [tmp_path / "sub" / "a.wav", train_wav]
+    assert F.read_list_file(lst) == want
+    assert prepare_inputs([], list_files=[lst]) == want
+    assert synth_inputs(lists=[lst]) == (want, True)
+
+
+@pytest.mark.parametrize("content,expect", [
+    (bytes(range(256)), "not UTF-8 text (byte 0x80 at offset 128); expected a text file"),
+    (b"\x00" * 10, "holds NUL bytes"),
+    (b"# only a comment\n\n", "lists no inputs"),
+    (b"sub\n", "entry 1 (line 1: sub): is not a file"),
+    (b"# one\nnot_there.wav\n", "entry 1 (line 2: not_there.wav): file not found"),
+])
+def test_bad_list_files_are_one_line_errors(tmp_path, content, expect):
+    from lpcnet.errors import LpcnetError
+    from lpcnet.synth_batch import collect_inputs as synth_inputs
+
+    (tmp_path / "sub").mkdir()
+    lst = tmp_path / "l.txt"
+    lst.write_bytes(content)
+    for read in (F.read_list_file, lambda p: synth_inputs(lists=[p])):
+        with pytest.raises(LpcnetError, match=re.escape(f"--list {lst}: {expect}")):
+            read(lst)
+    with pytest.raises(LpcnetError, match=re.escape(f"--list {tmp_path / 'no.txt'}: file not found")):
+        F.read_list_file(tmp_path / "no.txt")

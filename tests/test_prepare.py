@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import av
 import librosa
@@ -12,10 +14,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from lpcnet import cli
 from lpcnet.audio import load_speech, read_audio
 from lpcnet.data import Manifest, collect_inputs, prepare
-from lpcnet.errors import LpcnetError
-from lpcnet.formats import read_s16
+from lpcnet.errors import AudioError, LpcnetError, LpcnetWarning
+from lpcnet.formats import float_to_int16, read_s16, write_s16
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +140,8 @@ def test_prepare_list_file_and_resample_quality(tmp_path, speech):
 
 def test_prepare_empty_result_is_an_error_and_writes_nothing(corpus, tmp_path):
     out = tmp_path / "none.s16"
-    with pytest.raises(LpcnetError, match=r"no usable audio in 2 input file\(s\) \(2 skipped\)"):
+    with pytest.raises(LpcnetError, match=r"no usable audio in 2 input file\(s\) \(2 skipped, the first: "
+                                          r".*silent.wav: silent \(peak below -60.0 dBFS\)\); nothing written"):
         prepare([corpus / "silent.wav", corpus / "broken.wav"], out, progress=False)
     assert list(tmp_path.iterdir()) == []
 
@@ -179,3 +183,155 @@ def test_cli_help_for_every_command():
     for name in COMMANDS:
         r = _cli(name, "--help")
         assert r.returncode == 0 and "usage: lpcnet " + name in r.stdout, name
+
+
+# --- hostile inputs: one line naming the file, nothing written (docs/promises.md) --------------
+def _run(argv, capsys) -> tuple[int, list[str], list[str]]:
+    """``lpcnet ARGV`` in this process -> (exit status, stdout lines, stderr lines)."""
+    try:
+        rc = cli.main([str(a) for a in argv])
+    except SystemExit as exc:            # argparse: a value its type refuses (exit 2)
+        rc = exc.code
+    out, err = capsys.readouterr()
+    return rc, out.strip().splitlines(), err.strip().splitlines()
+
+
+@pytest.fixture
+def bad_audio(speech, tmp_path):
+    """The slice as float WAVs with 10 NaN samples, one Inf sample, and all NaN."""
+    d = tmp_path / "bad"
+    d.mkdir()
+    for name, lo, hi, value in (("somenan", 1000, 1010, np.nan), ("oneinf", 1000, 1001, np.inf),
+                                ("allnan", 0, len(speech), np.nan)):
+        x = speech.copy()
+        x[lo:hi] = value
+        sf.write(d / f"{name}.wav", x, 16000, subtype="FLOAT")
+    return d
+
+
+@pytest.mark.parametrize("name,count", [("somenan", 10), ("oneinf", 1), ("allnan", 49520)])
+@pytest.mark.parametrize("normalize", ["none", "peak", "rms"])
+def test_prepare_skips_nan_and_inf_audio_with_the_count(bad_audio, train_wav, tmp_path, capsys,
+                                                        name, count, normalize):
+    bad = bad_audio / f"{name}.wav"
+    with pytest.raises(AudioError, match=rf"{name}.wav: {count} of 49520 samples are NaN or Inf"):
+        read_audio(bad)
+    out = tmp_path / "o.s16"
+    rc, _, err = _run(["prepare", bad, "-o", out, "--normalize", normalize, "--no-progress"], capsys)
+    assert rc == 1 and len(err) == 1, err
+    assert f"(1 skipped: {bad}: {count} of 49520 samples are NaN or Inf" in err[0], err
+    assert not out.exists() and not Path(f"{out}.json").exists()
+    # with good audio beside it: the bad file is skipped, the reason printed and kept (valid JSON)
+    rc, lines, err = _run(["prepare", bad, train_wav, "-o", out, "--normalize", normalize,
+                           "--no-progress"], capsys)
+    assert rc == 0 and f"skipped {bad}: {count} of 49520 samples are NaN or Inf" in lines[0], lines
+    man = json.loads(Path(f"{out}.json").read_text())
+    assert [s["path"] for s in man["sources"]] == [str(train_wav)]
+    assert np.isfinite(man["sources"][0]["gain_db"]) and "NaN or Inf" in man["skipped"][0]["reason"]
+    assert np.abs(read_s16(out).astype(np.int32)).max() > 1000
+
+
+def test_every_command_refuses_nan_audio_in_one_line(bad_audio, tmp_path, capsys):
+    from lpcnet.demo import DEMO_BLOB
+
+    bad = bad_audio / "somenan.wav"
+    for argv in (["dump-data", "-test", bad, tmp_path / "f.f32"],
+                 ["synth", "--checkpoint", DEMO_BLOB, "--audio", bad, "--output", tmp_path / "s.wav"]):
+        rc, _, err = _run(argv, capsys)
+        assert rc == 1 and len(err) == 1, (argv, err)
+        assert f"{bad}: 10 of 49520 samples are NaN or Inf" in err[0], (argv, err)
+    assert list(tmp_path.glob("*.*")) == []
+
+
+def test_prepare_writes_neither_output_when_the_manifest_cannot_be_written(train_wav, heldout_wav,
+                                                                            tmp_path, capsys):
+    out = tmp_path / "x2.s16"
+    assert _run(["prepare", heldout_wav, "-o", out, "--no-progress"], capsys)[0] == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    # /proc takes no new files, not even root's (a read-only folder would not stop root)
+    rc, _, err = _run(["prepare", train_wav, "-o", out, "--manifest", "/proc/m.json", "--no-progress"],
+                      capsys)
+    assert rc == 1 and len(err) == 1 and "/proc/m.json: cannot write" in err[0], err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@pytest.fixture
+def junk(tmp_path, train_wav):
+    """Files that are not what a flag or list expects, and lists naming them."""
+    d = tmp_path / "junk"
+    d.mkdir()
+    (d / "binary.lst").write_bytes(bytes(range(256)) * 4)
+    (d / "nul.lst").write_bytes(b"\x00" * 64)
+    (d / "empty.lst").write_text("# nothing here\n\n")
+    (d / "missing.lst").write_text(f"{train_wav}\n\nnot_there.wav\n")
+    (d / "twice.lst").write_text(f"{train_wav}\n# again\n{train_wav}\n")
+    (d / "text.wav").write_text("hello, this is text\n")
+    (d / "empty.flac").write_bytes(b"")
+    return d
+
+
+@pytest.mark.parametrize("args,status,expect", [
+    (("W", "-o", ""), 1, "--output: empty path"),
+    (("W", "-o", "o.s16", "--manifest", ""), 1, "--manifest: empty path"),
+    (("--list", "J/binary.lst", "-o", "o.s16"), 1, "binary.lst: not UTF-8 text (byte 0x80 at offset 128)"),
+    (("--list", "J/nul.lst", "-o", "o.s16"), 1, "nul.lst: holds NUL bytes"),
+    (("--list", "J/empty.lst", "-o", "o.s16"), 1, "empty.lst: lists no audio files"),
+    (("--list", "J/missing.lst", "-o", "o.s16"), 1,
+     "missing.lst: entry 2 (line 3: not_there.wav): file not found"),
+    (("--list", "J/twice.lst", "-o", "o.s16"), 1, "arctic_a0009.wav: given twice as an input"),
+    (("W", "W", "-o", "o.s16"), 1, "arctic_a0009.wav: given twice as an input"),
+    (("W", "-o", "o.s16", "--level-db", "nan"), 2, "argument --level-db: expected a finite number"),
+    (("W", "-o", "o.s16", "--normalize", "rms", "--level-db", "inf"), 2, "expected a finite number"),
+    (("W", "-o", "o.s16", "--silence-db", "nan"), 2, "argument --silence-db: expected a finite number"),
+    (("W", "-o", "o.s16", "--silence-db", "3"), 1, "--silence-db 3: expected a finite level below 0 dBFS"),
+    (("W", "-o", "o.s16", "--level-db", "-20"), 1, "--level-db -20 applies only with --normalize"),
+    (("W", "-o", "o.s16", "--normalize", "rms", "--level-db", "2"), 1, "an RMS above 0 dBFS"),
+    (("W", "-o", "o.s16", "--normalize", "rms", "--level-db", "-400"), 1, "below -90.3 dBFS"),
+    (("J/text.wav", "-o", "o.s16"), 1, "(1 skipped: J/text.wav: cannot decode audio"),
+    (("J/empty.flac", "J/text.wav", "-o", "o.s16"), 1, "(2 skipped, the first: J/empty.flac: no audio"),
+])
+def test_prepare_bad_input_is_one_line_and_writes_nothing(args, status, expect, junk, train_wav, tmp_path,
+                                                          capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = [str(train_wav) if a == "W" else a.replace("J/", "junk/") for a in args]
+    rc, _, err = _run(["prepare", *args, "--no-progress"], capsys)
+    assert rc == status and len(err) == 1, err
+    assert expect.replace("J/", "junk/") in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk"]
+
+
+def test_prepare_reads_the_kits_headerless_s16(train_s16, train_wav, tmp_path):
+    """A .s16 (what prepare writes) is read as 16 kHz mono int16: prepared again, unchanged."""
+    out = tmp_path / "again.s16"
+    man = prepare([train_s16], out, progress=False)
+    assert out.read_bytes() == train_s16.read_bytes()
+    assert (man.sources[0].source_rate, man.sources[0].source_channels) == (16000, 1)
+    (tmp_path / "odd.s16").write_bytes(train_s16.read_bytes()[:-1])
+    with pytest.raises(LpcnetError, match=r"\(1 skipped: .*odd.s16: size 99039 bytes is not a multiple of 2"):
+        prepare([tmp_path / "odd.s16"], tmp_path / "o.s16", progress=False)
+
+
+def test_a_truncated_wav_is_used_with_a_warning(train_wav, tmp_path, capsys):
+    """The header claims 3.1 s, the data holds 0.15 s: one warning line, also in the manifest."""
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(train_wav.read_bytes()[:44 + 4800])
+    with pytest.warns(LpcnetWarning, match=r"cut.wav: truncated: its header claims 3.10 s of audio, the "
+                                           r"file holds 0.15 s"):
+        x, _ = load_speech(cut)
+    assert len(x) == 2400
+    rc, _, err = _run(["prepare", cut, "-o", tmp_path / "o.s16", "--no-progress"], capsys)
+    assert rc == 0 and len(err) == 1 and "warning: " in err[0] and "truncated" in err[0], err
+    assert json.loads((tmp_path / "o.s16.json").read_text())["warnings"] == [err[0].split("warning: ", 1)[1]]
+
+
+def test_a_file_reached_twice_through_overlapping_inputs_is_refused(corpus, tmp_path):
+    with pytest.raises(LpcnetError, match=r"b_8k.flac: given twice as an input"):
+        collect_inputs([corpus / "sub", corpus / "sub" / "b_8k.flac"])
+    with pytest.raises(LpcnetError, match=r"given twice as an input"):
+        collect_inputs([corpus, corpus / "sub"])
+    # a symbolic link beside its target inside one folder is kept, as before
+    d = tmp_path / "linked"
+    d.mkdir()
+    shutil.copy(corpus / "sub" / "b_8k.flac", d / "a.flac")
+    (d / "b.flac").symlink_to(d / "a.flac")
+    assert [p.name for p in collect_inputs([d])] == ["a.flac", "b.flac"]

@@ -253,3 +253,67 @@ def test_feature_pitch_errors_tell_what_the_vocoder_was_told(ref, degraded):
     long_ref = np.tile(ref, 23)                                                    # 46 s: 2 segments
     long = Q.score_pair(long_ref, long_ref, use_dnsmos=False, features=extract(float_to_int16(long_ref)))
     assert long["segments"] == 2 and long["feature_gpe_pct"] < 10
+
+
+# --- flags and files eval refuses in one line (docs/promises.md, Truthful evaluation) ----------
+def _eval(argv, capsys):
+    """``lpcnet eval ARGV`` in this process -> (exit status, stderr lines)."""
+    try:
+        rc = cli.main(["eval", *map(str, argv)])
+    except SystemExit as exc:            # argparse: a value its type refuses (exit 2)
+        rc = exc.code
+    return rc, capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.parametrize("flag,value,expect", [
+    ("--max-lag-ms", "-5", "expected a number >= 0"),
+    ("--max-lag-ms", "nan", "expected a finite number"),
+    ("--max-length-diff-ms", "nan", "expected a finite number"),
+    ("--max-length-diff-ms", "-1", "expected a number >= 0"),
+    ("--min-envelope-corr", "nan", "expected a finite number"),
+    ("--min-envelope-corr", "1.5", "expected a correlation from -1 to 1"),
+])
+def test_eval_refuses_nan_and_out_of_range_flags(flag, value, expect, ref, tmp_path, capsys):
+    write_wav(tmp_path / "ref.wav", ref)
+    write_wav(tmp_path / "half.wav", ref[:len(ref) // 2])
+    rc, err = _eval(["--reference", tmp_path / "ref.wav", "--synth", f"a={tmp_path / 'half.wav'}",
+                     "--no-dnsmos", "--json", tmp_path / "r.json", flag, value], capsys)
+    assert rc == 2 and len(err) == 1 and f"argument {flag}: {expect}" in err[0], err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_a_nan_length_limit_never_lets_a_half_synthesis_be_scored(ref):
+    with pytest.raises(LpcnetError, match="max_length_diff_ms must be a number >= 0, got nan"):
+        Q.score_pair(ref, ref[:len(ref) // 2], use_dnsmos=False, max_length_diff_ms=float("nan"))
+    for lag in (float("nan"), -5.0):
+        with pytest.raises(LpcnetError, match="max_lag_ms must be a finite number >= 0"):
+            Q.align(ref, ref, max_lag_ms=lag)
+    # a search range beyond the signals is cut to their length (no huge arrays)
+    assert Q.align(ref, ref, max_lag_ms=1e30)[2]["lag_samples"] == 0
+
+
+@pytest.mark.parametrize("content,expect", [
+    (bytes(range(256)) * 4, "not UTF-8 text (byte 0x80 at offset 128)"),
+    (b"condition,reference,synthesis\n\x00\x00\n", "holds NUL bytes"),
+    (b"condition,reference,synthesis\na,ref.wav\n", "line 2: expected condition,reference,synthesis, "
+                                                    "each non-empty"),
+])
+def test_eval_pairs_file_that_is_not_a_csv_is_one_line(content, expect, ref, tmp_path, capsys):
+    write_wav(tmp_path / "ref.wav", ref)
+    (tmp_path / "pairs.csv").write_bytes(content)
+    rc, err = _eval(["--pairs", tmp_path / "pairs.csv", "--no-dnsmos"], capsys)
+    assert rc == 1 and len(err) == 1 and f"pairs.csv: {expect}" in err[0], err
+
+
+def test_eval_names_the_file_holding_nan_samples(ref, tmp_path, capsys):
+    import soundfile as sf
+
+    write_wav(tmp_path / "ref.wav", ref)
+    nan = ref.astype(np.float32)
+    nan[1000:1010] = np.nan
+    sf.write(tmp_path / "nan.wav", nan, 16000, subtype="FLOAT")
+    with pytest.raises(LpcnetError,
+                       match=r"synthesis .*nan.wav: 10 of 32000 samples are NaN or Inf .*not scored"):
+        Q.score_pair(tmp_path / "ref.wav", tmp_path / "nan.wav", use_dnsmos=False)
+    with pytest.raises(LpcnetError, match=r"reference: 10 of 32000 samples are NaN or Inf .*not scored"):
+        Q.score_pair(nan, ref, use_dnsmos=False)

@@ -421,7 +421,12 @@ def test_fsync_of_the_file_before_the_rename_and_of_the_folder_after(tmp_path, m
 
 
 def test_a_killed_prepare_leaves_a_temp_file_that_the_next_run_reuses(train_wav, tmp_path):
-    (tmp_path / "list.txt").write_text("\n".join([str(train_wav)] * 400))
+    src = tmp_path / "src"                 # 400 names of one file (hard links: each file once)
+    src.mkdir()
+    shutil.copy(train_wav, src / "s0.wav")
+    for i in range(1, 400):
+        os.link(src / "s0.wav", src / f"s{i}.wav")
+    (tmp_path / "list.txt").write_text("\n".join(str(src / f"s{i}.wav") for i in range(400)))
     out, tmp = tmp_path / "input.s16", tmp_path / ".input.s16.tmp.s16"
     cmd = [sys.executable, "-m", "lpcnet.data", "--list", str(tmp_path / "list.txt"), "-o", str(out),
            "--no-progress"]
@@ -434,7 +439,7 @@ def test_a_killed_prepare_leaves_a_temp_file_that_the_next_run_reuses(train_wav,
     assert tmp.exists() and not out.exists()           # the kill left a partial temp file, no output
     (tmp_path / "list.txt").write_text(str(train_wav))
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["input.s16", "input.s16.json", "list.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["input.s16", "input.s16.json", "list.txt", "src"]
     assert len(F.read_s16(out)) == json.loads((tmp_path / "input.s16.json").read_text())["total_samples"]
 
 

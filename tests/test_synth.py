@@ -192,6 +192,21 @@ def test_blocks_equal_whole_utterance(engines, heldout_features, tmp_path):
         assert n == len(whole) and np.array_equal(read_s16(tmp_path / "o.s16"), whole), int8
 
 
+def test_a_bad_frame_in_a_later_block_is_reported_at_its_place_in_the_file(engines, heldout_features,
+                                                                          tmp_path):
+    """A NaN met block by block is named by its frame in the file (as `lpcnet info` names it);
+    nothing is written."""
+    from lpcnet.errors import FormatError
+    from lpcnet.synth_batch import synthesize_file
+
+    feats = np.array(heldout_features[:40])
+    feats[23, 5] = np.nan
+    feats.astype(np.float32).tofile(tmp_path / "f.f32")       # write_features refuses NaN
+    with pytest.raises(FormatError, match=r"f\.f32: non-finite value nan at frame 23, index 5"):
+        synthesize_file(tmp_path / "f.f32", tmp_path / "o.s16", engines[2], block=7)
+    assert not (tmp_path / "o.s16").exists()
+
+
 def _multi_run(model, utterances, streams, seed, **options):
     """Synthesise utterances with NativeMulti: stream s starts at step 3 s, and a stream whose
     utterance ends takes the next one left -> {index: samples}."""
@@ -515,7 +530,6 @@ def test_cli_several_inputs_bad(tiny_checkpoint, heldout_features, tmp_path, syn
              (["--features", str(tmp_path / "empty"), "--output_dir", out], "no .f32"),
              (["--list", str(tmp_path / "list.txt"), "--output_dir", out], "entry 2"),
              (["--list", str(tmp_path / "blank.txt"), "--output_dir", out], "lists no inputs"),
-             (["--features", a, b, "--output_dir", out, "--streams", "0"], "--streams"),
              ([], "no input")]
     for args, words in cases:
         r = _cli("synth", "--checkpoint", ckpt, *args, "--no-progress")
@@ -532,6 +546,80 @@ def test_cli_several_inputs_bad(tiny_checkpoint, heldout_features, tmp_path, syn
              "--no-progress")
     assert r.returncode == 1 and "same file as the input" in r.stderr, r.stderr
     assert (speech / "x.wav").read_bytes() == HELDOUT.read_bytes()
+
+
+@pytest.mark.parametrize("flags", [["--streams", "0"], ["--streams", "-1"], ["--jobs", "0"],
+                                   ["--jobs", "-2"]])
+@pytest.mark.parametrize("inputs", [1, 2])
+def test_cli_impossible_streams_or_jobs_refused_at_parse_time(flags, inputs, heldout_features, tmp_path,
+                                                             capsys):
+    """--streams / --jobs below 1 are refused by argparse (exit 2) with one input as with several."""
+    from lpcnet.cli import main
+    from lpcnet.formats import write_features
+
+    feats = [tmp_path / f"{n}.f32" for n in "ab"[:inputs]]
+    for f in feats:
+        write_features(f, heldout_features[:5])
+    out = ["--output", str(tmp_path / "o.wav")] if inputs == 1 else ["--output_dir", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", "--checkpoint", "unused.bin", "--features", *map(str, feats), *out, *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and flags[0] in err[0], err
+    assert not (tmp_path / "o.wav").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["x.mp3", "noext", "x.f32"])
+def test_cli_output_extension_synth_does_not_write_is_refused(name, engines, heldout_features, tmp_path,
+                                                              capsys):
+    from lpcnet.cli import main
+    from lpcnet.formats import write_features
+
+    feats = tmp_path / "f.f32"
+    write_features(feats, heldout_features[:5])
+    rc = main(["synth", "--checkpoint", str(_export_tmp(engines)), "--features", str(feats),
+               "--output", str(tmp_path / name)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and f"--output {tmp_path / name}: expected a file name ending in .wav" \
+        in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.f32"]
+
+
+def test_int8_with_a_float_blob_names_the_blob(engines, heldout_features, tmp_path, capsys):
+    from lpcnet import synth
+    from lpcnet.cli import main
+    from lpcnet.export import blob_from_weights, write_blob
+    from lpcnet.formats import write_features
+
+    weights, cfg, _ = engines
+    blob = tmp_path / "float.bin"
+    write_blob(blob, blob_from_weights(weights, cfg, int8=False))
+    with pytest.raises(LpcnetError, match=r"float\.bin: a float weight blob without int8 copies"):
+        synth.NativeModel.from_checkpoint(blob, int8=True)
+    write_features(tmp_path / "f.f32", heldout_features[:5])
+    rc = main(["synth", "--checkpoint", str(blob), "--features", str(tmp_path / "f.f32"), "--int8",
+               "--output", str(tmp_path / "o.wav")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and str(blob) in err[0] and "export --int8" in err[0], err
+    assert not (tmp_path / "o.wav").exists()
+
+
+@pytest.mark.parametrize("content", [b"\0" * 4096, b"hello, not weights\n"])
+@pytest.mark.parametrize("engine", ["native", "keras"])
+def test_a_file_that_is_no_checkpoint_says_what_was_expected(content, engine, heldout_features, tmp_path,
+                                                             capsys, synth_lib):
+    """A zeroed or text .bin: one line naming it and the formats expected, no HDF5 jargon."""
+    from lpcnet.cli import main
+    from lpcnet.formats import write_features
+
+    ckpt = tmp_path / "weights.bin"
+    ckpt.write_bytes(content)
+    write_features(tmp_path / "f.f32", heldout_features[:5])
+    rc = main(["synth", "--checkpoint", str(ckpt), "--features", str(tmp_path / "f.f32"), "--engine", engine,
+               "--output", str(tmp_path / "o.wav")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and f"{ckpt}: expected" in err[0], err
+    assert "Keras checkpoint (.keras zip archive)" in err[0] and "signature" not in err[0]
+    assert ("LPCNWGT" in err[0]) == (engine == "native")
 
 
 def test_bad_blob_rejected_by_native_loader(engines, synth_lib):

@@ -82,7 +82,7 @@ PARSE_CASES = [
     (['--features', 'f.f32', '--data', 'd.u8', '--density-split', '0.1', '2', '0.3'],
      {'error': 'density split must be 3 values in [0, 1], got (0.1, 2.0, 0.3)'}),
     (['--features', 'f.f32', '--data', 'd.u8', '--grua-size', '20'],
-     {'error': 'gru_a size must be a positive multiple of 8 (4x8 sparse blocks), got 20'}),
+     {'exit': 2}),                                  # refused at parse time (config.gru_units)
     (['--features', 'f.f32', '--data', 'd.u8', '--finetune', 'a', '--retrain', 'b'],
      {'exit': 2}),
     (['--features', 'f.f32', '--data', 'd.u8', '--use_amp', 'maybe'],
@@ -382,6 +382,40 @@ def test_bad_input_one_line_error(case, bad_files, slice_training_pair, tmp_path
     assert len(err) == 1 and err[0].startswith("lpcnet train: error:") and expect in err[0], err
     assert sorted(p.name for p in model_dir.iterdir()) == ["m_16_01.keras"]
     assert (model_dir / "m_16_01.keras").read_bytes() == b"previous"
+
+
+@pytest.mark.parametrize("flags", [
+    ["--noise-std", "nan"], ["--noise-std", "-1"], ["--noise-std", "2"],
+    ["--sparsify-schedule", "-5", "-1", "-1"], ["--batch_size", "0"], ["--epochs", "-1"],
+    ["--steps_per_epoch", "-2"], ["--commit-every", "0"], ["--eval-every", "-3"], ["--min-np", "-3"],
+    ["--seed", "-1"], ["--seed", str(2 ** 32)], ["--cond-size", "0"], ["--grua-size", "7"],
+    ["--num_gpus", "-1"], ["--start_epoch", "-1"]])
+def test_impossible_numbers_refused_at_parse_time(flags, slice_training_pair, tmp_path, capsys):
+    """Numeric flags that NaN, a negative or a zero would break (a Keras traceback, a silently
+    ignored setting) are refused by argparse in one line (exit 2), before anything is written."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--features", str(slice_training_pair[0]), "--data", str(slice_training_pair[1]),
+                  "--model_dir", str(tmp_path / "m"), *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and flags[0].split("_")[0] in err[0], err
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("schedule", [("100", "10", "0"), ("1", "0", "1"), ("5", "10", "0")])
+def test_impossible_sparsify_schedule_refused_at_start(schedule, slice_training_pair, tmp_path, capsys):
+    """docs/training.md, Sparsification: 0 <= T_START <= T_END, INTERVAL >= 1 (0 0 1: the final
+    densities at once, the --finetune default)."""
+    rc = cli.main(["train", "--features", str(slice_training_pair[0]), "--data", str(slice_training_pair[1]),
+                   "--model_dir", str(tmp_path / "m"), "--sparsify-schedule", *schedule])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "--sparsify-schedule" in err[0] and "T_START <= T_END" in err[0]
+    assert not (tmp_path / "m").exists()
+    assert TrainConfig(sparsify_schedule=(0, 0, 1)).schedule == (0, 0, 1)
+
+
+def test_model_config_refuses_noise_keras_cannot_take():
+    with pytest.raises(LpcnetError, match="--noise-std must be a number from 0 to 1, got nan"):
+        ModelConfig(gru_a=16, gru_b=8, noise_std=float("nan"))
 
 
 def test_callbacks_module_hooks_into_fit(slice_training_pair, tmp_path, monkeypatch, capsys):

@@ -19,8 +19,12 @@ def test_groups_and_file_collection(slice_dir, tmp_path):
     assert TE.utterance_group("arctic_a0007.wav") == "arctic_a0007"
     files = TE.eval_files([slice_dir])
     assert [f.name for f in files] == ["arctic_a0007.wav", "arctic_a0009.wav"]
-    with pytest.raises(Exception, match="unique"):
+    with pytest.raises(Exception, match="unique|given twice"):   # the same file (data.collect_inputs)
         TE.eval_files([slice_dir / "arctic_a0007.wav", slice_dir / "arctic_a0007.wav"])
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "arctic_a0007.wav").write_bytes((slice_dir / "arctic_a0007.wav").read_bytes())
+    with pytest.raises(Exception, match="unique"):                # two files, one utterance name
+        TE.eval_files([slice_dir / "arctic_a0007.wav", tmp_path / "other" / "arctic_a0007.wav"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(Exception, match="no audio files"):
         TE.eval_files([tmp_path / "empty"])
@@ -141,6 +145,44 @@ def test_train_refuses_missing_eval_audio(slice_training_pair, tmp_path):
                        progress=False, eval_audio=(str(tmp_path / "nope.wav"),))
     with pytest.raises(Exception, match="nope.wav"):
         train(ModelConfig(gru_a=16, gru_b=8), tcfg)
+
+
+@pytest.mark.parametrize("kind", ["text", "one_sample", "no_audio_folder", "missing"])
+def test_train_refuses_unscorable_eval_audio_before_writing_anything(kind, slice_training_pair, tmp_path,
+                                                                     capsys):
+    """Eval audio that could never be scored (not audio, 1 sample, a folder without audio, a
+    missing file) is refused in one line naming it, before model_dir is created."""
+    import soundfile as sf
+
+    from lpcnet.cli import main
+
+    bad = {"text": tmp_path / "text.wav", "one_sample": tmp_path / "one.wav",
+           "no_audio_folder": tmp_path / "notes", "missing": tmp_path / "nope.wav"}[kind]
+    if kind == "text":
+        bad.write_text("not audio\n")
+    elif kind == "one_sample":
+        sf.write(bad, np.array([0.1], np.float32), 16000)
+    elif kind == "no_audio_folder":
+        bad.mkdir()
+        (bad / "readme.txt").write_text("x")
+    model_dir = tmp_path / "m"
+    rc = main(["train", "--features", str(slice_training_pair[0]), "--data", str(slice_training_pair[1]),
+               "--model_dir", str(model_dir), "--grua-size", "16", "--grub-size", "8",
+               "--batch_size", "4", "--epochs", "1", "--steps_per_epoch", "2", "--no-progress",
+               "--eval-audio", str(bad)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "--eval-audio" in err[0] and bad.name in err[0], err
+    assert not model_dir.exists()
+    if kind == "one_sample":
+        assert "too short" in err[0]
+
+
+def test_tracker_report_says_why_evaluations_failed():
+    tracker = TE.QualityTracker.__new__(TE.QualityTracker)
+    tracker.results = [{"step": 2, "ok": False, "error": "FormatError: x.wav: shorter than one frame"}]
+    tracker.skipped, tracker.callback_s = 0, 0.0
+    line = tracker.report(10.0)
+    assert "0 evaluations scored, 1 failed (first: FormatError: x.wav" in line
 
 
 def test_plot_runs_quality_on_the_carried_demo_curve():

@@ -14,7 +14,12 @@ import json
 from pathlib import Path
 from typing import NamedTuple
 
+from lpcnet.argtypes import nonnegative_int, positive_float, positive_int
 from lpcnet.bench import BENCHMARKS
+from lpcnet.bench.harness import check_output_file
+from lpcnet.config import gru_units
+from lpcnet.errors import LpcnetError
+from lpcnet.formats import atomic_output
 
 
 class Flag(NamedTuple):
@@ -27,18 +32,18 @@ class Flag(NamedTuple):
 
 #: keyword argument -> flag. Two keyword arguments may share a flag (``--repeat``).
 FLAGS = {
-    "seconds": Flag("--seconds", float, "seconds of audio to process"),
-    "reference_seconds": Flag("--reference-seconds", float,
+    "seconds": Flag("--seconds", positive_float, "seconds of audio to process"),
+    "reference_seconds": Flag("--reference-seconds", positive_float,
                               "seconds of audio for the (slow) reference implementation"),
-    "repeat": Flag("--repeat", int, "timed repetitions (best is reported)"),
-    "rounds": Flag("--repeat", int, "rounds of interleaved timed steps (median is reported)"),
-    "gru_a": Flag("--gru-a", int, "GRU A units"),
-    "gru_b": Flag("--gru-b", int, "GRU B units"),
-    "batch": Flag("--batch", int, "sequences per batch (per rank for scaling)"),
-    "steps": Flag("--steps", int, "timed steps per variant"),
-    "every": Flag("--every", int, "steps between evaluations"),
+    "repeat": Flag("--repeat", positive_int, "timed repetitions (best is reported)"),
+    "rounds": Flag("--repeat", positive_int, "rounds of interleaved timed steps (median is reported)"),
+    "gru_a": Flag("--gru-a", gru_units, "GRU A units"),
+    "gru_b": Flag("--gru-b", gru_units, "GRU B units"),
+    "batch": Flag("--batch", positive_int, "sequences per batch (per rank for scaling)"),
+    "steps": Flag("--steps", positive_int, "timed steps per variant"),
+    "every": Flag("--every", nonnegative_int, "steps between evaluations (0: at the epoch end only)"),
     "plot": Flag("--plot", str, "write the streams-per-core curve to this PNG"),
-    "minutes": Flag("--minutes", float, "longest input in minutes (and two shorter ones)"),
+    "minutes": Flag("--minutes", positive_float, "longest input in minutes (and two shorter ones)"),
 }
 
 
@@ -77,13 +82,37 @@ def benchmark_kwargs(args) -> dict:
     return {kw: getattr(args, dest) for kw, dest in dests.items() if hasattr(args, dest)}
 
 
+def check_json_lines(path) -> Path:
+    """Refuse (one line), before the benchmark runs, a ``--json`` file the result could not be
+    appended to: a path that cannot be written (:func:`check_output_file`), or an existing
+    file that is not JSON lines (its first line does not parse as JSON, e.g. a binary file)."""
+    path = check_output_file(path, "--json")
+    if path.is_file() and path.stat().st_size:
+        try:
+            with open(path, "rb") as f:
+                json.loads(f.readline(1 << 20))       # a result line is far shorter
+        except (OSError, ValueError) as exc:
+            raise LpcnetError(f"--json {path}: exists and is not a file of JSON lines ({exc}); "
+                              f"refusing to append to it (choose another file)") from None
+    return path
+
+
+def append_json_line(path, result: dict) -> None:
+    """Append ``result`` as one JSON line to ``path`` (the file rewritten atomically)."""
+    path = Path(path)
+    old = path.read_bytes() if path.is_file() else b""
+    if old and not old.endswith(b"\n"):
+        old += b"\n"
+    with atomic_output(path, "wb") as f:
+        f.write(old + (json.dumps(result) + "\n").encode())
+
+
 def run(args) -> int:
+    if args.json:
+        check_json_lines(args.json)
     result = BENCHMARKS[args.name].function(**benchmark_kwargs(args))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as f:
-            f.write(json.dumps(result) + "\n")
+        append_json_line(args.json, result)
     return 0
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lpcnet.errors import LpcnetError
 from lpcnet.formats import SAMPLE_RATE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +36,25 @@ class OneCore:
         if self.saved is not None:
             os.sched_setaffinity(0, self.saved)
         return False
+
+
+def check_output_file(path, flag: str, suffix: str | None = None) -> Path:
+    """Refuse (one line naming ``flag``), before a benchmark runs, an output path that could not
+    be written at its end: a folder or a file in the way (:func:`lpcnet.formats.check_output_path`),
+    a folder without write permission, or (``suffix``, e.g. ``".png"``) another extension."""
+    from lpcnet.formats import check_output_path
+
+    path = Path(path)
+    if suffix and path.suffix.lower() != suffix:
+        raise LpcnetError(f"{flag} {path}: expected a {suffix} file name")
+    try:
+        check_output_path(path)
+    except LpcnetError as exc:
+        raise LpcnetError(f"{flag} {exc}") from None
+    folder = next(f for f in (path.parent, *path.parent.parents) if f.exists())
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise LpcnetError(f"{flag} {path}: cannot be written: no write permission in {folder}")
+    return path
 
 
 def best_wall_time(fn, repeat: int) -> float:

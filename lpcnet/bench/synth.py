@@ -16,7 +16,7 @@ flatter the ratio). Results: docs/benchmarks.md.
 
 from __future__ import annotations
 
-from lpcnet.bench.harness import OneCore, best_cpu_time, speech, timed
+from lpcnet.bench.harness import OneCore, best_cpu_time, check_output_file, speech, timed
 from lpcnet.config import GRU_A_DENSITY
 from lpcnet.formats import FRAME_SIZE, SAMPLE_RATE
 
@@ -108,8 +108,10 @@ def bench_synth(*, seconds: float = 120.0, reference_seconds: float = KERAS_MAX_
         seconds: seconds of speech features for the native engine.
         reference_seconds: seconds for the Keras engine (at most 0.3: it is ~100x slower).
         repeat: timed repetitions of each native variant; the best (by CPU time) is reported.
-        plot: write the streams-per-core curve to this PNG.
+        plot: write the streams-per-core curve to this PNG (checked before anything runs).
     """
+    if plot:
+        check_output_file(plot, "--plot", suffix=".png")
     from lpcnet import synth
     from lpcnet.bench.synth_streams import extras, speech_like
     from lpcnet.export import blob_from_weights, blob_to_bytes

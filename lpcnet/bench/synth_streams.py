@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from lpcnet.bench.harness import ROOT, best_cpu_time, speech
-from lpcnet.formats import FRAME_SIZE, NB_TOTAL_FEATURES, SAMPLE_RATE
+from lpcnet.formats import FRAME_SIZE, NB_TOTAL_FEATURES, SAMPLE_RATE, atomic_path
 
 #: Streams per core of the multi-stream curve.
 STREAM_COUNTS = (1, 2, 4, 8, 16)
@@ -161,7 +161,7 @@ def stream_curve(model, feats, stream_seconds: float, repeat: int, int8: bool = 
 
 
 def plot_stream_curve(curves: dict, path, cpu_name: str = "") -> Path:
-    """Write the K curve(s) ``{label: stream_curve result}`` as a PNG."""
+    """Write the K curve(s) ``{label: stream_curve result}`` as a PNG (atomically)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -188,7 +188,8 @@ def plot_stream_curve(curves: dict, path, cpu_name: str = "") -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
     return path
 
