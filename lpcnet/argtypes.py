@@ -32,7 +32,7 @@ def whole_number(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
-def _within(convert: Callable[[str], float], ok: Callable[[float], bool], expected: str, name: str):
+def within(convert: Callable[[str], float], ok: Callable[[float], bool], expected: str, name: str):
     """``convert``, then refuse a value for which ``ok`` is false ("expected <expected>")."""
     def parse(text: str):
         value = convert(text)
@@ -44,9 +44,9 @@ def _within(convert: Callable[[str], float], ok: Callable[[float], bool], expect
     return parse
 
 
-nonnegative_float = _within(finite_float, lambda v: v >= 0, "a number >= 0", "nonnegative_float")
-positive_float = _within(finite_float, lambda v: v > 0, "a number > 0", "positive_float")
-unit_interval = _within(finite_float, lambda v: 0 <= v <= 1, "a number from 0 to 1", "unit_interval")
-correlation = _within(finite_float, lambda v: -1 <= v <= 1, "a correlation from -1 to 1", "correlation")
-nonnegative_int = _within(whole_number, lambda v: v >= 0, "a whole number >= 0", "nonnegative_int")
-positive_int = _within(whole_number, lambda v: v >= 1, "a whole number >= 1", "positive_int")
+nonnegative_float = within(finite_float, lambda v: v >= 0, "a number >= 0", "nonnegative_float")
+positive_float = within(finite_float, lambda v: v > 0, "a number > 0", "positive_float")
+unit_interval = within(finite_float, lambda v: 0 <= v <= 1, "a number from 0 to 1", "unit_interval")
+correlation = within(finite_float, lambda v: -1 <= v <= 1, "a correlation from -1 to 1", "correlation")
+nonnegative_int = within(whole_number, lambda v: v >= 0, "a whole number >= 0", "nonnegative_int")
+positive_int = within(whole_number, lambda v: v >= 1, "a whole number >= 1", "positive_int")

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from lpcnet.argtypes import nonnegative_int, positive_int, unit_interval
+from lpcnet.argtypes import nonnegative_int, positive_int, unit_interval, within
 from lpcnet.errors import LpcnetError
 from lpcnet.formats import FRAME_SIZE, NB_FEATURES
 
@@ -67,21 +67,12 @@ GRU_RULE = f"a positive multiple of {GRU_MULTIPLE} (4x8 sparse blocks)"
 SEED_LIMIT = 2 ** 32
 
 
-def gru_units(text: str) -> int:
-    """argparse type of a GRU size (``--grua-size``, ``--gru-a``): :data:`GRU_RULE`, the rule
-    ModelConfig checks."""
-    value = positive_int(text)
-    if value % GRU_MULTIPLE:
-        raise argparse.ArgumentTypeError(f"expected {GRU_RULE}, got {text!r}")
-    return value
-
-
-def seed_value(text: str) -> int:
-    """argparse type of ``--seed``: a whole number from 0 to 2**32 - 1."""
-    value = nonnegative_int(text)
-    if value >= SEED_LIMIT:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {SEED_LIMIT - 1}, got {text!r}")
-    return value
+#: argparse type of a GRU size (``--grua-size``, ``--gru-a``): :data:`GRU_RULE`, the rule
+#: ModelConfig checks.
+gru_units = within(positive_int, lambda v: v % GRU_MULTIPLE == 0, GRU_RULE, "gru_units")
+#: argparse type of ``--seed``: a whole number from 0 to 2**32 - 1.
+seed_value = within(nonnegative_int, lambda v: v < SEED_LIMIT,
+                    f"a whole number from 0 to {SEED_LIMIT - 1}", "seed_value")
 
 
 def option(default, help: str, *names: str, group: str = "training", kind: str = "value", **argparse_kw):
