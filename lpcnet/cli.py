@@ -25,7 +25,7 @@ COMMANDS = {
     "prepare": ("lpcnet.data", "audio files or folders -> one 16 kHz mono input.s16 + manifest"),
     "info": ("lpcnet.info", "validate and summarise .s16 / .f32 / .u8 files"),
     "demo": ("lpcnet.demo", "run the whole chain on the bundled speech and print the outputs"),
-    "bench": ("lpcnet.bench.cli", "benchmarks (features, train, train-e2e, scaling, quality, synth, synth-memory): speed ratios measured side by side"),
+    "bench": ("lpcnet.bench.cli", "benchmarks (features, train, train-e2e, scaling, quality, synth, synth-memory, eval-memory): speed ratios measured side by side"),
     "dump-data": ("lpcnet.features", "speech -> features.f32 (-test) or features.f32 + data.u8 (-train), native C"),
     "train": ("lpcnet.train", "train LPCNet on features.f32 + data.u8 (checkpoints, sparsity, AMP)"),
     "launch": ("lpcnet.launcher", "run `lpcnet train` on N Horovod processes, fixed or elastic "
