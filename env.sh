@@ -27,3 +27,12 @@ fi
 # Multi-node Horovod: HOSTS="h1:4,h2:4" or HOSTFILE=/path/hostfile (passed to horovodrun untouched).
 export HOSTS="${HOSTS:-}"
 export HOSTFILE="${HOSTFILE:-}"
+# Counts must be whole numbers >= 1 (a junk value would reach TensorFlow or horovodrun).
+for _lpcnet_var in NP LPCNET_NUM_THREADS TF_NUM_INTRAOP_THREADS TF_NUM_INTEROP_THREADS OMP_NUM_THREADS; do
+  if ! [[ ${!_lpcnet_var} =~ ^[1-9][0-9]*$ ]]; then
+    echo "env.sh: $_lpcnet_var=${!_lpcnet_var}: expected a whole number >= 1" >&2
+    unset _lpcnet_var
+    return 2 2>/dev/null || exit 2
+  fi
+done
+unset _lpcnet_var

@@ -8,7 +8,8 @@ source "$(dirname "$0")/../env.sh"
 PREC=${1:-}; shift $(( $# > 0 ? 1 : 0 ))
 case "$PREC" in fp32) AMP=False ;; amp) AMP=True ;;
   *) echo "usage: $0 fp32|amp [NP] [lpcnet train flags...]" >&2; exit 2 ;; esac
-NP=${1:-$NP}; shift $(( $# > 0 ? 1 : 0 ))
+# NP is optional: a first argument that is a number, else env.sh's NP.
+if [[ ${1:-} =~ ^[0-9]+$ ]]; then NP=$1; shift; fi
 # Threads per rank: LPCNET_THREADS_PER_RANK, else the launcher's (this host's cores // NP).
 LAUNCH=(-np "$NP" ${LPCNET_THREADS_PER_RANK:+--threads "$LPCNET_THREADS_PER_RANK"})
 if [ -n "$HOSTFILE" ]; then LAUNCH+=(--hostfile "$HOSTFILE"); elif [ -n "$HOSTS" ]; then LAUNCH+=(--hosts "$HOSTS"); fi
