@@ -28,7 +28,9 @@ fi
 export HOSTS="${HOSTS:-}"
 export HOSTFILE="${HOSTFILE:-}"
 # Counts must be whole numbers >= 1 (a junk value would reach TensorFlow or horovodrun).
-for _lpcnet_var in NP LPCNET_NUM_THREADS TF_NUM_INTRAOP_THREADS TF_NUM_INTEROP_THREADS OMP_NUM_THREADS; do
+for _lpcnet_var in NP LPCNET_NUM_THREADS TF_NUM_INTRAOP_THREADS TF_NUM_INTEROP_THREADS OMP_NUM_THREADS \
+                   LPCNET_THREADS_PER_RANK; do
+  [ "$_lpcnet_var" = LPCNET_THREADS_PER_RANK ] && [ -z "${LPCNET_THREADS_PER_RANK:-}" ] && continue   # optional
   if ! [[ ${!_lpcnet_var} =~ ^[1-9][0-9]*$ ]]; then
     echo "env.sh: $_lpcnet_var=${!_lpcnet_var}: expected a whole number >= 1" >&2
     unset _lpcnet_var

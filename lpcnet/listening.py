@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import secrets
@@ -40,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from lpcnet.errors import LpcnetError
-from lpcnet.formats import SAMPLE_RATE, atomic_output, lin2ulaw, ulaw2lin
+from lpcnet.formats import SAMPLE_RATE, atomic_output, lin2ulaw, read_text, ulaw2lin
 
 REFERENCE = "reference"
 LOWPASS_ANCHOR = "anchor_lp3500"
@@ -59,7 +60,7 @@ MUSHRA_BANDS = {80: "Excellent", 60: "Good", 40: "Fair", 20: "Poor", 0: "Bad"}
 #: Made-up numbers for demonstrating the analysis, not measurements.
 DEGRADATION = {REFERENCE: 0.0, ULAW_ANCHOR: 0.35, LOWPASS_ANCHOR: 0.6}
 DEFAULT_DEGRADATION = 0.3
-_LISTENER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_LISTENER_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 # --- held-out speech ---------------------------------------------------------------------------
@@ -95,7 +96,11 @@ def default_test_dir(name: str) -> Path:
 
     ``$LPCNET_LISTENING_DIR/<name>``, else ``$XDG_DATA_HOME/lpcnet-kit/listening/<name>``
     (``~/.local/share/...``): it persists across kernel restarts so listeners resume.
+    ``name`` is one folder name (no ``/``, not ``..``), so the test stays inside that base.
     """
+    if not isinstance(name, str) or not _LISTENER_RE.fullmatch(name) or name in (".", ".."):
+        raise LpcnetError(f"listening test name {name!r}: expected one folder name of 1-64 "
+                          f"letters, digits, _ . - (not a path)")
     base = os.environ.get("LPCNET_LISTENING_DIR")
     if not base:
         data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
@@ -109,7 +114,12 @@ def lowpass_anchor(x, cutoff_hz: float = 3500.0, rate: int = SAMPLE_RATE) -> np.
     from scipy.signal import butter, sosfiltfilt
 
     sos = butter(8, cutoff_hz, btype="low", fs=rate, output="sos")
-    return sosfiltfilt(sos, np.asarray(x, np.float64)).astype(np.float32)
+    x = np.asarray(x, np.float64)
+    try:
+        return sosfiltfilt(sos, x).astype(np.float32)
+    except ValueError:      # zero-phase filtering pads both ends: too few samples for that
+        raise LpcnetError(f"audio of {x.size} sample(s) is too short for the zero-phase "
+                          f"{cutoff_hz:.0f} Hz low-pass anchor (expected speech, seconds long)") from None
 
 
 def ulaw_anchor(x) -> np.ndarray:
@@ -129,6 +139,9 @@ def as_audio(source, name: str = "audio") -> np.ndarray:
     if x.ndim != 1 or len(x) == 0:
         raise LpcnetError(f"{name}: expected mono audio of shape (samples>0,), got {x.shape}")
     if np.issubdtype(x.dtype, np.integer):
+        if x.min() < -32768 or x.max() > 32767:
+            raise LpcnetError(f"{name}: integer audio must be int16 samples (-32768..32767), "
+                              f"got values {x.min()}..{x.max()}")
         return (x.astype(np.float32) / 32768.0)
     x = x.astype(np.float32)
     if not np.isfinite(x).all():
@@ -167,6 +180,9 @@ def build_plan(references: dict, systems: dict | None = None, anchors: bool = Tr
     """
     if not references:
         raise LpcnetError("a listening test needs at least one reference utterance")
+    if level_db is not None and not (isinstance(level_db, (int, float, np.number))
+                                     and math.isfinite(level_db)):
+        raise LpcnetError(f"level_db: expected a finite level in dBFS (e.g. -26), got {level_db!r}")
     systems = dict(systems or {})
     for name in systems:
         if name in (REFERENCE, LOWPASS_ANCHOR, ULAW_ANCHOR):
@@ -183,7 +199,10 @@ def build_plan(references: dict, systems: dict | None = None, anchors: bool = Tr
         ref = as_audio(src, f"{utt}/{REFERENCE}")
         items = {REFERENCE: ref}
         if anchors:
-            items[LOWPASS_ANCHOR] = lowpass_anchor(ref)
+            try:
+                items[LOWPASS_ANCHOR] = lowpass_anchor(ref)
+            except LpcnetError as exc:
+                raise LpcnetError(f"{utt}/{REFERENCE}: {exc}") from None
             items[ULAW_ANCHOR] = ulaw_anchor(ref)
         for name, by_utt in systems.items():
             items[name] = as_audio(by_utt[utt], f"{utt}/{name}")
@@ -222,8 +241,9 @@ class ConditionKeys:
         """Read the key file, adding ``conditions`` not in it yet (created when missing)."""
         path = Path(test_dir) / KEY_FILE
         if path.exists():
+            text = _read_text(path, "a condition key file (JSON with 'secret' and 'keys')")
             try:
-                data = json.loads(path.read_text())
+                data = json.loads(text)
                 secret, by_name = str(data["secret"]), dict(data["keys"])
             except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 raise LpcnetError(f"{path}: not a condition key file (expected JSON with "
@@ -291,20 +311,106 @@ def session_path(test_dir, kind: str, listener: str) -> Path:
     return Path(test_dir) / SESSIONS / f"{kind}_{listener}.jsonl"
 
 
-def read_records(path) -> list[dict]:
-    """Read a session JSON-lines file -> list of records (missing file -> [])."""
+def _read_text(path: Path, expected: str) -> str:
+    """:func:`lpcnet.formats.read_text` of ``path``, a folder refused as such."""
+    if path.is_dir():
+        raise LpcnetError(f"{path}: is a folder; expected {expected}")
+    return read_text(path, str(path), expected)
+
+
+def session_listener(path, kind: str) -> str:
+    """Listener named by a session file's name ``<kind>_<listener>.jsonl``."""
+    return Path(path).name[len(kind) + 1:-len(".jsonl")]
+
+
+def _is_text(v) -> bool:
+    return isinstance(v, str) and v != ""
+
+
+def _is_score(v, low: float, high: float) -> bool:
+    """A finite number (not a bool) within low..high."""
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and low <= v <= high)
+
+
+def record_problem(r, kind: str, listener: str) -> str | None:
+    """What is wrong with one session record of ``kind`` in ``listener``'s file (None: nothing).
+
+    The record layout is the one :meth:`ListeningSession.answer` writes (docs/listening.md,
+    Session files): MOS ratings are integers 1..5, MUSHRA scores numbers 0..100, one per slot.
+    """
+    if not isinstance(r, dict):
+        return f"expected a JSON object (a session record), got {type(r).__name__}"
+    for key, ok, what in (("kind", lambda v: v == kind, f"'{kind}'"),
+                          ("listener", _is_text, "a listener id"),
+                          ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool),
+                           "a whole number"),
+                          ("keys", _is_text, "a key-file id"),
+                          ("trial_id", _is_text, "a trial id"),
+                          ("utterance", _is_text, "an utterance id")):
+        if key not in r:
+            return f"has no '{key}' (expected {what})"
+        if not ok(r[key]):
+            return f"'{key}' is {r[key]!r}, expected {what}"
+    if r["listener"] != listener:
+        return (f"'listener' is {r['listener']!r}, expected {listener!r} (the listener of the "
+                f"file's name, sessions/{kind}_<listener>.jsonl)")
+    if "simulated" in r and not isinstance(r["simulated"], bool):
+        return f"'simulated' is {r['simulated']!r}, expected true or false"
+    if kind == "mos":
+        if not _is_text(r.get("condition")):
+            return f"'condition' is {r.get('condition')!r}, expected a condition key"
+        if "rating" not in r:
+            return "has no 'rating' (expected an integer 1..5)"
+        if not (_is_mos_rating(r["rating"]) and _is_score(r["rating"], 1, 5)):
+            return f"'rating' is {r['rating']!r}, expected an integer 1..5 (ITU-T P.800 ACR)"
+        return None
+    slots, ratings = r.get("slots"), r.get("ratings")
+    if not (isinstance(slots, list) and slots and all(_is_text(k) for k in slots)):
+        return f"'slots' is {slots!r}, expected a list of condition keys"
+    if not isinstance(ratings, dict) or set(ratings) != set(slots):
+        return f"'ratings' is {ratings!r}, expected one score per slot {slots}"
+    bad = {k: v for k, v in ratings.items() if not _is_score(v, 0, 100)}
+    if bad:
+        return f"'ratings' holds {bad}, expected numbers 0..100 (MUSHRA scale)"
+    return None
+
+
+def read_numbered_records(path, kind: str) -> list[tuple[int, dict]]:
+    """``(line number, record)`` of a session file, every record checked (missing file -> []).
+
+    The listener is the one of the file's name (``<kind>_<listener>.jsonl``). Raises
+    LpcnetError naming the file and line of the first bad record (:func:`record_problem`).
+    """
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return []
+    listener = session_listener(path, kind)
+    if not path.name.startswith(f"{kind}_") or not _LISTENER_RE.fullmatch(listener):
+        raise LpcnetError(f"{path}: expected a session file named {kind}_<listener>.jsonl "
+                          f"(listener: 1-64 of letters, digits, _ . -)")
+    text = _read_text(path, f"a {kind.upper()} session file (JSON lines)")
     records = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            r = json.loads(line)
         except json.JSONDecodeError:
             raise LpcnetError(f"{path}: line {n} is not valid JSON (corrupt session file?)") from None
+        problem = record_problem(r, kind, listener)
+        if problem:
+            raise LpcnetError(f"{path}: line {n}: record {problem}")
+        records.append((n, r))
     return records
+
+
+def read_records(path, kind: str | None = None) -> list[dict]:
+    """Checked records of a session file (missing file -> []); the kind defaults to the
+    one of the file's name. See :func:`read_numbered_records`."""
+    path = Path(path)
+    kind = kind or next((k for k in KINDS if path.name.startswith(f"{k}_")), KINDS[0])
+    return [r for _, r in read_numbered_records(path, kind)]
 
 
 def _letters(labels) -> str:
@@ -320,10 +426,14 @@ class ListeningSession:
     """
 
     def __init__(self, plan: TestPlan, kind: str, listener: str, test_dir, seed: int = 0):
+        if not isinstance(plan, TestPlan):
+            raise LpcnetError(f"plan: expected a TestPlan (listening.build_plan), got {type(plan).__name__}")
         if kind not in KINDS:
             raise LpcnetError(f"unknown test kind '{kind}' (expected one of {', '.join(KINDS)})")
-        if not _LISTENER_RE.match(listener or ""):
+        if not (isinstance(listener, str) and _LISTENER_RE.fullmatch(listener)):
             raise LpcnetError(f"listener id '{listener}' must be 1-64 of letters, digits, _ . -")
+        if not (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0):
+            raise LpcnetError(f"seed: expected a whole number >= 0, got {seed!r}")
         self.plan, self.kind, self.listener, self.seed = plan, kind, listener, int(seed)
         self.test_dir = Path(test_dir)
         self.keys = ConditionKeys.open(test_dir, plan.conditions)
@@ -331,7 +441,7 @@ class ListeningSession:
         self.trials = make_trials(plan, kind, self.seed, listener,
                                   {c: self.keys.key(c) for c in plan.conditions})
         self._by_id = {t["id"]: t for t in self.trials}
-        self.records = read_records(self.path)
+        self.records = read_records(self.path, kind)
         self.answers, self._played = {}, {}
         for r in self.records:
             if r.get("seed") != self.seed:

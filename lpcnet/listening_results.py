@@ -23,10 +23,11 @@ import numpy as np
 
 from lpcnet.errors import LpcnetError
 from lpcnet.formats import atomic_output
-from lpcnet.listening import REFERENCE, SESSIONS, ConditionKeys, read_records
+from lpcnet.listening import KINDS, REFERENCE, SESSIONS, ConditionKeys, read_numbered_records
 
 HIDDEN_REFERENCE_MIN = 90.0     # BS.1534-3 post-screening: hidden reference below this ...
 MAX_LOW_FRACTION = 0.15         # ... for more than this fraction of the items -> excluded
+NO_CI = "no CI (n=1)"          # one rating: no interval, shown so in tables and plots
 SIMULATION_NOTE = "SIMULATED listeners: made-up ratings from assumed degradations, not a measurement"
 
 
@@ -34,8 +35,11 @@ def load_results(test_dir, kind: str) -> list[dict]:
     """Decoded last answer per (listener, trial) of every ``<kind>_*.jsonl`` in the folder.
 
     Records name conditions (``condition`` for MOS, ``ratings``/``slots`` for MUSHRA) by
-    name. A record made with another key file is refused with its file named.
+    name. Every record is checked (:func:`lpcnet.listening.record_problem`: ratings on the
+    kind's scale, the listener of the file's name); a bad one, or one made with another key
+    file, is refused with its file and line named.
     """
+    check_kind(kind)
     test_dir = Path(test_dir)
     files = sorted((test_dir / SESSIONS).glob(f"{kind}_*.jsonl"))
     if not files:
@@ -43,10 +47,8 @@ def load_results(test_dir, kind: str) -> list[dict]:
     keys = ConditionKeys.open(test_dir)
     latest = {}
     for path in files:
-        for r in read_records(path):
-            if r.get("kind") != kind:
-                continue
-            if r.get("keys") != keys.key_id:
+        for n, r in read_numbered_records(path, kind):
+            if r["keys"] != keys.key_id:
                 raise LpcnetError(f"{path}: recorded with another condition key file than "
                                   f"{keys.path} (copy that folder's {keys.path.name} to listeners)")
             r = dict(r)
@@ -55,8 +57,18 @@ def load_results(test_dir, kind: str) -> list[dict]:
             else:
                 r["slots"] = [keys.name(k, path) for k in r["slots"]]
                 r["ratings"] = {keys.name(k, path): v for k, v in r["ratings"].items()}
+                if REFERENCE not in r["ratings"]:
+                    raise LpcnetError(f"{path}: line {n}: MUSHRA record has no score of the hidden "
+                                      f"'{REFERENCE}' (needed by the post-screening)")
             latest[(r["listener"], r["trial_id"])] = r
     return list(latest.values())
+
+
+def check_kind(kind) -> str:
+    """``kind`` when it is a test kind, else LpcnetError."""
+    if kind not in KINDS:
+        raise LpcnetError(f"unknown kind {kind!r}: expected {' or '.join(KINDS)}")
+    return kind
 
 
 def mos_scores(records: list[dict]) -> dict[str, list[float]]:
@@ -119,7 +131,15 @@ def mean_ci(values, confidence: float = 0.95, bootstrap: int = 0, seed: int = 0)
 
 
 def summarize(scores: dict[str, list[float]], order=None, bootstrap: int = 0) -> list[dict]:
-    """``{condition: ratings}`` -> rows ``{condition, n, mean, std, ci_low, ci_high}``."""
+    """``{condition: ratings}`` -> rows ``{condition, n, mean, std, ci_low, ci_high}``.
+
+    ``order`` (condition names) sets the rows' order; it must name every rated condition.
+    A condition of ``order`` nobody rated yet has no row.
+    """
+    left_out = [c for c in scores if order is not None and c not in order]
+    if left_out:
+        raise LpcnetError(f"rated condition(s) {', '.join(left_out)} missing from the order "
+                          f"{list(order)}")
     rows = []
     for c in (order or list(scores)):
         if c not in scores:
@@ -153,6 +173,12 @@ def summarize_results(test_dir, kind: str, order=None, bootstrap: int = 0) -> Re
     post-screening, or when simulated and real listeners share the folder.
     """
     records = load_results(test_dir, kind)
+    if order is not None and records:
+        keys = ConditionKeys.open(test_dir)
+        unknown = [c for c in order if c not in keys.by_name]
+        if unknown:
+            raise LpcnetError(f"unknown condition(s) {', '.join(map(str, unknown))} in the order "
+                              f"(expected names of {keys.path}: {', '.join(keys.by_name)})")
     if not records:
         raise LpcnetError(f"{Path(test_dir) / SESSIONS}: no {kind.upper()} ratings yet")
     flags = {bool(r.get("simulated")) for r in records}
@@ -192,12 +218,14 @@ def screening_report(res: Results) -> str:
 
 
 def format_summary(rows: list[dict], title: str = "") -> str:
-    """Plain-text table of :func:`summarize` rows (mean and 95 % CI)."""
+    """Plain-text table of :func:`summarize` rows (mean and 95 % CI; ``no CI (n=1)`` for a
+    single rating, which has no interval)."""
     lines = [title] if title else []
     lines.append(f"{'condition':24s} {'n':>4s} {'mean':>7s} {'95% CI':>17s}")
     for r in rows:
-        lines.append(f"{r['condition']:24s} {r['n']:4d} {r['mean']:7.2f} "
-                     f"[{r['ci_low']:6.2f}, {r['ci_high']:6.2f}]")
+        ci = (f"[{r['ci_low']:6.2f}, {r['ci_high']:6.2f}]" if np.isfinite([r["ci_low"], r["ci_high"]]).all()
+              else f"{NO_CI:>16s}")
+        lines.append(f"{r['condition']:24s} {r['n']:4d} {r['mean']:7.2f} {ci}")
     return "\n".join(lines)
 
 
@@ -209,7 +237,10 @@ def format_results(res: Results) -> str:
 
 
 def plot_summary(rows: list[dict], kind: str = "mos", title: str | None = None):
-    """Mean per condition with 95 % CI error bars -> matplotlib Figure."""
+    """Mean per condition with 95 % CI error bars -> matplotlib Figure.
+
+    A condition with a single rating has no interval: no error bar, labelled ``no CI (n=1)``.
+    """
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(max(4.5, 1.2 * len(rows) + 1.5), 3.4), layout="constrained")
@@ -218,7 +249,10 @@ def plot_summary(rows: list[dict], kind: str = "mos", title: str | None = None):
     means = np.array([r["mean"] for r in rows])
     err = np.array([[r["mean"] - r["ci_low"] for r in rows], [r["ci_high"] - r["mean"] for r in rows]])
     ax.bar(x, means, color="#9ab7d3", edgecolor="#3b5b7a")
-    ax.errorbar(x, means, yerr=np.nan_to_num(err), fmt="none", ecolor="k", capsize=4)
+    has_ci = np.isfinite(err).all(axis=0)
+    ax.errorbar(x[has_ci], means[has_ci], yerr=err[:, has_ci], fmt="none", ecolor="k", capsize=4)
+    for i in np.flatnonzero(~has_ci):
+        ax.text(x[i], means[i], NO_CI, ha="center", va="bottom", fontsize=8, color="#c0392b")
     ax.set_xticks(x, [r["condition"] for r in rows], rotation=20, ha="right")
     if kind == "mos":
         ax.set(ylim=(1, 5), ylabel="MOS (ACR 1-5)")

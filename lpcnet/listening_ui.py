@@ -94,8 +94,8 @@ class ListeningUI:
         if s.finished:
             self.stimuli.children = ()
             self.next_button.disabled = True
-            self.show_results()
             self.update_status(notice)
+            self.show_results()
             return
         self.results.children = ()
         self.next_button.disabled = False
@@ -144,12 +144,17 @@ class ListeningUI:
         return slider
 
     def show_results(self) -> None:
-        """Results page: summary table and CI plot of every listener's file so far."""
+        """Results page: summary table and CI plot of every listener's file so far.
+
+        When they cannot be summarised (e.g. a bad record in some listener's file), the
+        one-line reason is shown on the page and in the status line.
+        """
         s = self.session
         try:
             res = summarize_results(s.test_dir, s.kind, s.plan.conditions)
         except LpcnetError as exc:
-            self.results.children = (widgets.Label(str(exc)),)
+            self.results.children = (widgets.Label(str(exc)).add_class("lpcnet-results-error"),)
+            self.status.value = f"{self.status.value} Results not shown: {exc}".strip()
             return
         table = html.escape(format_results(res))
         self.results.children = (

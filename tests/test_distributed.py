@@ -509,3 +509,19 @@ def test_launcher_refuses_impossible_numbers_at_parse_time(flags, capsys):
 def test_launch_timeout_must_be_positive(tmp_path):
     with pytest.raises(LpcnetError, match="timeout must be"):
         L.launch(1, ["--epochs", "1"], timeout=-5, out=open(tmp_path / "o", "w"))
+
+
+@pytest.mark.parametrize("value", [0, -3, 1.5, float("nan"), "2", "abc", True])
+def test_launcher_api_refuses_bad_process_and_thread_counts(value, slice_training_pair, tmp_path):
+    args = _args(slice_training_pair, tmp_path / "m")
+    with pytest.raises(LpcnetError, match=r"^np \(number of processes\): expected a whole number >= 1"):
+        L.train_command(value, args)
+    with pytest.raises(LpcnetError, match=r"^np \(number of processes\): expected a whole number >= 1"):
+        D.launch(value, args, timeout=60)
+    with pytest.raises(LpcnetError, match=r"^threads \(intra-op threads per rank\): expected a whole number >= 1"):
+        L.rank_environment(2, value, cores=2)
+    with pytest.raises(LpcnetError, match=r"^threads .*: expected a whole number >= 1") as exc:
+        D.launch(1, args, threads=value, timeout=60)     # refused before any rank starts
+    assert "\n" not in str(exc.value) and not (tmp_path / "m").exists()
+    assert L.rank_environment(2, None, cores=2)["TF_NUM_INTRAOP_THREADS"] == "1"
+    assert L.rank_environment(2, np.int64(3), cores=8)["TF_NUM_INTRAOP_THREADS"] == "3"

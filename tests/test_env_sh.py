@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("var,value", [("LPCNET_NUM_THREADS", "abc"), ("NP", "0"),
-                                       ("TF_NUM_INTEROP_THREADS", "-1"), ("OMP_NUM_THREADS", "2.5")])
+                                       ("TF_NUM_INTEROP_THREADS", "-1"), ("OMP_NUM_THREADS", "2.5"),
+                                       ("LPCNET_THREADS_PER_RANK", "abc")])
 def test_env_sh_refuses_a_count_that_is_not_a_whole_number(var, value):
     r = subprocess.run(["bash", "-c", f"set -e; source {ROOT}/env.sh; echo reached"],
                        env={**os.environ, var: value}, capture_output=True, text=True)

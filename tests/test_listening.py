@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -448,3 +449,157 @@ def test_mushra_page_needs_every_sample_played_and_every_slider_moved(plan, tmp_
     ui.back_button.click()
     assert [s.value for s in ui.sliders.values()] == [100 if n == "reference" else 40 for n in names]
     assert ui.status.value == "Every sample rated: press Next to save."
+
+
+# --- hostile input: one-line refusals ----------------------------------------------------------
+def _session_lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _rewrite(path, records) -> None:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+
+
+def _simulated_folder(plan, folder, kind, *listeners):
+    for i, who in enumerate(listeners):
+        L.simulate_listener(L.ListeningSession(plan, kind, who, folder, seed=3), seed=i)
+    return folder
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r.update(rating=float("nan")), r"'rating' is nan, expected an integer 1\.\.5"),
+    (lambda r: r.update(rating=42), r"'rating' is 42, expected an integer 1\.\.5"),
+    (lambda r: r.update(rating="good"), r"'rating' is 'good'"),
+    (lambda r: r.update(rating=None), r"'rating' is None"),
+    (lambda r: r.pop("rating"), r"has no 'rating'"),
+    (lambda r: r.pop("listener"), r"has no 'listener'"),
+    (lambda r: r.pop("condition"), r"'condition' is None"),
+    (lambda r: r.update(listener="b"), r"'listener' is 'b', expected 'a'"),
+    (lambda r: r.update(listener="../x"), r"'listener' is '\.\./x', expected 'a'"),
+    (lambda r: r.update(kind="mushra"), r"'kind' is 'mushra', expected 'mos'"),
+])
+def test_bad_mos_records_are_refused_naming_file_and_line(plan, tmp_path, change, message):
+    folder = _simulated_folder(plan, tmp_path, "mos", "a", "b")
+    path = tmp_path / "sessions" / "mos_a.jsonl"
+    records = _session_lines(path)
+    change(records[0])
+    _rewrite(path, records)
+    with pytest.raises(LpcnetError, match=f"^{re.escape(str(path))}: line 1: record {message}") as exc:
+        R.summarize_results(folder, "mos", plan.conditions)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(LpcnetError, match=message):     # resuming the session refuses it too
+        L.ListeningSession(plan, "mos", "a", folder, seed=3)
+
+
+def test_bad_session_files_are_refused_in_one_line(plan, tmp_path):
+    folder = _simulated_folder(plan, tmp_path, "mos", "a")
+    sessions = tmp_path / "sessions"
+    good = (sessions / "mos_a.jsonl").read_text()
+    cases = {"[1, 2, 3]\n": "line 1: record expected a JSON object",
+             b"\xff\xfe\x00garbage": "not UTF-8 text"}
+    for content, message in cases.items():
+        (sessions / "mos_a.jsonl").write_bytes(content if isinstance(content, bytes) else content.encode())
+        with pytest.raises(LpcnetError, match=message):
+            R.summarize_results(folder, "mos")
+    (sessions / "mos_a.jsonl").write_text(good)
+    (sessions / "mos_a_copy.jsonl").write_text(good)      # a copied file: its name disagrees
+    with pytest.raises(LpcnetError, match="mos_a_copy.jsonl: line 1: record 'listener' is 'a', expected 'a_copy'"):
+        R.summarize_results(folder, "mos")
+    (sessions / "mos_a_copy.jsonl").unlink()
+    (sessions / "mos_z.jsonl").mkdir()
+    with pytest.raises(LpcnetError, match="mos_z.jsonl: is a folder"):
+        R.summarize_results(folder, "mos")
+    (sessions / "mos_z.jsonl").rmdir()
+    (tmp_path / "conditions.json").rename(tmp_path / "keys.bak")
+    (tmp_path / "conditions.json").mkdir()
+    with pytest.raises(LpcnetError, match="conditions.json: is a folder"):
+        R.summarize_results(folder, "mos")
+
+
+@pytest.mark.parametrize("score, message", [(150, "expected numbers 0..100"),
+                                            (float("nan"), "expected numbers 0..100"),
+                                            (None, "expected numbers 0..100")])
+def test_bad_mushra_scores_are_refused_not_averaged_or_screened(plan, tmp_path, score, message):
+    folder = _simulated_folder(plan, tmp_path, "mushra", "a", "b")
+    path = tmp_path / "sessions" / "mushra_a.jsonl"
+    records = _session_lines(path)
+    for r in records:
+        r["ratings"] = {k: score for k in r["ratings"]}
+    _rewrite(path, records)
+    with pytest.raises(LpcnetError, match=f"{path}: line 1: record 'ratings' holds .*{message}"):
+        R.summarize_results(folder, "mushra", plan.conditions)
+
+
+def test_mushra_record_without_the_reference_score_is_refused(plan, tmp_path):
+    folder = _simulated_folder(plan, tmp_path, "mushra", "a")
+    path = tmp_path / "sessions" / "mushra_a.jsonl"
+    ref = json.loads((tmp_path / "conditions.json").read_text())["keys"]["reference"]
+    records = _session_lines(path)
+    records[0]["ratings"].pop(ref)
+    _rewrite(path, records)
+    with pytest.raises(LpcnetError, match=r"line 1: record 'ratings' is .*expected one score per slot"):
+        R.summarize_results(folder, "mushra")
+    records[0]["slots"].remove(ref)       # consistent, but the hidden reference is gone
+    _rewrite(path, records)
+    with pytest.raises(LpcnetError, match="line 1: MUSHRA record has no score of the hidden 'reference'"):
+        R.summarize_results(folder, "mushra")
+
+
+def test_order_and_kind_are_checked(plan, tmp_path):
+    folder = _simulated_folder(plan, tmp_path, "mos", "a")
+    with pytest.raises(LpcnetError, match="unknown condition.*lpcnet_typo in the order"):
+        R.summarize_results(folder, "mos", ["reference", "lpcnet_typo"])
+    with pytest.raises(LpcnetError, match="rated condition.*anchor_lp3500.*missing from the order"):
+        R.summarize_results(folder, "mos", ["reference"])
+    for kind in ("MOS", "abx"):
+        with pytest.raises(LpcnetError, match=f"unknown kind '{kind}': expected mos or mushra"):
+            R.summarize_results(folder, kind)
+
+
+def test_a_single_rating_per_condition_says_no_ci_in_table_and_plot(speech, tmp_path):
+    one = L.build_plan({"arctic_a0009": speech["arctic_a0009"]})
+    take = L.ListeningSession(one, "mos", "solo", tmp_path)
+    while not take.finished:
+        take_trial(take, 4)
+    res = R.summarize_results(tmp_path, "mos", one.conditions)
+    text = R.format_results(res)
+    assert "nan" not in text and text.count("no CI (n=1)") == len(one.conditions)
+    ax = R.plot_results(res).axes[0]
+    assert [t.get_text() for t in ax.texts] == ["no CI (n=1)"] * len(one.conditions)
+    assert not any(len(c.get_segments()) for c in ax.collections)      # no error bar drawn
+
+
+def test_plan_session_and_folder_arguments_are_checked(speech, plan, tmp_path, monkeypatch):
+    x = speech["arctic_a0007"]
+    with pytest.raises(LpcnetError, match="level_db: expected a finite level"):
+        L.build_plan({"u": x}, level_db=float("nan"))
+    with pytest.raises(LpcnetError, match="u/reference: audio of 1 sample.*too short"):
+        L.build_plan({"u": x[:1]})
+    with pytest.raises(LpcnetError, match="u/reference: integer audio must be int16"):
+        L.build_plan({"u": np.arange(1, 3, dtype=np.int64) * 10**9})
+    monkeypatch.setenv("LPCNET_LISTENING_DIR", str(tmp_path))
+    assert L.default_test_dir("epoch20") == tmp_path / "epoch20"
+    for name in ("../../x", "/etc", "..", "a/b", ""):
+        with pytest.raises(LpcnetError, match="expected one folder name"):
+            L.default_test_dir(name)
+    from lpcnet import listening_ui as ui_mod
+    for seed in (-1, "abc", 1.5):
+        with pytest.raises(LpcnetError, match="seed: expected a whole number >= 0"):
+            ui_mod.listening_page(plan, "mos", "a", tmp_path, seed=seed)
+
+
+def test_results_page_shows_a_bad_record_in_the_status_line(speech, tmp_path):
+    from lpcnet import listening_ui as ui_mod
+    one = L.build_plan({"arctic_a0009": speech["arctic_a0009"]})
+    _simulated_folder(one, tmp_path, "mos", "other")
+    path = tmp_path / "sessions" / "mos_other.jsonl"
+    records = _session_lines(path)
+    records[0]["rating"] = "good"
+    _rewrite(path, records)
+    ui = ui_mod.listening_page(one, "mos", "me", tmp_path, seed=3)
+    while not ui.session.finished:
+        ui.play_buttons["Sample"].click()
+        ui.radio.value = 3
+        ui.next_button.click()
+    assert ui.status.value.startswith("Saved to mos_me.jsonl. All 3 trials answered and saved. "
+                                      f"Results not shown: {path}: line 1: record 'rating' is 'good'")
