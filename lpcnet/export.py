@@ -411,10 +411,15 @@ def blob_from_weights(weights: dict, cfg, int8: bool = False) -> WeightBlob:
 
 def export_checkpoint(checkpoint, output, int8: bool = False, h5=None) -> WeightBlob:
     """Read a checkpoint (.keras or seed .h5) and write the weight blob atomically; with ``h5``
-    also its weights as a seed-style .h5 (to share, finetune or quantise from; docs/training.md)."""
+    also its weights as a seed-style .h5 (to share, finetune or quantise from; docs/training.md).
+    ``h5`` must end in ``.h5``: a path of another kind (features, a blob, a checkpoint) is
+    refused before any work rather than replaced."""
     from lpcnet.formats import check_outputs
     from lpcnet.model import config_from_weights, read_checkpoint_weights, write_seed_h5
 
+    if h5 is not None and not str(h5).lower().endswith(".h5"):
+        raise LpcnetError(f"--h5 {h5}: expected the path of a seed-style weights file ending in .h5; "
+                          f"refusing to write another kind of file")
     outputs = {f"output {output}": output} | ({f"--h5 {h5}": h5} if h5 is not None else {})
     check_outputs({f"checkpoint {checkpoint}": checkpoint}, outputs)
     check_checkpoint_kind(checkpoint)                     # a blob, a zeroed or text file: one line
@@ -433,7 +438,8 @@ def add_arguments(p) -> None:
     p.add_argument("--int8", action="store_true",
                    help="also store int8 copies of the GRU block matrices (for --int8 synthesis)")
     p.add_argument("--h5", metavar="PATH",
-                   help="also write the weights as a seed-style .h5 (what --finetune/--quantize take)")
+                   help="also write the weights as a seed-style .h5 (what --finetune/--quantize take); "
+                        "PATH must end in .h5")
 
 
 def run(args) -> int:

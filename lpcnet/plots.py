@@ -142,6 +142,15 @@ def lpc_envelopes(lpcs: dict, n_fft: int = 2 * FRAME_SIZE) -> Figure:
     return fig
 
 
+def _numeric(values) -> bool:
+    """True for a list or array of numbers (what a Keras history holds per key)."""
+    try:
+        np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def variant_losses(standard: dict, end2end: dict) -> Figure:
     """Per-epoch training curves of the standard and the end-to-end model, side by side.
 
@@ -157,12 +166,22 @@ def variant_losses(standard: dict, end2end: dict) -> Figure:
     Raises:
         LpcnetError: histories of the wrong variants (or swapped).
     """
+    for which, h in (("first", standard), ("second", end2end)):
+        if not isinstance(h, dict):
+            raise LpcnetError(f"variant_losses: the {which} history is {type(h).__name__}; expected a "
+                              f"Keras history dict (train(...)['history'])")
     if "cross_entropy" in standard or "loss" not in standard:
         raise LpcnetError("variant_losses: the first history is not a standard model's "
                           "(expected 'loss' and no 'cross_entropy')")
     if not {"loss", "cross_entropy"} <= set(end2end):
         raise LpcnetError("variant_losses: the second history is not an end-to-end model's "
                           "(expected 'loss' and 'cross_entropy')")
+    for which, h, keys in (("first", standard, ("loss",)), ("second", end2end, ("loss", "cross_entropy"))):
+        for k in keys:
+            v = np.asarray(h[k], dtype=np.float64).ravel() if _numeric(h[k]) else None
+            if v is None or not np.isfinite(v).any():
+                raise LpcnetError(f"variant_losses: the {which} history's {k!r} has no finite value "
+                                  f"(expected one loss per epoch)")
     fig = Figure(figsize=(11, 3), layout="constrained")
     own, same = fig.subplots(1, 2)
     for ax, e2e_key, e2e_label, title in (

@@ -461,18 +461,29 @@ def plot_over_epochs(history: dict, metrics=None):
     """
     from matplotlib.figure import Figure
 
-    if not history:
-        raise LpcnetError("no epochs to plot")
+    if not history or not isinstance(history, dict):
+        raise LpcnetError("plot_over_epochs: no epochs to plot (expected {epoch: {metric: value}})")
+    bad = [e for e in history if isinstance(e, bool) or not isinstance(e, (int, float))]
+    if bad:
+        raise LpcnetError(f"plot_over_epochs: epoch keys {bad[:3]!r} are not numbers "
+                          f"(expected {{epoch: {{metric: value}}}} with numeric epochs)")
     epochs = sorted(history)
-    metrics = [m for m in (metrics or METRICS) if any(m in history[e] for e in epochs)]
+    if not all(isinstance(history[e], dict) for e in epochs):
+        raise LpcnetError("plot_over_epochs: expected {epoch: {metric: value}}, with a dict per epoch")
+
+    def finite(v):
+        return isinstance(v, (int, float)) and math.isfinite(v)
+
+    metrics = [m for m in (metrics or METRICS) if m in METRICS
+               and any(finite(history[e].get(m)) for e in epochs)]
     if not metrics:
-        raise LpcnetError("none of the known metrics is in the history")
+        raise LpcnetError("plot_over_epochs: none of the known metrics has a finite value in the history")
     cols = min(3, len(metrics))
     rows = math.ceil(len(metrics) / cols)
     fig = Figure(figsize=(4 * cols, 2.6 * rows), layout="constrained")
     for i, m in enumerate(metrics):
         ax = fig.add_subplot(rows, cols, i + 1)
-        xs = [e for e in epochs if m in history[e]]
+        xs = [e for e in epochs if finite(history[e].get(m))]
         ax.plot(xs, [history[e][m] for e in xs], "o-")
         ax.set(xlabel="epoch", title=f"{m} ({'higher' if METRICS[m] else 'lower'} is better)")
         ax.grid(alpha=0.3)

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from lpcnet.errors import LpcnetError
-from lpcnet.formats import SAMPLE_RATE, atomic_output
+from lpcnet.formats import SAMPLE_RATE, atomic_output, check_outputs, read_text
 
 EVAL_DIR = "eval"
 ROWS_JSONL = "quality.jsonl"
@@ -132,8 +132,18 @@ def _finite_mean(values) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
+def _check_rows(rows, keys, user: str) -> None:
+    """Refuse (one line) rows that are not quality rows with ``keys`` (e.g. a JSONL of something else)."""
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict) or not all(k in r for k in keys):
+            have = sorted(r)[:8] if isinstance(r, dict) else type(r).__name__
+            raise LpcnetError(f"{user}: row {i + 1} is not a quality row (expected the keys "
+                              f"{', '.join(keys)} of lpcnet.train_eval rows; has {have})")
+
+
 def summarize(rows: list[dict]) -> dict:
     """Rows of one evaluation -> ``{"all": {metric: mean}, group: {metric: mean}, ...}``."""
+    _check_rows(rows, ("group",), "summarize")
     out = {}
     for name, mine in [("all", rows)] + [(g, [r for r in rows if r["group"] == g])
                                          for g in dict.fromkeys(r["group"] for r in rows)]:
@@ -146,7 +156,8 @@ def append_rows(eval_dir, rows: list[dict]) -> None:
     eval_dir = Path(eval_dir)
     eval_dir.mkdir(parents=True, exist_ok=True)
     jsonl = eval_dir / ROWS_JSONL
-    old = jsonl.read_text() if jsonl.is_file() else ""
+    # the rows already there, re-serialised (a cut last line, see load_rows, is dropped)
+    old = "".join(json.dumps(r) + "\n" for r in load_rows(jsonl)) if jsonl.is_file() else ""
     with atomic_output(jsonl, "w") as f:
         f.write(old + "".join(json.dumps(r) + "\n" for r in rows))
     all_rows = load_rows(eval_dir)
@@ -158,16 +169,41 @@ def append_rows(eval_dir, rows: list[dict]) -> None:
 
 
 def load_rows(path) -> list[dict]:
-    """Rows of ``quality.jsonl`` (``path``: the file, its eval folder, or the model_dir)."""
+    """Rows of ``quality.jsonl`` (``path``: the file, its eval folder, or the model_dir).
+
+    A file that is not UTF-8 JSON lines of quality rows (objects with ``step`` and ``group``)
+    is refused in one line naming the file and line. One exception (docs/training.md,
+    Quality): a last line without its newline that does not parse, i.e. a copy taken while a
+    writer was cut off, is skipped with a warning on stderr.
+    """
+    import sys
+
     p = Path(path)
     for cand in (p, p / ROWS_JSONL, p / EVAL_DIR / ROWS_JSONL):
         if cand.is_file():
-            return [json.loads(line) for line in cand.read_text().splitlines() if line.strip()]
+            text = read_text(cand, str(cand), f"{ROWS_JSONL} rows of a training run (JSON lines)")
+            lines = text.splitlines()
+            rows = []
+            for i, line in enumerate(lines):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    if i == len(lines) - 1 and not text.endswith("\n"):
+                        print(f"warning: {cand}: skipped its cut-off last line {i + 1} ({exc.msg})",
+                              file=sys.stderr)
+                        continue
+                    raise LpcnetError(f"{cand}: line {i + 1} is not JSON ({exc.msg}); expected "
+                                      f"{ROWS_JSONL} rows of a training run") from None
+            _check_rows(rows, ("step", "group"), str(cand))
+            return rows
     raise LpcnetError(f"{path}: no {ROWS_JSONL} (expected a training run evaluated with --eval-audio)")
 
 
 def history(rows: list[dict], group: str = "all") -> list[dict]:
     """Per-evaluation means: ``[{"step", "sequences", metric: mean, ...}]`` sorted by step."""
+    _check_rows(rows, ("step", "sequences", "group"), "history")
     out = []
     for step in sorted({r["step"] for r in rows}):
         mine = [r for r in rows if r["step"] == step]
@@ -185,7 +221,13 @@ def trend(rows: list[dict], metric: str, target: float, since_step: int, group: 
     last evaluation, "sequences_to_target": sequences where the line reaches ``target`` (None when
     it heads away from it, the last evaluation's sequences when already there), "points": n}``.
     """
+    if not np.isfinite(target):
+        raise LpcnetError(f"trend: target {target!r}; expected a finite {metric} value")
     h = [p for p in history(rows, group) if p["step"] >= since_step and metric in p]
+    if any(not (p["sequences"] > 0) for p in h):
+        raise LpcnetError(f"trend: evaluations with sequences <= 0 since step {since_step} "
+                          f"(steps {[p['step'] for p in h if not p['sequences'] > 0][:5]}); the line "
+                          f"is fitted against log2(sequences), pass a later since_step")
     if len(h) < 3:
         raise LpcnetError(f"{metric}: {len(h)} evaluations since step {since_step}, need at least 3")
     x = np.log2([p["sequences"] for p in h])
@@ -342,6 +384,13 @@ class QualityTracker:
 
 
 # --- after the fact: score saved checkpoints --------------------------------------------------
+def checkpoint_epoch(path) -> int | None:
+    """Epoch of a ``<prefix>_<grua>_<epoch>.keras`` checkpoint; None for another name
+    (e.g. ``lpcnet_16_best.keras``)."""
+    last = Path(path).stem.rsplit("_", 1)[-1]
+    return int(last) if last.isdigit() else None
+
+
 def score_checkpoints(checkpoints, files, model_dir, *, steps_per_epoch: int, global_batch: int,
                       use_dnsmos: bool = True, progress: bool = True) -> list[dict]:
     """Score saved checkpoints (``<prefix>_<grua>_<epoch>.keras``) not yet in ``quality.jsonl``.
@@ -361,7 +410,9 @@ def score_checkpoints(checkpoints, files, model_dir, *, steps_per_epoch: int, gl
         seen = set()
     new = []
     for ckpt in tqdm(list(checkpoints), desc="score checkpoints", unit="ckpt", disable=not progress):
-        epoch = int(Path(ckpt).stem.rsplit("_", 1)[1])
+        epoch = checkpoint_epoch(ckpt)
+        if epoch is None:
+            raise LpcnetError(f"{ckpt}: expected a checkpoint named <prefix>_<grua>_<epoch>.keras")
         step = epoch * steps_per_epoch
         if step in seen:
             continue
@@ -424,6 +475,19 @@ def paired_differences(rows: list[dict], base: str, other: str, metrics=TRACKED)
     return out
 
 
+def _plotted_metrics(metrics, row_lists, user: str) -> list[str]:
+    """The metrics of lpcnet.quality.METRICS among ``metrics`` that some row has; refused (one
+    line) when none is, rather than an empty figure."""
+    from lpcnet.quality import METRICS
+
+    known = [m for m in metrics if m in METRICS]
+    found = [m for m in known if any(m in r for rows in row_lists for r in rows)]
+    if not found:
+        raise LpcnetError(f"{user}: none of the metrics {list(metrics)} is in the rows (expected "
+                          f"some of {', '.join(METRICS)})")
+    return found
+
+
 def plot_time_to_quality(rows: list[dict], metrics=("stoi", "pesq_wb", "gpe_pct", "dnsmos_ovrl"),
                          by_group: bool = True, reference: dict | None = None):
     """Quality against training sequences seen -> Figure, one panel per metric.
@@ -437,7 +501,7 @@ def plot_time_to_quality(rows: list[dict], metrics=("stoi", "pesq_wb", "gpe_pct"
 
     if not rows:
         raise LpcnetError("no quality rows to plot")
-    metrics = [m for m in metrics if any(m in r for r in rows)]
+    metrics = _plotted_metrics(metrics, [rows], "plot_time_to_quality")
     fig = Figure(figsize=(4.2 * len(metrics), 3.2), layout="constrained")
     groups = list(dict.fromkeys(r["group"] for r in rows)) if by_group else []
     for i, m in enumerate(metrics):
@@ -470,7 +534,7 @@ def plot_runs_quality(runs: dict, metrics=("stoi", "pesq_wb", "gpe_pct", "dnsmos
 
     if not runs or not all(runs.values()):
         raise LpcnetError("plot_runs_quality needs at least one run with quality rows")
-    metrics = [m for m in metrics if any(m in r for rows in runs.values() for r in rows)]
+    metrics = _plotted_metrics(metrics, runs.values(), "plot_runs_quality")
     fig = Figure(figsize=(4.2 * len(metrics), 3.2), layout="constrained")
     for i, m in enumerate(metrics):
         ax = fig.add_subplot(1, len(metrics), i + 1)
@@ -492,11 +556,18 @@ def loss_curve(tensorboard_dir) -> list[dict]:
     if not files:
         raise LpcnetError(f"{tensorboard_dir}: no TensorBoard event files (train with --enable_tensorboard)")
     for f in files:
-        for e in tf.compat.v1.train.summary_iterator(str(f)):
-            for v in e.summary.value:
-                if v.tag in ("batch/loss", "batch/sequences_per_s"):
-                    val = float(tf.make_ndarray(v.tensor)) if v.HasField("tensor") else v.simple_value
-                    by_step.setdefault(int(e.step), {})[v.tag.split("/")[1]] = val
+        try:
+            for e in tf.compat.v1.train.summary_iterator(str(f)):
+                for v in e.summary.value:
+                    if v.tag in ("batch/loss", "batch/sequences_per_s"):
+                        val = float(tf.make_ndarray(v.tensor)) if v.HasField("tensor") else v.simple_value
+                        by_step.setdefault(int(e.step), {})[v.tag.split("/")[1]] = val
+        except (tf.errors.DataLossError, tf.errors.OpError) as exc:
+            msg = (exc.message or type(exc).__name__).splitlines()[0]
+            raise LpcnetError(f"{f}: not a readable TensorBoard event file ({msg})") from None
+    if not any("loss" in v for v in by_step.values()):
+        raise LpcnetError(f"{tensorboard_dir}: no batch/loss scalars in its event files (expected the "
+                          f"TensorBoard folder of a run trained with --enable_tensorboard)")
     return [{"step": k, **by_step[k]} for k in sorted(by_step)]
 
 
@@ -552,6 +623,7 @@ def voice_table(rows: list[dict], reference_dnsmos: dict | None = None, unseen_g
     """
     if not rows:
         raise LpcnetError("voice_table: no scored rows")
+    _check_rows(rows, ("group", "utterance"), "voice_table")
     steps = sorted({r.get("step") for r in rows}, key=str)
     if len(steps) > 1:
         raise LpcnetError(f"voice_table: rows of {len(steps)} evaluations (steps {steps[:5]}); "
@@ -629,6 +701,11 @@ def _cmd_voice_table(args) -> int:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise LpcnetError(f"--heldout/--unseen: utterance names must be unique, repeated: {dup[:5]}")
+    outputs = {f"--json {args.json}": args.json, f"--markdown {args.markdown}": args.markdown}
+    if args.audio_dir is not None:
+        outputs |= {f"--audio-dir {args.audio_dir}: {name}/{f.name}": Path(args.audio_dir) / name / f"{f.stem}.wav"
+                    for name, fs in sets.items() for f in fs}
+    check_outputs({f"blob {args.blob}": args.blob} | {f"audio {f}": f for f in files}, outputs)
     t0 = time.perf_counter()
     rows = score_voice_sets(args.blob, sets, use_dnsmos=not args.no_dnsmos, audio_dir=args.audio_dir,
                             int8=args.int8)
@@ -649,6 +726,8 @@ def _cmd_voice_table(args) -> int:
 
 def _cmd_compare_sampling(args) -> int:
     files = eval_files(args.files)
+    check_outputs({f"blob {args.blob}": args.blob} | {f"--files {f}": f for f in files},
+                  {f"--json {args.json}": args.json})
     rows = compare_sampling(args.blob, files, {"plain": {"int8": args.int8},
                                                "sharpen": {"int8": args.int8, "sharpen": True}},
                             seeds=tuple(args.seeds), use_dnsmos=not args.no_dnsmos)
@@ -664,24 +743,52 @@ def _cmd_compare_sampling(args) -> int:
 
 
 def _cmd_score(args) -> int:
+    import sys
+
     model_dir = Path(args.model_dir)
     configs = sorted(model_dir.glob("*_config.json"))
     if not configs:
         raise LpcnetError(f"{model_dir}: no *_config.json (expected a training run folder)")
-    train = json.loads(configs[0].read_text()).get("train", {})
+    expected = "the JSON config a training run writes, with train.steps_per_epoch and train.batch_size"
+    try:
+        config = json.loads(read_text(configs[0], str(configs[0]), expected))
+    except json.JSONDecodeError as exc:
+        raise LpcnetError(f"{configs[0]}: not JSON ({exc.msg} at line {exc.lineno}); expected {expected}") from None
+    train = config.get("train") if isinstance(config, dict) else None
+    try:
+        steps_per_epoch, batch = int(train["steps_per_epoch"]), int(train["batch_size"])
+    except (TypeError, KeyError, ValueError):
+        raise LpcnetError(f"{configs[0]}: no whole train.steps_per_epoch and train.batch_size; "
+                          f"expected {expected}") from None
+    if steps_per_epoch < 1 or batch < 1:
+        raise LpcnetError(f"{configs[0]}: train.steps_per_epoch {steps_per_epoch}, train.batch_size "
+                          f"{batch}; expected whole numbers >= 1")
     prefix = configs[0].name[: -len("_config.json")]
-    ckpts = sorted(model_dir.glob(f"{prefix}_*.keras"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
-    ckpts = [c for c in ckpts if int(c.stem.rsplit("_", 1)[1]) % args.every == 0]
-    rows = score_checkpoints(ckpts, eval_files(args.eval_audio), model_dir,
-                             steps_per_epoch=int(train["steps_per_epoch"]),
-                             global_batch=int(train["batch_size"]) * args.world_size,
-                             use_dnsmos=not args.no_dnsmos)
+    ckpts = []
+    for c in model_dir.glob(f"{prefix}_*.keras"):
+        if checkpoint_epoch(c) is None:          # e.g. a copy named <prefix>_<grua>_best.keras
+            print(f"note: skipped {c}: not <prefix>_<grua>_<epoch>.keras", file=sys.stderr)
+        elif checkpoint_epoch(c) % args.every == 0:
+            ckpts.append(c)
+    ckpts.sort(key=checkpoint_epoch)
+    files = eval_files(args.eval_audio)
+    eval_dir = model_dir / EVAL_DIR
+    outputs = {f"{eval_dir / ROWS_JSONL}": eval_dir / ROWS_JSONL, f"{eval_dir / ROWS_CSV}": eval_dir / ROWS_CSV}
+    for c in ckpts:                               # the synthesised speech of each checkpoint
+        step_dir = eval_dir / f"step_{checkpoint_epoch(c) * steps_per_epoch:07d}"
+        outputs |= {str(step_dir / f"{f.stem}.wav"): step_dir / f"{f.stem}.wav" for f in files}
+    check_outputs({f"--eval-audio {f}": f for f in files} | {f"checkpoint {c}": c for c in ckpts}
+                  | {f"config {configs[0]}": configs[0]}, outputs)
+    rows = score_checkpoints(ckpts, files, model_dir, steps_per_epoch=steps_per_epoch,
+                             global_batch=batch * args.world_size, use_dnsmos=not args.no_dnsmos)
     for p in history(rows):
         print(f"step {p['step']:7d}  " + "  ".join(f"{m} {p[m]:.3f}" for m in TRACKED if m in p))
     return 0
 
 
 def _cmd_loss_curve(args) -> int:
+    events = sorted(Path(args.tensorboard_dir).glob("events.out.tfevents.*"))
+    check_outputs({f"event file {f}": f for f in events}, {f"output {args.output}": args.output})
     rows = loss_curve(args.tensorboard_dir)
     with atomic_output(args.output, "w") as f:
         w = csv.DictWriter(f, fieldnames=["step", "loss", "sequences_per_s"])
@@ -697,14 +804,16 @@ def main(argv=None) -> int:
     | ``compare-sampling BLOB --files DIR... --json OUT``."""
     import argparse
 
+    from lpcnet.argtypes import nonnegative_int, positive_int
+
     ap = argparse.ArgumentParser(prog="python -m lpcnet.train_eval",
                                  description="quality and loss curves of a training run")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sc = sub.add_parser("score", help="score a run's saved checkpoints on held-out speech")
     sc.add_argument("model_dir")
     sc.add_argument("--eval-audio", nargs="+", required=True, help="held-out wavs or folders")
-    sc.add_argument("--every", type=int, default=1, help="score every N-th checkpoint (default all)")
-    sc.add_argument("--world-size", type=int, default=1, help="Horovod processes of the run")
+    sc.add_argument("--every", type=positive_int, default=1, help="score every N-th checkpoint (default all)")
+    sc.add_argument("--world-size", type=positive_int, default=1, help="Horovod processes of the run")
     sc.add_argument("--no-dnsmos", action="store_true")
     lc = sub.add_parser("loss-curve", help="the training loss per logged step, as CSV")
     lc.add_argument("tensorboard_dir")
@@ -723,7 +832,7 @@ def main(argv=None) -> int:
                         "same files and seeds: paired differences with 95 %% CIs")
     cs.add_argument("blob", help="native weight blob (lpcnet export)")
     cs.add_argument("--files", nargs="+", required=True, help="held-out wavs or folders")
-    cs.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="sampling seeds (default 0 1)")
+    cs.add_argument("--seeds", nargs="+", type=nonnegative_int, default=[0, 1], help="sampling seeds (default 0 1)")
     cs.add_argument("--json", required=True, help="rows and differences")
     cs.add_argument("--int8", action="store_true", help="int8 synthesis (blob exported with --int8)")
     cs.add_argument("--no-dnsmos", action="store_true")

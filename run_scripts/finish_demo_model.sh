@@ -15,8 +15,12 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/env.sh"
-CKPT="${1:?usage: $0 CHECKPOINT WORK_DIR [OUT_DIR]}"
-WORK="${2:?usage: $0 CHECKPOINT WORK_DIR [OUT_DIR]}"
+if [ $# -lt 2 ] || [ $# -gt 3 ] || [ -z "$1" ] || [ -z "$2" ]; then
+  echo "usage: $0 CHECKPOINT WORK_DIR [OUT_DIR]" >&2
+  exit 2
+fi
+CKPT="$1"
+WORK="$2"
 OUT="${3:-$OUTPUT_DIR/demo_model_v2/finished}"
 MAX_BYTES=10000000
 for d in heldout unseen; do

@@ -217,5 +217,25 @@ def test_export_h5_writes_the_checkpoints_weights_beside_the_blob(tiny_files, ca
     assert E.main([str(tmp / "missing.keras"), str(tmp / "m.bin"), "--h5", str(tmp / "m.h5")]) == 1
     assert "not found" in capsys.readouterr().err
     assert not (tmp / "m.h5").exists() and not (tmp / "m.bin").exists()
-    assert E.main([str(tmp / "tiny.keras"), str(tmp / "s.bin"), "--h5", str(tmp / "s.bin")]) == 1
-    assert "same file" in capsys.readouterr().err and not (tmp / "s.bin").exists()
+    assert E.main([str(tmp / "tiny.keras"), str(tmp / "s.h5"), "--h5", str(tmp / "s.h5")]) == 1
+    assert "same file" in capsys.readouterr().err and not (tmp / "s.h5").exists()
+
+
+def test_export_h5_must_end_in_h5_and_never_replaces_another_kind_of_file(tiny_files, tmp_path, capsys,
+                                                                          slice_training_pair):
+    """``--h5 X`` with X not ending in .h5 (a features .f32, a weight blob, a text file, a .keras
+    checkpoint) is refused in one line before any work: X and the blob output are untouched."""
+    tmp = tiny_files[0]
+    feats = slice_training_pair[0]
+    blob = tmp_path / "exported.bin"
+    assert E.main([str(tmp / "tiny.keras"), str(blob)]) == 0
+    text = tmp_path / "notes.txt"
+    text.write_text("keep me\n")
+    capsys.readouterr()
+    for target in (feats, blob, text, tmp / "tiny.keras", tmp_path / "new.hdf"):
+        before = target.read_bytes() if target.exists() else None
+        assert E.main([str(tmp / "tiny.keras"), str(tmp_path / "o.bin"), "--h5", str(target)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"--h5 {target}" in err[0] and "ending in .h5" in err[0], err
+        assert (target.read_bytes() if target.exists() else None) == before
+        assert not (tmp_path / "o.bin").exists()

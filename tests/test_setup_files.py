@@ -105,3 +105,92 @@ def test_notebooks_are_numbered_and_stored_without_outputs():
         src = "".join("".join(c["source"]) for c in code)
         assert "LPCNET_NB_SMALL" in src, name
         assert "\ndef " not in "\n" + src and "\nclass " not in "\n" + src, name
+
+
+def _script(name, *args, env=None):
+    import os
+
+    return subprocess.run(["bash", str(ROOT / "run_scripts" / name), *map(str, args)], capture_output=True,
+                          text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {})),
+                          timeout=300)
+
+
+def _demo_run(run):
+    """A demo-model run folder: checkpoints epoch 99 and 120 (the carried checkpoint), its config,
+    and a TensorBoard folder with the batch/loss scalars the trainer logs."""
+    import tensorflow as tf
+
+    carried = ROOT / "models" / "training_demo_v2"
+    run.mkdir(parents=True)
+    for epoch in (99, 120):
+        (run / f"demo2_256_{epoch}.keras").symlink_to(carried / "demo2_256_109.keras")
+    (run / "demo2_256_config.json").write_text((carried / "demo2_256_config.json").read_text())
+    writer = tf.summary.create_file_writer(str(run / "tensorboard"))
+    with writer.as_default():
+        for step in (1, 2, 3):
+            tf.summary.scalar("batch/loss", 5.0 - step, step=step)
+    writer.close()
+
+
+def test_carry_demo_training_carries_the_newest_epoch_and_checks_before_replacing(tmp_path):
+    """The default RUN ($OUTPUT_DIR/demo_model_v2/run: underscores in the path) with epochs 99
+    and 120: 120 is carried and the previously carried checkpoint replaced; a run without its
+    config, or without checkpoints, is refused in one line with the destination untouched."""
+    out, dest = tmp_path / "out_dir", tmp_path / "dest"
+    _demo_run(out / "demo_model_v2" / "run")
+    dest.mkdir()
+    (dest / "demo2_256_109.keras").write_bytes(b"previously carried")
+    env = {"OUTPUT_DIR": str(out), "LPCNET_CARRY_DEST": str(dest)}
+    r = _script("carry_demo_training.sh", env=env)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in dest.glob("*.keras")) == ["demo2_256_120.keras"]
+    assert (dest / "loss.csv").read_text().splitlines()[1:] == ["1,4.0,", "2,3.0,", "3,2.0,"]
+    for broken, words in (("config", "no demo2_256_config.json"), ("checkpoints", "no checkpoint")):
+        run = tmp_path / broken / "demo_model_v2" / "run"
+        _demo_run(run)
+        for p in run.glob("demo2_256_*.keras" if broken == "checkpoints" else "*_config.json"):
+            p.unlink()
+        before = sorted(p.name for p in dest.iterdir())
+        r = _script("carry_demo_training.sh", run, env=env)
+        err = r.stderr.strip().splitlines()
+        assert r.returncode == 1 and len(err) == 1 and words in err[0], r.stderr
+        assert sorted(p.name for p in dest.iterdir()) == before
+
+
+def test_demo_scripts_print_a_usage_line_for_bad_arguments(tmp_path):
+    out = tmp_path / "eval_out"
+    for args in ((), (out,), (out, "demo"), (out, "=models/demo/lpcnet_demo_256.bin"),
+                 (out, "a,b=models/demo/lpcnet_demo_256.bin"), (out, "../x=ckpt"), (out, "demo="),
+                 (out, "anchor_lp3k5=ckpt"), (out, "a=ckpt", "a=ckpt2")):
+        r = _script("eval_demo_model.sh", *args)
+        err = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(err) == 1 and err[0].startswith("usage:"), (args, r.stderr)
+        assert not out.exists()
+    for args in ((), ("ckpt.keras",)):
+        r = _script("finish_demo_model.sh", *args)
+        err = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and err == [f"usage: {ROOT / 'run_scripts' / 'finish_demo_model.sh'} "
+                                             "CHECKPOINT WORK_DIR [OUT_DIR]"], r.stderr
+
+
+def test_eval_demo_model_quotes_its_csv_and_scores_each_test_set(tmp_path):
+    """An OUT_DIR with a comma in its path: pairs.csv fields quoted, `lpcnet eval` reads it, and
+    each test set (Asterisk prompts, ARCTIC) is scored on its own; eval.json joins both."""
+    import csv
+    import json
+
+    prompts = [ln for ln in (ROOT / "models/demo/heldout_prompts.txt").read_text().splitlines() if ln]
+    asterisk = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+    if not all((asterisk / p).is_file() for p in prompts):
+        import pytest
+
+        pytest.skip("Asterisk prompts not installed")
+    out = tmp_path / "a,b" / "eval"
+    r = _script("eval_demo_model.sh", out, f"demo={ROOT / 'models/demo/lpcnet_demo_256.bin'}",
+                env={"LPCNET_EVAL_FLAGS": "--no-dnsmos"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    with open(out / "pairs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 * (len(prompts) + 2) and all(Path(r["synthesis"]).is_file() for r in rows)
+    table = {t["condition"] for t in json.loads((out / "eval.json").read_text())["table"]}
+    assert table == {f"{c}_{s}" for c in ("demo", "anchor_lp3k5", "anchor_ulaw8") for s in ("allison", "arctic")}

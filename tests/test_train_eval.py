@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from lpcnet import train_eval as TE
+from lpcnet.errors import LpcnetError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_BLOB = ROOT / "models" / "demo" / "lpcnet_demo_256.bin"
@@ -134,6 +135,24 @@ def test_train_with_eval_audio_scores_beside_training(slice_training_pair, heldo
     assert [c["step"] for c in curve] == [1, 2, 3] and all(np.isfinite(c["loss"]) for c in curve)
     assert TE.main(["loss-curve", str(tmp_path / "tensorboard"), str(tmp_path / "loss.csv")]) == 0
     assert (tmp_path / "loss.csv").read_text().startswith("step,loss,sequences_per_s")
+    # the run's own event file as the output: refused, the event file unchanged
+    tb = tmp_path / "tensorboard"
+    event = sorted(tb.glob("events.out.tfevents.*"))[0]
+    before = event.read_bytes()
+    assert TE.main(["loss-curve", str(tb), str(event)]) == 1
+    assert "refusing to overwrite an input" in capsys.readouterr().err and event.read_bytes() == before
+    # no batch/loss (the scorer's eval folder), junk, a cut-off event file: one line, loss.csv kept
+    kept = (tmp_path / "loss.csv").read_text()
+    junk, cut = tmp_path / "junk", tmp_path / "cut"
+    junk.mkdir(), cut.mkdir()
+    (junk / event.name).write_text("not an event file\n" * 10)
+    (cut / event.name).write_bytes(before[: len(before) - 7])
+    for folder, words in ((tb / "eval", "no batch/loss scalars"), (junk, "not a readable TensorBoard"),
+                          (cut, "not a readable TensorBoard")):
+        assert TE.main(["loss-curve", str(folder), str(tmp_path / "loss.csv")]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+        assert (tmp_path / "loss.csv").read_text() == kept
 
 
 def test_train_refuses_missing_eval_audio(slice_training_pair, tmp_path):
@@ -246,3 +265,117 @@ def test_trend_on_the_carried_demo_curve():
     assert g["sequences_to_target"] is None or g["sequences_to_target"] > h[-1]["sequences"]
     with pytest.raises(Exception, match="need at least 3"):
         TE.trend(rows, "stoi", 0.9, since_step=10 ** 9)
+
+
+CARRIED = ROOT / "models" / "training_demo_v2"
+
+
+def test_load_rows_refuses_bad_files_and_skips_a_cut_off_last_line(tmp_path, capsys):
+    """quality.jsonl cut mid-line (a copy of a live run): the whole rows load, a warning says
+    which line was skipped, and appending after it keeps the file valid. A bad middle line,
+    binary bytes, or rows that are not quality rows: one line naming the file."""
+    text = (CARRIED / "quality.jsonl").read_text()
+    lines = text.splitlines(keepends=True)
+    cut = tmp_path / "cut" / "quality.jsonl"
+    cut.parent.mkdir()
+    cut.write_text("".join(lines[:5]) + lines[5][:30])
+    assert len(TE.load_rows(cut)) == 5
+    assert "skipped its cut-off last line 6" in capsys.readouterr().err
+    TE.append_rows(cut.parent, [dict(json.loads(lines[5]), step=10 ** 6)])
+    assert [r["step"] for r in TE.load_rows(cut)][-1] == 10 ** 6
+    bad = tmp_path / "bad.jsonl"
+    for content, words in ((lines[0][:30] + "\n" + "".join(lines[1:3]), "line 1 is not JSON"),
+                           (b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "not UTF-8"),
+                           ('{"loss": 1.0}\n', "row 1 is not a quality row"), ("[1, 2]\n", "row 1 is not")):
+        bad.write_bytes(content if isinstance(content, bytes) else content.encode())
+        with pytest.raises(LpcnetError, match=words) as e:
+            TE.load_rows(bad)
+        assert str(bad) in str(e.value) and "\n" not in str(e.value)
+    for f in (TE.history, TE.summarize, TE.voice_table):
+        with pytest.raises(LpcnetError, match="not a quality row"):
+            f([{"utterance": "u", "stoi": 0.5}])
+
+
+def test_trend_and_plots_refuse_what_they_cannot_draw_or_fit():
+    rows = TE.load_rows(CARRIED)
+    with pytest.raises(LpcnetError, match="expected a finite stoi"):
+        TE.trend(rows, "stoi", float("nan"), since_step=10000)
+    zero = [dict(r, sequences=0) if r["step"] == min(r["step"] for r in rows) else r for r in rows]
+    with pytest.raises(LpcnetError, match="sequences <= 0"):
+        TE.trend(zero, "stoi", 0.9, since_step=0)
+    assert TE.trend(zero, "stoi", 0.9, since_step=10000)["points"] >= 3
+    for call in (lambda: TE.plot_time_to_quality(rows, metrics=("bogus",)),
+                 lambda: TE.plot_runs_quality({"a": rows}, metrics=("bogus", "loss")),
+                 lambda: TE.plot_time_to_quality([{k: v for k, v in r.items() if k not in TE.TRACKED}
+                                                  for r in rows])):
+        with pytest.raises(LpcnetError, match="none of the metrics"):
+            call()
+
+
+def _run_dir(tmp_path, config_text=None):
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = CARRIED / "demo2_256_config.json"
+    (run / cfg.name).write_text(cfg.read_text() if config_text is None else config_text)
+    return run
+
+
+@pytest.mark.parametrize("config_text, words", [
+    ('{"train": {"steps_per_epoch": 5', "not JSON"),
+    ('{"model": {}}', "no whole train.steps_per_epoch"),
+    ('{"train": {"steps_per_epoch": 0, "batch_size": 4}}', "expected whole numbers >= 1")])
+def test_score_refuses_a_bad_config_in_one_line(config_text, words, tmp_path, heldout_wav, capsys):
+    run = _run_dir(tmp_path, config_text)
+    assert TE.main(["score", str(run), "--eval-audio", str(heldout_wav), "--no-dnsmos"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "demo2_256_config.json" in err[0] and words in err[0], err
+
+
+def test_score_checks_flags_names_and_outputs_before_any_work(tmp_path, heldout_wav, capsys):
+    run = _run_dir(tmp_path)
+    (run / "demo2_256_best.keras").symlink_to(CARRIED / "demo2_256_109.keras")
+    for flag in ("--every", "--world-size"):
+        with pytest.raises(SystemExit) as e:
+            TE.main(["score", str(run), "--eval-audio", str(heldout_wav), flag, "0"])
+        assert e.value.code == 2
+    capsys.readouterr()
+    # a name that is not <prefix>_<grua>_<epoch>: skipped with a note (no checkpoint left: nothing scored)
+    assert TE.main(["score", str(run), "--eval-audio", str(heldout_wav), "--no-dnsmos"]) == 0
+    assert "skipped" in capsys.readouterr().err and not (run / "eval").exists()
+    # the eval audio is the synthesis the checkpoint's scoring would write: refused, unchanged
+    (run / "demo2_256_109.keras").symlink_to(CARRIED / "demo2_256_109.keras")
+    steps = json.loads((run / "demo2_256_config.json").read_text())["train"]["steps_per_epoch"]
+    wav = run / "eval" / f"step_{109 * steps:07d}" / heldout_wav.name
+    wav.parent.mkdir(parents=True)
+    wav.write_bytes(heldout_wav.read_bytes())
+    assert TE.main(["score", str(run), "--eval-audio", str(wav), "--no-dnsmos"]) == 1
+    assert "refusing to overwrite an input" in capsys.readouterr().err
+    assert wav.read_bytes() == heldout_wav.read_bytes() and not (run / "eval" / "quality.jsonl").exists()
+
+
+def test_epoch_and_variant_plots_refuse_what_they_cannot_draw():
+    """Curves of the carried demo-model runs (standard and end-to-end loss.csv): mixed epoch
+    key types, a missing history, NaN-only histories are one-line errors, not empty figures."""
+    from lpcnet import plots
+    from lpcnet import quality as Q
+
+    rows = TE.load_rows(CARRIED)
+    by_step = {p["step"]: {m: p[m] for m in ("stoi", "pesq_wb") if m in p} for p in TE.history(rows)[:4]}
+    assert len(Q.plot_over_epochs(by_step).axes) == 2
+    mixed = {str(k) if i % 2 else k: v for i, (k, v) in enumerate(by_step.items())}
+    nan = {k: {m: float("nan") for m in v} for k, v in by_step.items()}
+    for bad, words in ((mixed, "not numbers"), (nan, "has a finite value"), ({}, "no epochs")):
+        with pytest.raises(LpcnetError, match=words):
+            Q.plot_over_epochs(bad)
+
+    def losses(path):
+        return [float(line.split(",")[1]) for line in path.read_text().splitlines()[1:6]]
+
+    std = {"loss": losses(CARRIED / "loss.csv")}
+    e2e = {"loss": losses(CARRIED / "end2end" / "loss.csv"), "cross_entropy": losses(CARRIED / "loss.csv")}
+    assert len(plots.variant_losses(std, e2e).axes) == 2
+    for a, b, words in ((None, e2e, "first history is NoneType"), (std, None, "second history is NoneType"),
+                        ({"loss": [float("nan")] * 3}, e2e, "'loss' has no finite value"),
+                        (std, dict(e2e, cross_entropy=[]), "'cross_entropy' has no finite value")):
+        with pytest.raises(LpcnetError, match=words):
+            plots.variant_losses(a, b)

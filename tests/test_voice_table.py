@@ -123,3 +123,35 @@ def test_voice_table_cli_scores_a_real_blob(slice_dir, tmp_path, capsys):
     assert TE.main(["voice-table", str(DEMO_BLOB), "--heldout", str(held), "--unseen", str(held),
                     "--json", str(out)]) == 1
     assert "must be unique, repeated: ['arctic_a0009']" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not DEMO_BLOB.is_file(), reason="demo model not carried")
+def test_voice_table_and_compare_sampling_never_overwrite_an_input_or_another_output(slice_dir, tmp_path,
+                                                                                      capsys):
+    """--json/--markdown/--audio-dir onto the blob, an input wav, each other: refused in one line
+    before any scoring; every file unchanged."""
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(DEMO_BLOB.read_bytes())
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    wav = ev / "short.wav"
+    wav.write_bytes((slice_dir / "arctic_a0007.wav").read_bytes())
+    held = tmp_path / "w" / "heldout"
+    held.mkdir(parents=True)
+    (held / "a__x.wav").write_bytes((slice_dir / "arctic_a0009.wav").read_bytes())
+    vt = tmp_path / "vt.json"
+    vt.write_text('{"kept": true}\n')
+    before = {p: p.read_bytes() for p in (blob, wav, held / "a__x.wav", vt)}
+    for argv, words in (
+            (["voice-table", blob, "--heldout", ev, "--json", blob], "same file as the input blob"),
+            (["voice-table", blob, "--heldout", ev, "--json", wav], "same file as the input audio"),
+            (["voice-table", blob, "--heldout", held, "--audio-dir", tmp_path / "w", "--json",
+              tmp_path / "o.json"], "--audio-dir"),
+            (["voice-table", blob, "--heldout", ev, "--json", vt, "--markdown", vt], "same file as the output"),
+            (["compare-sampling", blob, "--files", ev, "--json", blob], "same file as the input blob"),
+            (["compare-sampling", blob, "--files", ev, "--json", wav], "same file as the input")):
+        assert TE.main([str(a) for a in argv] + ["--no-dnsmos"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+        assert {p: p.read_bytes() for p in before} == before
+        assert not (tmp_path / "o.json").exists()
