@@ -76,6 +76,9 @@ def heldout_speech(n_prompts: int | None = None) -> dict[str, Path]:
     """
     from lpcnet.demo import ASTERISK_EN, DEMO_MODEL_DIR, SLICE_DIR
 
+    if n_prompts is not None and (isinstance(n_prompts, bool) or not isinstance(n_prompts, int)
+                                  or n_prompts < 0):
+        raise LpcnetError(f"n_prompts must be a whole number >= 0 (or None: all), got {n_prompts!r}")
     out = {}
     for name in ("arctic_a0007", "arctic_a0009"):
         out[name] = SLICE_DIR / f"{name}.wav"
@@ -146,6 +149,10 @@ def as_audio(source, name: str = "audio") -> np.ndarray:
     x = x.astype(np.float32)
     if not np.isfinite(x).all():
         raise LpcnetError(f"{name}: audio holds NaN or Inf")
+    peak = float(np.max(np.abs(x)))
+    if peak > 1.0:
+        raise LpcnetError(f"{name}: float audio must lie in [-1, 1] (full scale), got a peak of "
+                          f"{peak:.4g} (int16-scale samples? pass them as an int16 array)")
     return x
 
 
