@@ -108,13 +108,20 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def one_line_warnings(prog: str):
+    """Within: every LpcnetWarning is shown (not only once) as ``<prog>: warning: <message>``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", LpcnetWarning)
+        warnings.showwarning = _warning_printer(prog)
+        yield
+
+
 def run_command(module_name: str, args: argparse.Namespace, prog: str) -> int:
     """Run ``module.run(args)``, turning user errors into one stderr line and exit 1;
     Ctrl-C exits 130 and SIGTERM 143, each after the command's own clean-up."""
     try:
-        with warnings.catch_warnings(), _sigterm_as_interrupt():
-            warnings.simplefilter("always", LpcnetWarning)
-            warnings.showwarning = _warning_printer(prog)
+        with one_line_warnings(prog), _sigterm_as_interrupt():
             return int(importlib.import_module(module_name).run(args) or 0)
     except LpcnetError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

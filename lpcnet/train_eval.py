@@ -28,11 +28,12 @@ import multiprocessing as mp
 import os
 import queue
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from lpcnet.errors import LpcnetError
+from lpcnet.errors import LpcnetError, LpcnetWarning
 from lpcnet.formats import SAMPLE_RATE, atomic_output, check_outputs, read_text
 
 EVAL_DIR = "eval"
@@ -174,10 +175,8 @@ def load_rows(path) -> list[dict]:
     A file that is not UTF-8 JSON lines of quality rows (objects with ``step`` and ``group``)
     is refused in one line naming the file and line. One exception (docs/training.md,
     Quality): a last line without its newline that does not parse, i.e. a copy taken while a
-    writer was cut off, is skipped with a warning on stderr.
+    writer was cut off, is skipped with a warning (LpcnetWarning).
     """
-    import sys
-
     p = Path(path)
     for cand in (p, p / ROWS_JSONL, p / EVAL_DIR / ROWS_JSONL):
         if cand.is_file():
@@ -191,8 +190,8 @@ def load_rows(path) -> list[dict]:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as exc:
                     if i == len(lines) - 1 and not text.endswith("\n"):
-                        print(f"warning: {cand}: skipped its cut-off last line {i + 1} ({exc.msg})",
-                              file=sys.stderr)
+                        warnings.warn(f"{cand}: skipped its cut-off last line {i + 1} ({exc.msg})",
+                                      LpcnetWarning, stacklevel=2)
                         continue
                     raise LpcnetError(f"{cand}: line {i + 1} is not JSON ({exc.msg}); expected "
                                       f"{ROWS_JSONL} rows of a training run") from None
@@ -743,8 +742,6 @@ def _cmd_compare_sampling(args) -> int:
 
 
 def _cmd_score(args) -> int:
-    import sys
-
     model_dir = Path(args.model_dir)
     configs = sorted(model_dir.glob("*_config.json"))
     if not configs:
@@ -767,7 +764,7 @@ def _cmd_score(args) -> int:
     ckpts = []
     for c in model_dir.glob(f"{prefix}_*.keras"):
         if checkpoint_epoch(c) is None:          # e.g. a copy named <prefix>_<grua>_best.keras
-            print(f"note: skipped {c}: not <prefix>_<grua>_<epoch>.keras", file=sys.stderr)
+            warnings.warn(f"skipped {c}: not <prefix>_<grua>_<epoch>.keras", LpcnetWarning, stacklevel=2)
         elif checkpoint_epoch(c) % args.every == 0:
             ckpts.append(c)
     ckpts.sort(key=checkpoint_epoch)
@@ -837,9 +834,12 @@ def main(argv=None) -> int:
     cs.add_argument("--int8", action="store_true", help="int8 synthesis (blob exported with --int8)")
     cs.add_argument("--no-dnsmos", action="store_true")
     args = ap.parse_args(argv)
+    from lpcnet.cli import one_line_warnings
+
     try:
-        return {"score": _cmd_score, "loss-curve": _cmd_loss_curve, "voice-table": _cmd_voice_table,
-                "compare-sampling": _cmd_compare_sampling}[args.cmd](args)
+        with one_line_warnings("python -m lpcnet.train_eval"):
+            return {"score": _cmd_score, "loss-curve": _cmd_loss_curve, "voice-table": _cmd_voice_table,
+                    "compare-sampling": _cmd_compare_sampling}[args.cmd](args)
     except LpcnetError as exc:
         print(f"error: {exc}", file=__import__("sys").stderr)
         return 1
