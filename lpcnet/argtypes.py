@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import numbers
 from typing import Callable
 
 
@@ -50,3 +51,14 @@ unit_interval = within(finite_float, lambda v: 0 <= v <= 1, "a number from 0 to 
 correlation = within(finite_float, lambda v: -1 <= v <= 1, "a correlation from -1 to 1", "correlation")
 nonnegative_int = within(whole_number, lambda v: v >= 0, "a whole number >= 0", "nonnegative_int")
 positive_int = within(whole_number, lambda v: v >= 1, "a whole number >= 1", "positive_int")
+
+
+def check_whole(value, name: str, minimum: int = 1) -> int:
+    """The same rule for a value given from Python (an API argument, not a flag's text): ``value``
+    as an int when it is a whole number >= ``minimum``, else LpcnetError in one line naming
+    ``name``; a float, a string or a bool is refused, not rounded."""
+    from lpcnet.errors import LpcnetError
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise LpcnetError(f"{name}: expected a whole number >= {minimum}, got {value!r}")
+    return int(value)

@@ -10,14 +10,13 @@ from all training: the bundled CMU ARCTIC male utterance (arctic_a0007).
 
 from __future__ import annotations
 
-import numbers
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from lpcnet.argtypes import positive_int
+from lpcnet.argtypes import check_whole, positive_int
 from lpcnet.config import gru_units, seed_value
 from lpcnet.errors import LpcnetError
 from lpcnet.formats import FRAME_SIZE, SAMPLE_RATE, read_s16
@@ -64,8 +63,7 @@ def _check_settings(out_dir, max_files, steps: int, gru_a: int, batch_size: int)
 
     for flag, value in (("--max-files", max_files if max_files is not None else 1), ("--steps", steps),
                         ("--batch-size", batch_size)):
-        if not (isinstance(value, numbers.Integral) and value >= 1):
-            raise LpcnetError(f"{flag}: expected a whole number >= 1, got {value!r}")
+        check_whole(value, flag)
     ModelConfig(gru_a=gru_a, gru_b=16)                  # the model-size rules
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():

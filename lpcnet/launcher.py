@@ -24,7 +24,7 @@ from collections import deque
 from pathlib import Path
 from typing import NamedTuple
 
-from lpcnet.argtypes import nonnegative_int, positive_float, positive_int
+from lpcnet.argtypes import check_whole, nonnegative_int, positive_float, positive_int
 from lpcnet.errors import LpcnetError
 
 #: Set by the launcher in each rank's environment: "1" pins the rank to its share of the cores
@@ -61,16 +61,6 @@ class Elastic(NamedTuple):
     network_interface: str | None = None
     cooldown: tuple | None = None
     reset_limit: int | None = None
-
-
-def check_count(value, name: str) -> int:
-    """``value`` as an int when it is a whole number >= 1 (``-np``, ``--threads``), else
-    LpcnetError in one line; a float, a string or a bool is refused, not rounded."""
-    import numbers
-
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise LpcnetError(f"{name}: expected a whole number >= 1, got {value!r}")
-    return int(value)
 
 
 def threads_per_rank(np_: int, cores: int | None = None) -> int:
@@ -180,7 +170,7 @@ def train_command(np_: int, train_args, hosts: str | None = None, hostfile: str 
     With ``elastic`` (its own ``network_interface``): ``horovodrun -np N --min-np A --max-np B --host-discovery-script S ...
     --elastic True --min-np A --max-np B``.
     """
-    np_ = check_count(np_, "np (number of processes)")
+    np_ = check_whole(np_, "np (number of processes)")
     kit_flags = ("--use_horovod",) + (("--elastic", "--min-np", "--max-np") if elastic else ())
     train = [python, "-m", "lpcnet.train", *_strip_flags(train_args, kit_flags)]
     if np_ == 1 and not hosts and not hostfile and not elastic and not network_interface:
@@ -190,8 +180,8 @@ def train_command(np_: int, train_args, hosts: str | None = None, hostfile: str 
         raise LpcnetError("horovodrun not found (Horovod is not installed in this environment)")
     cmd = [horovodrun, "-np", str(np_)]
     if elastic:
-        check_count(elastic.min_np, "min_np (elastic)")
-        check_count(elastic.max_np, "max_np (elastic)")
+        check_whole(elastic.min_np, "min_np (elastic)")
+        check_whole(elastic.max_np, "max_np (elastic)")
         if not 1 <= elastic.min_np <= np_ <= elastic.max_np:
             raise LpcnetError(f"elastic run: need 1 <= --min-np ({elastic.min_np}) <= -np ({np_}) "
                               f"<= --max-np ({elastic.max_np})")
@@ -231,9 +221,9 @@ def rank_environment(np_: int, threads: int | None = None, *, pin: bool = False,
     """
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    np_ = check_count(np_, "np (number of processes)")
+    np_ = check_whole(np_, "np (number of processes)")
     if threads is not None:
-        threads = check_count(threads, "threads (intra-op threads per rank)")
+        threads = check_whole(threads, "threads (intra-op threads per rank)")
     threads = threads or threads_per_rank(np_, cores)
     env = {"TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1",
            "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1",

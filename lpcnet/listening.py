@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lpcnet.argtypes import check_whole
 from lpcnet.errors import LpcnetError
 from lpcnet.formats import SAMPLE_RATE, atomic_output, lin2ulaw, read_text, ulaw2lin
 
@@ -76,9 +77,8 @@ def heldout_speech(n_prompts: int | None = None) -> dict[str, Path]:
     """
     from lpcnet.demo import ASTERISK_EN, DEMO_MODEL_DIR, SLICE_DIR
 
-    if n_prompts is not None and (isinstance(n_prompts, bool) or not isinstance(n_prompts, int)
-                                  or n_prompts < 0):
-        raise LpcnetError(f"n_prompts must be a whole number >= 0 (or None: all), got {n_prompts!r}")
+    if n_prompts is not None:
+        check_whole(n_prompts, "n_prompts", minimum=0)
     out = {}
     for name in ("arctic_a0007", "arctic_a0009"):
         out[name] = SLICE_DIR / f"{name}.wav"
@@ -439,9 +439,8 @@ class ListeningSession:
             raise LpcnetError(f"unknown test kind '{kind}' (expected one of {', '.join(KINDS)})")
         if not (isinstance(listener, str) and _LISTENER_RE.fullmatch(listener)):
             raise LpcnetError(f"listener id '{listener}' must be 1-64 of letters, digits, _ . -")
-        if not (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0):
-            raise LpcnetError(f"seed: expected a whole number >= 0, got {seed!r}")
-        self.plan, self.kind, self.listener, self.seed = plan, kind, listener, int(seed)
+        self.plan, self.kind, self.listener = plan, kind, listener
+        self.seed = check_whole(seed, "seed", minimum=0)
         self.test_dir = Path(test_dir)
         self.keys = ConditionKeys.open(test_dir, plan.conditions)
         self.path = session_path(test_dir, kind, listener)

@@ -26,3 +26,14 @@ def test_values_in_range_parse_and_the_rest_are_one_line_usage_errors(kind, good
         assert exit_.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "--value" in err[0] and repr(text) in err[0], err
+
+
+def test_python_values_follow_the_same_rule():
+    from lpcnet.errors import LpcnetError
+
+    assert A.check_whole(3, "n") == 3 and A.check_whole(0, "n", minimum=0) == 0
+    import numpy as np
+    assert A.check_whole(np.int64(2), "n") == 2
+    for bad in (0, -1, 1.0, "2", True, float("nan")):
+        with pytest.raises(LpcnetError, match=r"^n: expected a whole number >= 1, got "):
+            A.check_whole(bad, "n")

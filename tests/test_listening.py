@@ -580,7 +580,7 @@ def test_plan_session_and_folder_arguments_are_checked(speech, plan, tmp_path, m
     with pytest.raises(LpcnetError, match=r"u/reference: float audio must lie in \[-1, 1\].*peak of 5"):
         L.build_plan({"u": np.full(1600, 5.0, np.float32)})
     for bad in (-1, 1.5, True):
-        with pytest.raises(LpcnetError, match="n_prompts must be a whole number >= 0"):
+        with pytest.raises(LpcnetError, match="n_prompts: expected a whole number >= 0"):
             L.heldout_speech(bad)
     monkeypatch.setenv("LPCNET_LISTENING_DIR", str(tmp_path))
     assert L.default_test_dir("epoch20") == tmp_path / "epoch20"
