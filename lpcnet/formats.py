@@ -340,9 +340,11 @@ def read_text(path, name, expected: str) -> str:
     """The text of a small UTF-8 file (a BOM is dropped), refused in one line when it is not.
 
     ``name`` starts each message (e.g. ``--list L``), ``expected`` says what the file should
-    hold. Raises LpcnetError for a missing file, bytes that are not UTF-8, and NUL bytes.
+    hold. Raises LpcnetError for a missing file, a folder, bytes that are not UTF-8, and NUL bytes.
     """
     path = Path(path)
+    if path.is_dir():
+        raise LpcnetError(f"{name}: is a folder; expected {expected}")
     if not path.is_file():
         raise LpcnetError(f"{name}: file not found (expected {expected})")
     try:

@@ -248,7 +248,7 @@ class ConditionKeys:
         """Read the key file, adding ``conditions`` not in it yet (created when missing)."""
         path = Path(test_dir) / KEY_FILE
         if path.exists():
-            text = _read_text(path, "a condition key file (JSON with 'secret' and 'keys')")
+            text = read_text(path, str(path), "a condition key file (JSON with 'secret' and 'keys')")
             try:
                 data = json.loads(text)
                 secret, by_name = str(data["secret"]), dict(data["keys"])
@@ -316,13 +316,6 @@ def slot_label(i: int) -> str:
 def session_path(test_dir, kind: str, listener: str) -> Path:
     """``test_dir/sessions/<kind>_<listener>.jsonl``."""
     return Path(test_dir) / SESSIONS / f"{kind}_{listener}.jsonl"
-
-
-def _read_text(path: Path, expected: str) -> str:
-    """:func:`lpcnet.formats.read_text` of ``path``, a folder refused as such."""
-    if path.is_dir():
-        raise LpcnetError(f"{path}: is a folder; expected {expected}")
-    return read_text(path, str(path), expected)
 
 
 def session_listener(path, kind: str) -> str:
@@ -396,7 +389,7 @@ def read_numbered_records(path, kind: str) -> list[tuple[int, dict]]:
     if not path.name.startswith(f"{kind}_") or not _LISTENER_RE.fullmatch(listener):
         raise LpcnetError(f"{path}: expected a session file named {kind}_<listener>.jsonl "
                           f"(listener: 1-64 of letters, digits, _ . -)")
-    text = _read_text(path, f"a {kind.upper()} session file (JSON lines)")
+    text = read_text(path, str(path), f"a {kind.upper()} session file (JSON lines)")
     records = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():

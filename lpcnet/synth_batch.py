@@ -30,7 +30,7 @@ import numpy as np
 from lpcnet.errors import FormatError, LpcnetError
 from lpcnet.formats import (FEATURE_BYTES_PER_FRAME, FRAME_SIZE, NB_TOTAL_FEATURES,
                             RAW_PCM_SUFFIXES, SAMPLE_RATE, atomic_path, check_feature_values,
-                            read_features)
+                            read_features, read_list_file)
 
 #: Frames per block of a single stream (10 s of audio): what is held in memory at a time.
 BLOCK_FRAMES = 1000
@@ -432,8 +432,6 @@ def collect_inputs(features=(), audio=(), lists=()) -> tuple:
                 paths.append(p)
             else:
                 raise LpcnetError(f"--{kind} {p}: file not found")
-    from lpcnet.formats import read_list_file
-
     for item in lists or ():
         batch = True
         paths += read_list_file(item)

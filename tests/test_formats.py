@@ -222,3 +222,5 @@ def test_bad_list_files_are_one_line_errors(tmp_path, content, expect):
             read(lst)
     with pytest.raises(LpcnetError, match=re.escape(f"--list {tmp_path / 'no.txt'}: file not found")):
         F.read_list_file(tmp_path / "no.txt")
+    with pytest.raises(LpcnetError, match=re.escape(f"--list {tmp_path / 'sub'}: is a folder; expected a text")):
+        F.read_list_file(tmp_path / "sub")
